@@ -1,0 +1,30 @@
+# lars_hvd: `make demo` and `make test` install everything first (see .ci/install.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+NP ?= 2
+STAMP := $(VENV)/.lars_hvd-installed
+# A hang must fail, not stall: Horovod shuts a job down after this many stalled seconds.
+export HOROVOD_STALL_SHUTDOWN_TIME_SECONDS ?= 120
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py .ci/install.sh
+	VENV=$(VENV) bash .ci/install.sh
+	touch $@
+
+## The main job: LARS + Horovod on $(NP) local processes, Fashion-MNIST, global batch 4096.
+demo: install
+	$(VENV)/bin/horovodrun -np $(NP) -H localhost:$(NP) --gloo $(PY) -m lars_hvd.demo
+
+## Every test (unit, and real 2-process Gloo and MPI runs), after the linter.
+test: install lint
+	$(PY) -m pytest tests
+
+lint: install
+	$(VENV)/bin/ruff check --isolated --line-length 100 --select E,F,W,I,B,UP lars_hvd models tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Input pipelines: Fashion-MNIST (the offline default)."""

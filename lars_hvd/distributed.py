@@ -1,0 +1,172 @@
+"""Every Horovod call of lars_hvd lives here.
+
+The optimizer (``lars_hvd.optimizer``) knows nothing of distribution; this module initializes
+Horovod, sizes TensorFlow's thread pools to the cores a rank owns, pins GPUs, wraps any Keras
+optimizer in ``hvd.DistributedOptimizer`` and gives the callbacks every Horovod Keras job
+needs, in the order they must run. Run under ``horovodrun -np N`` (or ``mpirun``), or as a
+single process, where Horovod is a world of size 1.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from lars_hvd.stack import check_horovod_tensorflow, check_keras
+
+check_keras(tf.keras)
+check_horovod_tensorflow()
+
+import horovod.tensorflow as hvd_tf  # noqa: E402  (after the stack checks)
+import horovod.tensorflow.keras as hvd  # noqa: E402
+
+_CONFIGURED = False
+
+
+def init(pin_gpu: bool = True, set_threads: bool = True) -> None:
+    """Initializes Horovod, then TF's threads and device visibility for this rank.
+
+    Must run before TensorFlow creates its runtime (before the first op), because thread
+    pools and visible devices are fixed then. Calling it again is a no-op.
+    """
+    global _CONFIGURED
+    if _CONFIGURED:
+        return
+    # Horovod: initialize the communicator (MPI or Gloo, as horovodrun chose).
+    hvd.init()
+    if set_threads:
+        configure_threads(hvd.local_size())
+    if pin_gpu:
+        pin_gpu_to_local_rank(hvd.local_rank())
+    _CONFIGURED = True
+
+
+def threads_per_rank(local_size: int, cores: int | None = None) -> int:
+    """Cores this rank may use: the machine's cores split among the ranks on it (>= 1)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, int(cores or 1) // max(1, local_size))
+
+
+def configure_threads(local_size: int) -> int:
+    """Sizes TF's intra-/inter-op pools (and OpenMP's) to cores / local size.
+
+    Returns:
+      The number of threads each pool gets.
+    """
+    threads = threads_per_rank(local_size)
+    # Horovod: several ranks share this machine's cores; unbounded pools would thrash.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
+
+
+def pin_gpu_to_local_rank(local_rank: int) -> None:
+    """Makes only GPU ``local_rank`` visible to this process, with memory growth."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    # Horovod: one GPU per process, chosen by the rank's index on its node.
+    tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
+
+
+def rank() -> int:
+    return hvd.rank()
+
+
+def size() -> int:
+    return hvd.size()
+
+
+def local_rank() -> int:
+    return hvd.local_rank()
+
+
+def local_size() -> int:
+    return hvd.local_size()
+
+
+def is_rank0() -> bool:
+    """True on the one process that prints, logs and writes checkpoints."""
+    return hvd.rank() == 0
+
+
+def distributed_optimizer(
+    optimizer: tf.keras.optimizers.Optimizer,
+    *,
+    backward_passes_per_step: int = 1,
+    fp16_allreduce: bool = False,
+) -> tf.keras.optimizers.Optimizer:
+    """Wraps ``optimizer`` so that gradients are averaged over all ranks before it applies them.
+
+    Horovod rebuilds the optimizer from ``optimizer.get_config()`` (the instance passed in is
+    discarded), so everything the optimizer needs must be in its config.
+
+    Args:
+      optimizer: any Keras 2 optimizer, e.g. ``lars_hvd.LARS``.
+      backward_passes_per_step: gradient-accumulation steps: each rank sums this many
+        micro-batch gradients locally, then one allreduce and one optimizer step follow.
+        The accumulated gradient is divided by this number, so the step sees the *mean*
+        gradient of the global batch (what LARS's trust ratio must see). Note that Keras's
+        ``optimizer.iterations`` still counts every micro-batch.
+      fp16_allreduce: compress gradients to float16 for the allreduce (half the bytes).
+
+    Returns:
+      The wrapped optimizer, an instance of a subclass of ``type(optimizer)`` with the same
+      name; use it in ``model.compile`` / ``model.fit``, not with a bare ``apply_gradients``
+      (Horovod averages in ``compute_gradients``).
+    """
+    if int(backward_passes_per_step) != backward_passes_per_step or backward_passes_per_step < 1:
+        raise ValueError(
+            "backward_passes_per_step must be an integer >= 1. "
+            f"Received: backward_passes_per_step={backward_passes_per_step!r}."
+        )
+    # Horovod: float16 compression halves allreduce traffic; gradients are cast back after.
+    compression = hvd.Compression.fp16 if fp16_allreduce else hvd.Compression.none
+    # Horovod: allreduce-average gradients in compute_gradients; with accumulation, average
+    # the accumulated sum too, so one step sees the mean gradient of the whole global batch.
+    return hvd.DistributedOptimizer(
+        optimizer,
+        compression=compression,
+        backward_passes_per_step=int(backward_passes_per_step),
+        average_aggregated_gradients=True,
+    )
+
+
+def broadcast_model(model: tf.keras.Model, root_rank: int = 0) -> None:
+    """Overwrites every rank's model variables with ``root_rank``'s.
+
+    Call before the first step: Horovod's broadcast callback only runs after the first
+    batch, so the first step would otherwise average gradients taken at different weights.
+    """
+    # Horovod: every rank starts from the same weights (rank 0's).
+    hvd_tf.broadcast_variables(model.variables, root_rank=root_rank)
+
+
+def callbacks(root_rank: int = 0) -> list[tf.keras.callbacks.Callback]:
+    """The Horovod callbacks, in the order Keras must run them (before any user callback).
+
+    1. Broadcast rank 0's variables (model and optimizer slots) after the first batch, so a
+       model restored or initialized on rank 0 only is everyone's model.
+    2. Average the epoch's metrics over ranks before anything (logging, checkpoints) reads them.
+    """
+    return [
+        # Horovod: make all ranks' model and optimizer state rank 0's.
+        hvd.callbacks.BroadcastGlobalVariablesCallback(root_rank),
+        # Horovod: log metrics averaged over all ranks, not rank 0's shard alone.
+        hvd.callbacks.MetricAverageCallback(),
+    ]
+
+
+def allgather(tensor):
+    """Concatenates ``tensor`` from all ranks along axis 0 (rank order)."""
+    return hvd_tf.allgather(tensor)
+
+
+def allreduce_mean(value):
+    """The mean of ``value`` over all ranks."""
+    return hvd_tf.allreduce(value, op=hvd_tf.Average)

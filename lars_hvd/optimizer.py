@@ -1,0 +1,324 @@
+"""LARS: layer-wise adaptive rate scaling, as a Keras 2 optimizer.
+
+This module is only the algorithm, its state and its config. It knows nothing of Horovod:
+``lars_hvd.distributed`` wraps it, and Horovod rebuilds it from ``get_config()``, which is
+why every constructor argument is in the config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import tensorflow as tf
+
+from lars_hvd.stack import check_keras
+
+check_keras(tf.keras)
+
+TRUST_RATIO_MODES = ("paper", "decayed_grad")
+
+
+def trust_ratio(
+    weight_norm,
+    grad_norm,
+    *,
+    trust_coefficient: float,
+    weight_decay_rate: float = 0.0,
+    epsilon: float = 0.0,
+    mode: str = "paper",
+):
+    """The LARS local learning rate of one layer (a pure function of two norms).
+
+    ```
+    paper:         trust = eta * ||w|| / (||g|| + beta * ||w|| + epsilon)
+    decayed_grad:  trust = eta * ||w|| / (||g + beta * w|| + epsilon)
+    either norm is 0:  trust = 1
+    ```
+
+    Args:
+      weight_norm: ``||w||``, a scalar tensor.
+      grad_norm: ``||g||`` in ``"paper"`` mode, ``||g + beta * w||`` in ``"decayed_grad"`` mode.
+      trust_coefficient: eta, the paper's 0.001.
+      weight_decay_rate: beta, the coupled weight decay of this variable (0 if excluded).
+      epsilon: added to the denominator; the paper has none.
+      mode: ``"paper"`` or ``"decayed_grad"``.
+
+    Returns:
+      A scalar tensor of the dtype of ``weight_norm``; never NaN or Inf for finite inputs,
+      because a zero norm on either side gives a ratio of 1.
+    """
+    if mode == "paper":
+        denominator = grad_norm + weight_decay_rate * weight_norm + epsilon
+    elif mode == "decayed_grad":
+        denominator = grad_norm + epsilon
+    else:
+        raise ValueError(
+            f"trust_ratio_mode must be one of {TRUST_RATIO_MODES}. Received: mode={mode!r}"
+        )
+    both_positive = tf.logical_and(weight_norm > 0, grad_norm > 0)
+    # Divide by 1 where the ratio is discarded, so no Inf/NaN is ever produced, even inside
+    # a gradient of this function.
+    safe_denominator = tf.where(both_positive, denominator, tf.ones_like(denominator))
+    ratio = trust_coefficient * weight_norm / safe_denominator
+    return tf.where(both_positive, ratio, tf.ones_like(ratio))
+
+
+def _l2_norm(tensor):
+    return tf.sqrt(tf.reduce_sum(tf.square(tensor)))
+
+
+def _compile_patterns(patterns, argument: str) -> list[str]:
+    if patterns is None:
+        return []
+    if isinstance(patterns, str):
+        raise ValueError(
+            f"{argument} must be a list of regular expressions, not a string. "
+            f"Received: {argument}={patterns!r}; use [{patterns!r}]."
+        )
+    patterns = list(patterns)
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise ValueError(
+                f"{argument} must hold regular-expression strings. Received: {pattern!r} "
+                f"in {argument}={patterns!r}."
+            )
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(
+                f"{argument} holds an invalid regular expression {pattern!r}: {err}."
+            ) from err
+    return patterns
+
+
+@tf.keras.utils.register_keras_serializable(package="lars_hvd")
+class LARS(tf.keras.optimizers.Optimizer):
+    r"""SGD with momentum and layer-wise adaptive rate scaling (LARS).
+
+    For every variable ``w`` with gradient ``g``, at global learning rate ``lr`` (a float or a
+    ``LearningRateSchedule`` indexed by optimizer step), momentum ``m``, trust coefficient
+    ``eta`` and coupled weight decay ``beta`` (``weight_decay_rate``):
+
+    ```
+    d     = g + beta * w                      # beta = 0 if w is excluded from weight decay
+    trust = eta * ||w|| / (||g|| + beta * ||w|| + epsilon)   # trust_ratio_mode="paper"
+    trust = eta * ||w|| / (||d|| + epsilon)                  # trust_ratio_mode="decayed_grad"
+    trust = 1   if w is excluded from layer adaptation, or ||w|| == 0, or the gradient norm == 0
+    v     = m * v + lr * trust * d            # the learning rate lives inside the velocity
+    w     = w - v                             # nesterov: w = w - (m * v + lr * trust * d)
+    ```
+
+    ``"paper"`` is Algorithm 1 of the paper (and TF1 contrib, MLPerf's TF2 reference, apex
+    LARC's scale mode); ``"decayed_grad"`` is the form of TF Model Garden, optax and the
+    MLPerf ResNet-50 submissions. With ``beta = 0`` the two are the same.
+
+    Weight decay here is *coupled* L2 (added to the gradient before the trust ratio), as in
+    the paper, and is named ``weight_decay_rate``. The Keras base class's ``weight_decay``
+    is *decoupled* (AdamW-style) and is refused, so that the two cannot be mixed up.
+
+    Exclusions: a variable whose name (``variable.name``, e.g. ``"conv1/kernel:0"``) is
+    matched (``re.search``) by a pattern in ``exclude_from_weight_decay`` gets no decay;
+    matched by ``exclude_from_layer_adaptation`` (default: the same patterns) it gets
+    ``trust = 1``, i.e. plain momentum SGD at ``lr``. With ``exclude_low_rank=True`` (the
+    default) every variable of rank <= 1 -- biases, batch-norm gamma and beta -- is
+    excluded from both, the rule used in practice by MLPerf and NVIDIA. Note that an
+    excluded bias steps at the raw global LR, which for LARS is large (about 1-30): a
+    network without batch norm usually wants ``exclude_low_rank=False``.
+
+    Gradients arrive already averaged across workers (Horovod does that before
+    ``apply_gradients``), so the trust ratio sees the global gradient. Sparse gradients
+    (``IndexedSlices``) are densified: the ratio needs the whole gradient's norm.
+
+    Example:
+    ```python
+    model.compile(optimizer=LARS(learning_rate=10.0, weight_decay_rate=5e-4),
+                  loss="sparse_categorical_crossentropy")
+    ```
+
+    References:
+      - You, Gitman, Ginsburg, 2017. "Scaling SGD Batch Size to 32K for ImageNet Training"
+        (v2/v3: "Large Batch Training of Convolutional Networks"), arXiv:1708.03888,
+        Algorithm 1.
+    """
+
+    def __init__(
+        self,
+        learning_rate=1.0,
+        momentum: float = 0.9,
+        weight_decay_rate: float = 0.0,
+        trust_coefficient: float = 0.001,
+        epsilon: float = 0.0,
+        nesterov: bool = False,
+        trust_ratio_mode: str = "paper",
+        exclude_from_weight_decay: Sequence[str] | None = None,
+        exclude_from_layer_adaptation: Sequence[str] | None = None,
+        exclude_low_rank: bool = True,
+        name: str = "LARS",
+        **kwargs,
+    ):
+        if kwargs.get("weight_decay"):  # the base config round-trips it as None or 0
+            raise ValueError(
+                "LARS couples weight decay into the gradient before the trust ratio; pass it "
+                "as weight_decay_rate=..., not weight_decay (the Keras base class's decoupled "
+                f"decay). Received: weight_decay={kwargs['weight_decay']!r}."
+            )
+        super().__init__(name=name, **kwargs)
+        if isinstance(learning_rate, (int, float)) and not learning_rate >= 0:
+            raise ValueError(
+                f"learning_rate must be >= 0 (or a LearningRateSchedule). "
+                f"Received: learning_rate={learning_rate!r}."
+            )
+        if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+            raise ValueError(
+                f"momentum must be a float in [0, 1). Received: momentum={momentum!r}."
+            )
+        if not isinstance(weight_decay_rate, (int, float)) or not weight_decay_rate >= 0:
+            raise ValueError(
+                f"weight_decay_rate must be a float >= 0. "
+                f"Received: weight_decay_rate={weight_decay_rate!r}."
+            )
+        if not isinstance(trust_coefficient, (int, float)) or not trust_coefficient > 0:
+            raise ValueError(
+                f"trust_coefficient must be a float > 0 (the paper uses 0.001). "
+                f"Received: trust_coefficient={trust_coefficient!r}."
+            )
+        if not isinstance(epsilon, (int, float)) or not epsilon >= 0:
+            raise ValueError(f"epsilon must be a float >= 0. Received: epsilon={epsilon!r}.")
+        if trust_ratio_mode not in TRUST_RATIO_MODES:
+            raise ValueError(
+                f"trust_ratio_mode must be one of {TRUST_RATIO_MODES}. "
+                f"Received: trust_ratio_mode={trust_ratio_mode!r}."
+            )
+        if nesterov and momentum == 0:
+            raise ValueError(
+                "nesterov=True needs momentum > 0. Received: nesterov=True, momentum=0."
+            )
+        self._learning_rate = self._build_learning_rate(learning_rate)
+        self.momentum = float(momentum)
+        self.weight_decay_rate = float(weight_decay_rate)
+        self.trust_coefficient = float(trust_coefficient)
+        self.epsilon = float(epsilon)
+        self.nesterov = bool(nesterov)
+        self.trust_ratio_mode = trust_ratio_mode
+        self.exclude_from_weight_decay = _compile_patterns(
+            exclude_from_weight_decay, "exclude_from_weight_decay"
+        )
+        self.exclude_from_layer_adaptation = (
+            self.exclude_from_weight_decay
+            if exclude_from_layer_adaptation is None
+            else _compile_patterns(exclude_from_layer_adaptation, "exclude_from_layer_adaptation")
+        )
+        self.exclude_low_rank = bool(exclude_low_rank)
+
+    # -- exclusions -------------------------------------------------------------------------
+
+    def _excluded(self, variable, patterns: Iterable[str]) -> bool:
+        if self.exclude_low_rank and variable.shape.rank is not None and variable.shape.rank <= 1:
+            return True
+        return any(re.search(pattern, variable.name) for pattern in patterns)
+
+    def uses_weight_decay(self, variable) -> bool:
+        """Whether ``variable`` gets the coupled weight decay."""
+        return self.weight_decay_rate > 0 and not self._excluded(
+            variable, self.exclude_from_weight_decay
+        )
+
+    def uses_layer_adaptation(self, variable) -> bool:
+        """Whether ``variable`` gets the trust ratio (else trust = 1)."""
+        return not self._excluded(variable, self.exclude_from_layer_adaptation)
+
+    def manifest(self, var_list=None) -> list[dict]:
+        """Which variables get weight decay and layer adaptation.
+
+        Args:
+          var_list: the variables to describe; defaults to those the optimizer was built for.
+
+        Returns:
+          One dict per variable: ``name``, ``shape``, ``weight_decay``, ``layer_adaptation``.
+        """
+        if var_list is None:
+            var_list = self._built_variables()
+        return [
+            {
+                "name": variable.name,
+                "shape": tuple(variable.shape.as_list()),
+                "weight_decay": self.uses_weight_decay(variable),
+                "layer_adaptation": self.uses_layer_adaptation(variable),
+            }
+            for variable in var_list
+        ]
+
+    def _built_variables(self) -> list:
+        if not getattr(self, "_built", False):
+            raise ValueError(
+                "LARS.manifest() without var_list needs a built optimizer: call it after "
+                "the first training step or optimizer.build(model.trainable_variables)."
+            )
+        return list(self._lars_variables)
+
+    # -- state and update -------------------------------------------------------------------
+
+    def build(self, var_list):
+        """Creates one velocity slot ``v`` per variable (none when momentum is 0)."""
+        super().build(var_list)
+        if hasattr(self, "_built") and self._built:
+            return
+        self._lars_variables = list(var_list)
+        self.momentums = []
+        if self.momentum > 0:
+            for variable in var_list:
+                self.momentums.append(
+                    self.add_variable_from_reference(model_variable=variable, variable_name="v")
+                )
+        self._built = True
+
+    def update_step(self, gradient, variable):
+        """Applies one LARS step to ``variable`` (see the class docstring)."""
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        dtype = variable.dtype
+        lr = tf.cast(self.learning_rate, dtype)
+        weight_decay_rate = self.weight_decay_rate if self.uses_weight_decay(variable) else 0.0
+        direction = gradient + weight_decay_rate * variable if weight_decay_rate else gradient
+        if self.uses_layer_adaptation(variable):
+            decayed = self.trust_ratio_mode == "decayed_grad"
+            ratio = trust_ratio(
+                _l2_norm(variable),
+                _l2_norm(direction if decayed else gradient),
+                trust_coefficient=self.trust_coefficient,
+                weight_decay_rate=weight_decay_rate,
+                epsilon=self.epsilon,
+                mode=self.trust_ratio_mode,
+            )
+            step = (lr * ratio) * direction
+        else:
+            step = lr * direction
+        if self.momentum == 0:
+            variable.assign_sub(step)
+            return
+        velocity = self.momentums[self._index_dict[self._var_key(variable)]]
+        velocity.assign(self.momentum * velocity + step)
+        if self.nesterov:
+            variable.assign_sub(self.momentum * velocity + step)
+        else:
+            variable.assign_sub(velocity)
+
+    def get_config(self) -> dict:
+        """Every constructor argument: Horovod rebuilds the optimizer from this."""
+        config = super().get_config()
+        config.update(
+            {
+                "learning_rate": self._serialize_hyperparameter(self._learning_rate),
+                "momentum": self.momentum,
+                "weight_decay_rate": self.weight_decay_rate,
+                "trust_coefficient": self.trust_coefficient,
+                "epsilon": self.epsilon,
+                "nesterov": self.nesterov,
+                "trust_ratio_mode": self.trust_ratio_mode,
+                "exclude_from_weight_decay": list(self.exclude_from_weight_decay),
+                "exclude_from_layer_adaptation": list(self.exclude_from_layer_adaptation),
+                "exclude_low_rank": self.exclude_low_rank,
+            }
+        )
+        return config

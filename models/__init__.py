@@ -1,0 +1,1 @@
+"""Model definitions, installed as lars_hvd.models."""

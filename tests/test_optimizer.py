@@ -1,0 +1,199 @@
+"""LARS against the NumPy reference, the pure trust-ratio function, and input validation."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from lars_reference import excluded, lars_step, relative_error
+
+from lars_hvd.optimizer import LARS, trust_ratio
+
+STEPS = 6
+TOLERANCE = 1e-5  # float32 vs float64 reference, norm-wise relative error per variable
+
+
+def make_variables():
+    """Included, rank-excluded, regex-excluded, zero-weight and zero-gradient variables."""
+    rng = np.random.default_rng(0)
+    init = {
+        "dense/kernel": rng.normal(size=(5, 4)),
+        "dense/bias": rng.normal(size=(4,)),  # rank 1: excluded by the low-rank rule
+        "skip_me/kernel": rng.normal(size=(3, 3)),  # excluded by a regex
+        "zero/kernel": np.zeros((2, 3)),  # ||w|| = 0 -> trust = 1
+        "frozen/kernel": rng.normal(size=(2, 2)),  # gets zero gradients -> trust = 1
+    }
+    variables = [tf.Variable(value.astype(np.float32), name=name) for name, value in init.items()]
+    return variables
+
+
+def gradients_for(step: int, variables):
+    rng = np.random.default_rng(100 + step)
+    grads = []
+    for variable in variables:
+        g = rng.normal(scale=0.5, size=variable.shape).astype(np.float32)
+        if variable.name.startswith("frozen"):
+            g = np.zeros_like(g)
+        grads.append(g)
+    return grads
+
+
+CASES = [
+    dict(mode=mode, momentum=momentum, nesterov=nesterov, weight_decay_rate=wd, epsilon=eps)
+    for mode, (momentum, nesterov), wd, eps in itertools.product(
+        ["paper", "decayed_grad"], [(0.0, False), (0.9, False), (0.9, True)], [0.0, 5e-3],
+        [0.0],
+    )
+] + [dict(mode="paper", momentum=0.9, nesterov=False, weight_decay_rate=5e-3, epsilon=1e-3)]
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+def test_matches_numpy_reference(case, compiled):
+    lr, eta, patterns = 2.0, 0.01, ["skip_me"]
+    variables = make_variables()
+    optimizer = LARS(
+        learning_rate=lr,
+        momentum=case["momentum"],
+        nesterov=case["nesterov"],
+        weight_decay_rate=case["weight_decay_rate"],
+        trust_coefficient=eta,
+        epsilon=case["epsilon"],
+        trust_ratio_mode=case["mode"],
+        exclude_from_weight_decay=patterns,
+    )
+    optimizer.build(variables)
+
+    def apply(grads):
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+
+    if compiled:
+        apply = tf.function(apply, jit_compile=True)
+
+    ref_w = [v.numpy().astype(np.float64) for v in variables]
+    ref_v = [np.zeros_like(w) for w in ref_w]
+    flags = [
+        (
+            case["weight_decay_rate"] > 0 and not excluded(v.name, v.shape, patterns, True),
+            not excluded(v.name, v.shape, patterns, True),
+        )
+        for v in variables
+    ]
+    for step in range(STEPS):
+        grads = gradients_for(step, variables)
+        apply([tf.constant(g) for g in grads])
+        for i, g in enumerate(grads):
+            ref_w[i], ref_v[i] = lars_step(
+                ref_w[i], g, ref_v[i], lr,
+                momentum=case["momentum"], weight_decay_rate=case["weight_decay_rate"],
+                trust_coefficient=eta, epsilon=case["epsilon"], nesterov=case["nesterov"],
+                mode=case["mode"], decay=flags[i][0], adapt=flags[i][1],
+            )
+    assert int(optimizer.iterations.numpy()) == STEPS
+    for variable, expected in zip(variables, ref_w, strict=True):
+        assert np.all(np.isfinite(variable.numpy())), variable.name
+        assert relative_error(variable.numpy(), expected) < TOLERANCE, variable.name
+
+
+def test_reference_actually_moves_each_variable_class():
+    """Guards the comparison above: every variable changes, and adaptation matters."""
+    variables = make_variables()
+    before = [v.numpy().copy() for v in variables]
+    optimizer = LARS(learning_rate=2.0, trust_coefficient=0.01,
+                     exclude_from_weight_decay=["skip_me"])
+    optimizer.apply_gradients(zip([tf.constant(g) for g in gradients_for(0, variables)],
+                                  variables, strict=True))
+    moved = {
+        v.name: float(np.abs(v.numpy() - b).max())
+        for v, b in zip(variables, before, strict=True)
+    }
+    assert moved["frozen/kernel:0"] == 0.0  # zero gradient, no decay: no step
+    assert all(moved[name] > 0 for name in moved if not name.startswith("frozen"))
+    # The adapted kernel steps eta * lr * ||w|| in norm, far less than the raw-LR bias.
+    kernel, bias = variables[0], variables[1]
+    step_norm = np.linalg.norm(kernel.numpy() - before[0])
+    assert step_norm == pytest.approx(0.01 * 2.0 * np.linalg.norm(before[0]), rel=1e-5)
+    assert np.linalg.norm(bias.numpy() - before[1]) > 10 * step_norm
+
+
+class TestTrustRatio:
+    def test_paper_and_decayed_forms(self):
+        kw = dict(trust_coefficient=0.001, weight_decay_rate=0.5, epsilon=0.25)
+        paper = trust_ratio(tf.constant(3.0), tf.constant(2.0), mode="paper", **kw)
+        assert float(paper) == pytest.approx(0.001 * 3.0 / (2.0 + 0.5 * 3.0 + 0.25))
+        decayed = trust_ratio(tf.constant(3.0), tf.constant(2.0), mode="decayed_grad", **kw)
+        assert float(decayed) == pytest.approx(0.001 * 3.0 / (2.0 + 0.25))
+
+    @pytest.mark.parametrize("mode", ["paper", "decayed_grad"])
+    @pytest.mark.parametrize("w_norm,g_norm", [(0.0, 1.0), (1.0, 0.0), (0.0, 0.0)])
+    def test_zero_norm_gives_one_and_finite_gradients(self, mode, w_norm, g_norm):
+        w, g = tf.Variable(w_norm), tf.Variable(g_norm)
+        with tf.GradientTape() as tape:
+            ratio = trust_ratio(w, g, trust_coefficient=0.001, mode=mode)
+        assert float(ratio) == 1.0
+        for grad in tape.gradient(ratio, [w, g]):
+            assert grad is None or np.isfinite(grad.numpy())
+
+    def test_unknown_mode(self):
+        with pytest.raises(ValueError, match="Received: mode='lamb'"):
+            trust_ratio(tf.constant(1.0), tf.constant(1.0), trust_coefficient=0.1, mode="lamb")
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        "kwargs,message",
+        [
+            (dict(learning_rate=-1.0), "learning_rate=-1.0"),
+            (dict(momentum=1.0), "momentum=1.0"),
+            (dict(momentum=-0.1), "momentum=-0.1"),
+            (dict(weight_decay_rate=-1e-4), "weight_decay_rate=-0.0001"),
+            (dict(trust_coefficient=0.0), "trust_coefficient=0.0"),
+            (dict(epsilon=-1.0), "epsilon=-1.0"),
+            (dict(trust_ratio_mode="clip"), "trust_ratio_mode='clip'"),
+            (dict(momentum=0.0, nesterov=True), "nesterov=True"),
+            (dict(weight_decay=1e-4), "weight_decay_rate"),
+            (dict(exclude_from_weight_decay="bias"), "use \\['bias'\\]"),
+            (dict(exclude_from_layer_adaptation=["("]), "invalid regular expression '\\('"),
+        ],
+    )
+    def test_bad_arguments_name_the_value(self, kwargs, message):
+        with pytest.raises(ValueError, match=message):
+            LARS(**kwargs)
+
+
+def test_layer_adaptation_exclusions_default_to_weight_decay_ones():
+    optimizer = LARS(exclude_from_weight_decay=["bn"], weight_decay_rate=1e-4)
+    assert optimizer.exclude_from_layer_adaptation == ["bn"]
+    optimizer = LARS(exclude_from_weight_decay=["bn"], exclude_from_layer_adaptation=[])
+    assert optimizer.exclude_from_layer_adaptation == []
+
+
+def test_manifest_reports_decay_and_adaptation():
+    variables = make_variables()
+    optimizer = LARS(weight_decay_rate=1e-4, exclude_from_weight_decay=["skip_me"])
+    with pytest.raises(ValueError, match="after the first training step"):
+        optimizer.manifest()
+    optimizer.build(variables)
+    rows = {row["name"]: row for row in optimizer.manifest()}
+    assert rows["dense/kernel:0"]["weight_decay"] and rows["dense/kernel:0"]["layer_adaptation"]
+    assert not rows["dense/bias:0"]["weight_decay"]
+    assert not rows["dense/bias:0"]["layer_adaptation"]
+    assert not rows["skip_me/kernel:0"]["weight_decay"]
+    assert rows["dense/kernel:0"]["shape"] == (5, 4)
+    off = LARS(exclude_low_rank=False).manifest(variables)
+    assert all(row["layer_adaptation"] for row in off)
+    assert not any(row["weight_decay"] for row in off)  # weight_decay_rate is 0
+
+
+def test_momentum_zero_creates_no_slots():
+    variables = make_variables()
+    optimizer = LARS(momentum=0.0)
+    optimizer.build(variables)
+    assert optimizer.momentums == []
+def test_package_exports():
+    import lars_hvd
+    from lars_hvd.optimizer import LARS
+
+    assert lars_hvd.LARS is LARS
