@@ -15,9 +15,10 @@ $(STAMP): setup.py .ci/install.sh
 	VENV=$(VENV) bash .ci/install.sh
 	touch $@
 
-## The main job: LARS + Horovod on $(NP) local processes, Fashion-MNIST, global batch 4096.
+## The main job, `python -m lars_hvd.train` on $(NP) local processes: Fashion-MNIST, LARS,
+## global batch 4096, 6 epochs; its logs and checkpoints go to runs/<time stamp>/.
 demo: install
-	$(VENV)/bin/horovodrun -np $(NP) -H localhost:$(NP) --gloo $(PY) -m lars_hvd.demo
+	$(VENV)/bin/horovodrun -np $(NP) -H localhost:$(NP) --gloo $(PY) -m lars_hvd.train
 
 ## Every test (unit, and real 2-process Gloo and MPI runs), after the linter.
 test: install lint

@@ -28,6 +28,7 @@ setup(
     install_requires=[
         "numpy<2",
         "mpi4py",
+        "matplotlib",
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}", "tensorflow-addons==0.23.0"],

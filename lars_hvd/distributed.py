@@ -58,8 +58,14 @@ def configure_threads(local_size: int) -> int:
     threads = threads_per_rank(local_size)
     # Horovod: several ranks share this machine's cores; unbounded pools would thrash.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # TF already ran an op in this process (a notebook, a test): its pools are fixed.
+        if tf.config.threading.get_intra_op_parallelism_threads() not in (0, threads):
+            print(f"lars_hvd: TensorFlow is already initialized; its thread pools keep their "
+                  f"size instead of {threads}", flush=True)
     return threads
 
 
@@ -145,6 +151,17 @@ def broadcast_model(model: tf.keras.Model, root_rank: int = 0) -> None:
     """
     # Horovod: every rank starts from the same weights (rank 0's).
     hvd_tf.broadcast_variables(model.variables, root_rank=root_rank)
+
+
+def broadcast_variables(variables, root_rank: int = 0) -> None:
+    """Overwrites ``variables`` on every rank with ``root_rank``'s values."""
+    # Horovod: rank 0 restored a checkpoint; the others take its state.
+    hvd_tf.broadcast_variables(variables, root_rank=root_rank)
+
+
+def broadcast_object(obj, root_rank: int = 0):
+    """``root_rank``'s picklable ``obj``, on every rank."""
+    return hvd_tf.broadcast_object(obj, root_rank=root_rank)
 
 
 def callbacks(root_rank: int = 0) -> list[tf.keras.callbacks.Callback]:

@@ -126,6 +126,10 @@ class LARS(tf.keras.optimizers.Optimizer):
     excluded bias steps at the raw global LR, which for LARS is large (about 1-30): a
     network without batch norm usually wants ``exclude_low_rank=False``.
 
+    With ``record_trust_ratios=True`` the optimizer keeps the last trust ratio of every
+    adapted variable (one scalar each), read with ``trust_ratios()``: the per-layer view of
+    why LARS works, for TensorBoard.
+
     Gradients arrive already averaged across workers (Horovod does that before
     ``apply_gradients``), so the trust ratio sees the global gradient. Sparse gradients
     (``IndexedSlices``) are densified: the ratio needs the whole gradient's norm.
@@ -154,6 +158,7 @@ class LARS(tf.keras.optimizers.Optimizer):
         exclude_from_weight_decay: Sequence[str] | None = None,
         exclude_from_layer_adaptation: Sequence[str] | None = None,
         exclude_low_rank: bool = True,
+        record_trust_ratios: bool = False,
         name: str = "LARS",
         **kwargs,
     ):
@@ -210,6 +215,7 @@ class LARS(tf.keras.optimizers.Optimizer):
             else _compile_patterns(exclude_from_layer_adaptation, "exclude_from_layer_adaptation")
         )
         self.exclude_low_rank = bool(exclude_low_rank)
+        self.record_trust_ratios = bool(record_trust_ratios)
 
     # -- exclusions -------------------------------------------------------------------------
 
@@ -249,6 +255,20 @@ class LARS(tf.keras.optimizers.Optimizer):
             for variable in var_list
         ]
 
+    def trust_ratios(self) -> dict[str, float]:
+        """The last step's trust ratio of every adapted variable, by variable name.
+
+        Needs ``record_trust_ratios=True`` and a built optimizer.
+        """
+        if not self.record_trust_ratios:
+            raise ValueError("trust_ratios() needs LARS(record_trust_ratios=True).")
+        return {
+            variable.name: float(record.numpy())
+            for variable, record in zip(self._built_variables(), self._trust_ratio_records,
+                                        strict=True)
+            if self.uses_layer_adaptation(variable)
+        }
+
     def _built_variables(self) -> list:
         if not getattr(self, "_built", False):
             raise ValueError(
@@ -266,6 +286,15 @@ class LARS(tf.keras.optimizers.Optimizer):
             return
         self._lars_variables = list(var_list)
         self.momentums = []
+        self._trust_ratio_records = []
+        if self.record_trust_ratios:
+            for variable in var_list:
+                # Named after the model variable, never a process-local id: Horovod matches
+                # tensors across ranks by name when it broadcasts optimizer variables.
+                self._trust_ratio_records.append(
+                    self.add_variable(shape=(), dtype=tf.float32, initializer="ones",
+                                      name=f"trust_ratio/{variable.name.split(':')[0]}")
+                )
         if self.momentum > 0:
             for variable in var_list:
                 self.momentums.append(
@@ -292,6 +321,9 @@ class LARS(tf.keras.optimizers.Optimizer):
                 mode=self.trust_ratio_mode,
             )
             step = (lr * ratio) * direction
+            if self.record_trust_ratios:
+                index = self._index_dict[self._var_key(variable)]
+                self._trust_ratio_records[index].assign(tf.cast(ratio, tf.float32))
         else:
             step = lr * direction
         if self.momentum == 0:
@@ -319,6 +351,7 @@ class LARS(tf.keras.optimizers.Optimizer):
                 "exclude_from_weight_decay": list(self.exclude_from_weight_decay),
                 "exclude_from_layer_adaptation": list(self.exclude_from_layer_adaptation),
                 "exclude_low_rank": self.exclude_low_rank,
+                "record_trust_ratios": self.record_trust_ratios,
             }
         )
         return config

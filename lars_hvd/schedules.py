@@ -34,8 +34,21 @@ def linear_scaled_learning_rate(
     return base_learning_rate * global_batch_size / reference_batch_size
 
 
+class _WrapsSchedule(schedules.LearningRateSchedule):
+    """A schedule that holds another one in its constructor argument ``inner_argument``;
+    ``get_config`` serializes it, ``from_config`` rebuilds it."""
+
+    inner_argument = ""
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        config[cls.inner_argument] = schedules.deserialize(config[cls.inner_argument])
+        return cls(**config)
+
+
 @tf.keras.utils.register_keras_serializable(package="lars_hvd")
-class LinearWarmup(schedules.LearningRateSchedule):
+class LinearWarmup(_WrapsSchedule):
     """Linear warmup into any Keras schedule.
 
     ```
@@ -52,6 +65,8 @@ class LinearWarmup(schedules.LearningRateSchedule):
       warmup_start_learning_rate: the learning rate at step 0.
       name: the schedule's name.
     """
+
+    inner_argument = "after"
 
     def __init__(
         self,
@@ -98,8 +113,95 @@ class LinearWarmup(schedules.LearningRateSchedule):
             "name": self.name,
         }
 
-    @classmethod
-    def from_config(cls, config: dict) -> LinearWarmup:
-        config = dict(config)
-        config["after"] = schedules.deserialize(config["after"])
-        return cls(**config)
+
+
+@tf.keras.utils.register_keras_serializable(package="lars_hvd")
+class PerOptimizerStep(_WrapsSchedule):
+    """Indexes ``schedule`` by optimizer step when ``iterations`` counts micro-batches.
+
+    With gradient accumulation (Horovod's ``backward_passes_per_step = k``), Keras's
+    ``optimizer.iterations`` advances on every micro-batch, and the real update happens on
+    the k-th, at ``iterations = n * k + k - 1``. So ``lr(iterations) = schedule(iterations // k)``
+    gives update n the learning rate of optimizer step n.
+    """
+
+    inner_argument = "schedule"
+
+    def __init__(self, schedule: schedules.LearningRateSchedule, micro_batches_per_step: int,
+                 name: str = "PerOptimizerStep"):
+        super().__init__()
+        if int(micro_batches_per_step) != micro_batches_per_step or micro_batches_per_step < 1:
+            raise ValueError(
+                "micro_batches_per_step must be an integer >= 1. "
+                f"Received: micro_batches_per_step={micro_batches_per_step!r}."
+            )
+        self.schedule = schedule
+        self.micro_batches_per_step = int(micro_batches_per_step)
+        self.name = name
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.int64) // self.micro_batches_per_step
+        return self.schedule(step)
+
+    def get_config(self) -> dict:
+        return {
+            "schedule": schedules.serialize(self.schedule),
+            "micro_batches_per_step": self.micro_batches_per_step,
+            "name": self.name,
+        }
+
+
+
+def warmup_then_decay(
+    peak_learning_rate: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    *,
+    warmup_start_learning_rate: float = 0.0,
+    decay: str = "poly",
+    poly_power: float = 2.0,
+    end_learning_rate: float = 0.0,
+    step_boundaries: tuple[int, ...] = (),
+    step_factor: float = 0.1,
+) -> schedules.LearningRateSchedule:
+    """The large-batch LR policy, indexed by optimizer step: linear warmup, then a decay.
+
+    ```
+    poly    (You et al. 2017):  lr = (peak - end) * (1 - t / T) ** power + end
+    cosine:                      lr = end + (peak - end) * (1 + cos(pi * t / T)) / 2
+    step    (Goyal et al. 2017): lr = peak * factor ** (boundaries passed)
+    none:                        lr = peak
+    ```
+    where t counts steps after the warmup and T = total_steps - warmup_steps.
+
+    Args:
+      peak_learning_rate: the LR at the end of warmup (already linearly scaled, if scaled).
+      total_steps: optimizer steps of the whole run.
+      warmup_steps: optimizer steps of linear warmup from ``warmup_start_learning_rate``.
+      step_boundaries: for ``decay="step"``, optimizer steps (from step 0 of the run) at
+        which the LR is multiplied by ``step_factor``.
+    """
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"warmup_steps must be in [0, total_steps={total_steps}). "
+            f"Received: warmup_steps={warmup_steps}."
+        )
+    decay_steps = total_steps - warmup_steps
+    if decay == "poly":
+        after = schedules.PolynomialDecay(peak_learning_rate, decay_steps,
+                                          end_learning_rate=end_learning_rate, power=poly_power)
+    elif decay == "cosine":
+        after = schedules.CosineDecay(peak_learning_rate, decay_steps,
+                                      alpha=end_learning_rate / peak_learning_rate)
+    elif decay == "step":
+        boundaries = [int(b) - warmup_steps for b in step_boundaries if b > warmup_steps]
+        values = [peak_learning_rate * step_factor ** i for i in range(len(boundaries) + 1)]
+        after = (schedules.PiecewiseConstantDecay(boundaries, values) if boundaries
+                 else schedules.PolynomialDecay(peak_learning_rate, 1, peak_learning_rate))
+    elif decay == "none":
+        after = schedules.PolynomialDecay(peak_learning_rate, 1, peak_learning_rate)
+    else:
+        raise ValueError(
+            f"decay must be one of poly, cosine, step, none. Received: decay={decay!r}."
+        )
+    return LinearWarmup(after, warmup_steps, warmup_start_learning_rate)

@@ -46,10 +46,11 @@ def horovodrun_command(np_: int, controller: str, command: list[str]) -> list[st
 
 
 def run(command: list[str], *, np_: int = 2, controller: str = "gloo", timeout: float = 300,
-        cwd: Path = REPO) -> subprocess.CompletedProcess:
+        cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs ``command`` on ``np_`` ranks; returns the finished process (stdout+stderr merged)."""
     proc = subprocess.Popen(
-        horovodrun_command(np_, controller, command), cwd=cwd, env=horovodrun_env(np_),
+        horovodrun_command(np_, controller, command), cwd=cwd,
+        env={**horovodrun_env(np_), **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         stdin=subprocess.DEVNULL,
     )

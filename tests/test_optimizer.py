@@ -197,3 +197,23 @@ def test_package_exports():
     from lars_hvd.optimizer import LARS
 
     assert lars_hvd.LARS is LARS
+
+
+def test_recorded_trust_ratios_are_the_applied_ones():
+    variables = make_variables()
+    kernel_before = variables[0].numpy().astype(np.float64)
+    optimizer = LARS(learning_rate=1.0, weight_decay_rate=1e-3, trust_coefficient=0.01,
+                     record_trust_ratios=True, exclude_from_weight_decay=["skip_me"])
+    with pytest.raises(ValueError, match="after the first training step"):
+        optimizer.trust_ratios()
+    grads = gradients_for(0, variables)
+    optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables, strict=True))
+    ratios = optimizer.trust_ratios()
+    # Adapted variables only: not the bias (rank 1) nor skip_me (regex).
+    assert set(ratios) == {"dense/kernel:0", "zero/kernel:0", "frozen/kernel:0"}
+    w_norm, g_norm = np.linalg.norm(kernel_before), np.linalg.norm(grads[0])
+    expected = 0.01 * w_norm / (g_norm + 1e-3 * w_norm)
+    assert ratios["dense/kernel:0"] == pytest.approx(expected, rel=1e-5)
+    assert ratios["zero/kernel:0"] == 1.0 and ratios["frozen/kernel:0"] == 1.0
+    with pytest.raises(ValueError, match="record_trust_ratios=True"):
+        LARS().trust_ratios()

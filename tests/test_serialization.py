@@ -22,6 +22,7 @@ NON_DEFAULT = dict(
     exclude_from_weight_decay=["batch_normalization", "bias"],
     exclude_from_layer_adaptation=["batch_normalization"],
     exclude_low_rank=False,
+    record_trust_ratios=True,
     name="MyLARS",
 )
 
@@ -128,3 +129,47 @@ def test_linear_scaling_rule():
     assert linear_scaled_learning_rate(0.1, 8192) == pytest.approx(3.2)
     with pytest.raises(ValueError, match="global_batch_size=0"):
         linear_scaled_learning_rate(0.1, 0)
+
+
+class TestPolicy:
+    @pytest.mark.parametrize("decay", ["poly", "cosine", "step", "none"])
+    def test_warmup_then_decay(self, decay):
+        from lars_hvd.schedules import warmup_then_decay
+
+        schedule = warmup_then_decay(8.0, 100, 10, warmup_start_learning_rate=1.0, decay=decay,
+                                     end_learning_rate=0.5, step_boundaries=(40, 70),
+                                     step_factor=0.1)
+        lr = [float(schedule(s)) for s in range(101)]
+        assert lr[0] == pytest.approx(1.0) and lr[5] == pytest.approx(4.5)
+        assert lr[10] == pytest.approx(8.0)
+        expected_end = {"poly": 0.5, "cosine": 0.5, "step": 8.0 * 0.01, "none": 8.0}[decay]
+        assert lr[100] == pytest.approx(expected_end, rel=1e-5)
+        if decay == "poly":
+            assert lr[55] == pytest.approx((8.0 - 0.5) * (1 - 45 / 90) ** 2 + 0.5, rel=1e-5)
+        if decay == "step":
+            assert lr[39] == pytest.approx(8.0) and lr[41] == pytest.approx(0.8)
+        # Round trip through Keras's serialization
+        rebuilt = tf.keras.optimizers.schedules.deserialize(
+            tf.keras.optimizers.schedules.serialize(schedule))
+        assert [float(rebuilt(s)) for s in (0, 33, 77)] == pytest.approx(
+            [lr[0], lr[33], lr[77]])
+
+    def test_per_optimizer_step_divides_micro_batches(self):
+        from lars_hvd.schedules import PerOptimizerStep
+
+        inner = paper_schedule()
+        schedule = PerOptimizerStep(inner, 4)
+        # Update n happens at iterations n*4 + 3 and must see inner(n).
+        for n in (0, 1, 9, 50):
+            assert float(schedule(n * 4 + 3)) == pytest.approx(float(inner(n)))
+        rebuilt = tf.keras.optimizers.schedules.deserialize(
+            tf.keras.optimizers.schedules.serialize(schedule))
+        assert float(rebuilt(43)) == pytest.approx(float(inner(10)))
+        with pytest.raises(ValueError, match="micro_batches_per_step=0"):
+            PerOptimizerStep(inner, 0)
+
+    def test_warmup_must_end_before_training(self):
+        from lars_hvd.schedules import warmup_then_decay
+
+        with pytest.raises(ValueError, match="warmup_steps=100"):
+            warmup_then_decay(1.0, 100, 100)

@@ -20,7 +20,8 @@ from lars_reference import excluded, lars_step, relative_error  # noqa: E402
 from lars_hvd.optimizer import LARS  # noqa: E402
 
 RANK, SIZE = distributed.rank(), distributed.size()
-LARS_KW = dict(learning_rate=3.0, momentum=0.9, weight_decay_rate=1e-3, trust_coefficient=0.02)
+LARS_KW = dict(learning_rate=3.0, momentum=0.9, weight_decay_rate=1e-3, trust_coefficient=0.02,
+               record_trust_ratios=True)  # its variables must broadcast across ranks too
 STEPS = 4
 BATCH = 32  # per rank
 LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -85,6 +86,9 @@ def full_batches(step, average_over_ranks):
 def train(policy="float32", backward_passes_per_step=1, batch_size=BATCH, epochs=STEPS):
     tf.keras.mixed_precision.set_global_policy(policy)
     try:
+        # Process-local state differs between ranks in real runs (rank 0 alone makes its
+        # loggers); variable ids must then not leak into names Horovod matches across ranks.
+        _ = [tf.Variable(0.0) for _ in range(3 * RANK)]
         model = make_model(seed=RANK)  # rank-dependent on purpose
         distributed.broadcast_model(model)
         w0 = model.get_weights()

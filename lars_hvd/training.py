@@ -1,0 +1,467 @@
+"""The pieces of a training run: optimizer, run directory, checkpoints, callbacks, fit.
+
+``lars_hvd.train.main`` strings them together; each is importable and tested on its own.
+Every Horovod call goes through ``lars_hvd.distributed``; rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tensorflow as tf
+
+from lars_hvd import distributed
+from lars_hvd.config import Plan, TrainConfig, plan_json
+from lars_hvd.optimizer import LARS
+from lars_hvd.schedules import PerOptimizerStep, warmup_then_decay
+
+PRECISION_POLICIES = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16",
+                      "mixed_float16": "mixed_float16"}
+# Settings that may differ between a run and its resumption.
+RESUMABLE_DIFFERENCES = {"run.resume", "run.run_dir", "run.log_every_steps",
+                         "run.keep_checkpoints", "run.eval_batch_size", "run.xla",
+                         "run.deterministic"}
+
+
+# -- files ---------------------------------------------------------------------------------
+
+def atomic_write(path, write) -> None:
+    """Calls ``write(binary_file)`` on a temporary file beside ``path``, then renames it into
+    place: ``path`` is never seen half-written, and a failed write leaves no trace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def default_run_dir(root: Path = Path("runs")) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate, n = root / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stamp}-{n}"
+    return candidate
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def prepare_run_dir(config: TrainConfig, plan: Plan) -> Path:
+    """Rank 0: creates (or, with --resume, checks) the run directory and writes the plan.
+
+    Never overwrites a previous run: an existing run directory needs --resume, and --resume
+    needs a checkpoint made with the same settings.
+    """
+    run_dir = Path(config.run.run_dir) if config.run.run_dir else default_run_dir()
+    saved = run_dir / "plan.json"
+    if config.run.resume:
+        if not saved.is_file() or tf.train.latest_checkpoint(checkpoint_dir(run_dir)) is None:
+            raise ValueError(
+                f"--resume: {run_dir} holds no checkpoint to continue from (it needs "
+                f"plan.json and checkpoints/); drop --resume to start a new run there."
+            )
+        check_resumable(json.loads(saved.read_text())["config"], config.to_dict(), run_dir)
+        atomic_write_text(run_dir / f"plan-resumed-on-{plan.world_size}-workers.json",
+                          plan_json(config, plan))
+    else:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ValueError(
+                f"{run_dir} already holds a run; pass --resume to continue it, or choose "
+                f"another --run-dir (nothing was changed)."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, plan_json(config, plan))
+    return run_dir
+
+
+def check_resumable(saved: dict, current: dict, run_dir: Path) -> None:
+    """Raises ValueError listing the settings that differ from the run being resumed."""
+    differences = []
+    for section, values in saved.items():
+        for key, old in values.items():
+            new = current[section][key]
+            if isinstance(old, list):
+                old = tuple(old)
+            if f"{section}.{key}" not in RESUMABLE_DIFFERENCES and old != new:
+                differences.append(f"--{key.replace('_', '-')} was {old!r}, now {new!r}")
+    if differences:
+        raise ValueError(
+            f"--resume: {run_dir} was trained with other settings: " + "; ".join(differences)
+            + ". Resume with the run's own flags (see its plan.json)."
+        )
+
+
+# -- model and optimizer -------------------------------------------------------------------
+
+def low_rank_names(model: tf.keras.Model) -> list[str]:
+    """Exact-match regexes for the rank <= 1 variables (biases, BN gamma/beta)."""
+    return [f"^{re.escape(v.name)}$" for v in model.trainable_variables if v.shape.rank <= 1]
+
+
+def build_schedule(config: TrainConfig, plan: Plan):
+    """The LR schedule, indexed by what Keras's ``optimizer.iterations`` counts."""
+    s = config.schedule
+    schedule = warmup_then_decay(
+        plan.peak_learning_rate, plan.total_steps, plan.warmup_steps,
+        warmup_start_learning_rate=s.warmup_start_lr, decay=s.decay, poly_power=s.poly_power,
+        end_learning_rate=s.end_learning_rate, step_factor=s.step_factor,
+        step_boundaries=tuple(round(e * plan.steps_per_epoch) for e in s.step_boundaries),
+    )
+    if plan.accumulation_steps > 1:
+        # Horovod: with backward_passes_per_step = k, iterations advances on every
+        # micro-batch; the schedule must advance once per optimizer step.
+        schedule = PerOptimizerStep(schedule, plan.accumulation_steps)
+    return schedule
+
+
+def build_optimizer(config: TrainConfig, plan: Plan, model: tf.keras.Model):
+    """LARS, Keras SGD with momentum, or LAMB (tensorflow-addons), with the run's schedule."""
+    o = config.optimizer
+    schedule = build_schedule(config, plan)
+    excluded = low_rank_names(model) if o.exclude_low_rank else []
+    if o.optimizer == "lars":
+        return LARS(
+            learning_rate=schedule, momentum=o.momentum, nesterov=o.nesterov,
+            weight_decay_rate=o.weight_decay, trust_coefficient=o.trust_coefficient,
+            epsilon=o.lars_epsilon, trust_ratio_mode=o.trust_ratio_mode,
+            exclude_low_rank=o.exclude_low_rank, record_trust_ratios=True,
+        )
+    if o.optimizer == "sgd":
+        return tf.keras.optimizers.SGD(
+            learning_rate=schedule, momentum=o.momentum, nesterov=o.nesterov,
+            weight_decay=o.weight_decay or None,
+        )
+    if o.optimizer == "lamb":
+        import tensorflow_addons as tfa
+
+        return tfa.optimizers.LAMB(
+            learning_rate=schedule, weight_decay=o.weight_decay,
+            exclude_from_weight_decay=excluded, exclude_from_layer_adaptation=excluded,
+        )
+    raise ValueError(f"Unknown optimizer {o.optimizer!r}; choose lars, sgd or lamb.")
+
+
+def apply_sgd_exclusions(optimizer, model: tf.keras.Model, config: TrainConfig) -> None:
+    """Keras SGD keeps weight-decay exclusions outside its config, so Horovod's rebuild drops
+    them: set them on the final (wrapped) instance instead."""
+    if config.optimizer.optimizer == "sgd" and config.optimizer.weight_decay:
+        if config.optimizer.exclude_low_rank:
+            optimizer.exclude_from_weight_decay(
+                var_list=[v for v in model.trainable_variables if v.shape.rank <= 1])
+
+
+def build_optimizer_state(optimizer, variables) -> None:
+    """Creates the optimizer's slots now (to restore or broadcast them before step 1)."""
+    if hasattr(optimizer, "build"):
+        optimizer.build(variables)
+    else:  # Keras legacy optimizers (tensorflow-addons LAMB)
+        optimizer._create_all_weights(variables)
+
+
+def optimizer_variables(optimizer) -> list:
+    variables = optimizer.variables
+    return list(variables() if callable(variables) else variables)
+
+
+def inner_optimizer(optimizer):
+    """The optimizer under a mixed-precision loss-scale wrapper, if any."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+@dataclass
+class RunState:
+    """What a checkpoint holds besides the model and optimizer."""
+
+    epoch: tf.Variable  # epochs completed
+    step: tf.Variable  # optimizer steps completed (independent of accumulation)
+
+    @classmethod
+    def new(cls) -> RunState:
+        return cls(tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
+                   tf.Variable(0, dtype=tf.int64, trainable=False, name="step"))
+
+
+def make_checkpoint(model, optimizer, state: RunState) -> tf.train.Checkpoint:
+    return tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=state.epoch,
+                               step=state.step)
+
+
+def restore(run_dir: Path, model, optimizer, state: RunState, plan: Plan) -> int:
+    """Restores model, optimizer slots, epoch and step; returns the epoch to start from.
+
+    Rank 0 reads the checkpoint; the other ranks receive it by broadcast, so no shared file
+    system is needed. Keras's ``iterations`` is re-derived from the optimizer step, so a run
+    may resume on another number of workers (other accumulation) with the same schedule.
+    """
+    build_optimizer_state(optimizer, model.trainable_variables)
+    if distributed.is_rank0():
+        latest = tf.train.latest_checkpoint(checkpoint_dir(run_dir))
+        make_checkpoint(model, optimizer, state).restore(latest).assert_existing_objects_matched()
+        print(f"resumed from {latest}: epoch {int(state.epoch)}, step {int(state.step)}",
+              flush=True)
+    # Horovod: every rank continues from rank 0's restored state.
+    distributed.broadcast_variables(model.variables + optimizer_variables(optimizer)
+                                    + [state.epoch, state.step])
+    optimizer.iterations.assign(int(state.step) * plan.accumulation_steps)
+    return int(state.epoch)
+
+
+class EpochCheckpoint(tf.keras.callbacks.Callback):
+    """Rank 0: one checkpoint per epoch, through tf.train.CheckpointManager.
+
+    TF writes the checkpoint files first and then atomically replaces the ``checkpoint``
+    index, so an interrupted save leaves the previous checkpoint as the latest.
+    """
+
+    def __init__(self, run_dir: Path, state: RunState, plan: Plan, keep: int):
+        super().__init__()
+        self.run_dir, self.state, self.plan, self.keep = run_dir, state, plan, keep
+        self.manager = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.epoch.assign(epoch + 1)
+        self.state.step.assign(int(self.model.optimizer.iterations)
+                               // self.plan.accumulation_steps)
+        if self.manager is None:
+            checkpoint = make_checkpoint(self.model, self.model.optimizer, self.state)
+            self.manager = tf.train.CheckpointManager(
+                checkpoint, checkpoint_dir(self.run_dir), max_to_keep=self.keep,
+                checkpoint_name="epoch")
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+# -- logging -------------------------------------------------------------------------------
+
+class Diagnostics(tf.keras.callbacks.Callback):
+    """Rank 0: the learning rate and LARS's per-layer trust ratios in TensorBoard, every N
+    optimizer steps (a scalar ``trust_ratio/<variable>`` per adapted variable)."""
+
+    def __init__(self, log_dir: Path, plan: Plan, every_steps: int):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+        self.plan, self.every = plan, every_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = inner_optimizer(self.model.optimizer)
+        iterations = int(optimizer.iterations)
+        if iterations % self.plan.accumulation_steps:
+            return  # mid-accumulation: no optimizer step was taken
+        step = iterations // self.plan.accumulation_steps
+        if step % self.every and step != 1:
+            return
+        with self.writer.as_default(step=step):
+            lr = optimizer.learning_rate
+            if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
+                lr = lr(optimizer.iterations - 1)  # legacy optimizers keep the schedule
+            tf.summary.scalar("learning_rate", float(lr))
+            if isinstance(optimizer, LARS) and optimizer.record_trust_ratios:
+                for name, ratio in optimizer.trust_ratios().items():
+                    tf.summary.scalar(f"trust_ratio/{name.split(':')[0]}", ratio)
+        self.writer.flush()
+
+
+def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState) -> list:
+    """Horovod's callbacks first, then (rank 0 only) logs and checkpoints."""
+    result = distributed.callbacks()
+    result.append(tf.keras.callbacks.TerminateOnNaN())
+    if distributed.is_rank0():
+        result += [
+            tf.keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+            tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0,
+                                           update_freq=config.run.log_every_steps),
+            Diagnostics(run_dir / "tensorboard" / "lars", plan, config.run.log_every_steps),
+            EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints),
+        ]
+    return result
+
+
+# -- the run -------------------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    test_accuracy: float | None
+    images_per_second: float
+    wall_seconds: float
+    global_batch_size: int
+    world_size: int
+    epochs_run: int
+    run_dir: str
+
+    def line(self) -> str:
+        accuracy = "n/a" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
+        return (f"test accuracy {accuracy} | {self.images_per_second:.0f} images/s | wall "
+                f"{self.wall_seconds:.1f} s | global batch {self.global_batch_size} | world "
+                f"size {self.world_size}")
+
+
+def evaluate(model, eval_x, eval_y, batch_size: int) -> float | None:
+    """Accuracy over the whole evaluation set: each rank its shard, then the mean."""
+    if eval_x is None:
+        return None
+    metrics = model.evaluate(eval_x, eval_y, batch_size=batch_size, verbose=0,
+                             return_dict=True)
+    # Horovod: equal shards on every rank, so the mean of the ranks' accuracies is exact.
+    return float(distributed.allreduce_mean(tf.constant(metrics["accuracy"], tf.float32)))
+
+
+def fit(model, data, config: TrainConfig, plan: Plan, run_dir: Path, state: RunState,
+        initial_epoch: int, extra_callbacks=()) -> Summary:
+    verbose = 0
+    if distributed.is_rank0():
+        verbose = 1 if sys.stdout.isatty() else 2  # progress bar on a terminal only
+    start = time.perf_counter()
+    steps_before = int(state.step)
+    history = model.fit(
+        data.train,
+        epochs=plan.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=plan.micro_steps_per_epoch,
+        validation_data=None if data.eval_x is None else (data.eval_x, data.eval_y),
+        validation_batch_size=config.run.eval_batch_size,
+        callbacks=callbacks(config, plan, run_dir, state) + list(extra_callbacks),
+        verbose=verbose,
+    )
+    wall = time.perf_counter() - start
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise FloatingPointError(
+            f"training stopped: the loss became {losses[-1]} in epoch {len(losses)}; lower "
+            f"--learning-rate or lengthen --warmup-epochs (checkpoints in {run_dir})."
+        )
+    steps = int(model.optimizer.iterations) // plan.accumulation_steps - steps_before
+    accuracy = evaluate(model, data.eval_x, data.eval_y, config.run.eval_batch_size)
+    return Summary(
+        test_accuracy=accuracy,
+        images_per_second=steps * plan.global_batch_size / wall if wall > 0 else 0.0,
+        wall_seconds=wall,
+        global_batch_size=plan.global_batch_size,
+        world_size=plan.world_size,
+        epochs_run=len(losses),
+        run_dir=str(run_dir),
+    )
+
+
+
+
+def enable_xla_autoclustering() -> None:
+    """XLA auto-clustering: compiles what XLA can and leaves Horovod's allreduce outside
+    (a whole-step ``jit_compile=True`` cannot hold Horovod's ops). On CPUs TF clusters only
+    with ``--tf_xla_cpu_global_jit`` in TF_XLA_FLAGS, which ``lars_hvd.train`` sets before
+    TensorFlow is imported."""
+    tf.config.optimizer.set_jit("autoclustering")
+
+
+def loss_function(num_classes: int, label_smoothing: float):
+    """Cross-entropy on integer labels and float32 logits, with optional label smoothing."""
+    if not label_smoothing:
+        return tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def smoothed_cross_entropy(y_true, logits):
+        one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes)
+        return tf.keras.losses.categorical_crossentropy(
+            one_hot, logits, from_logits=True, label_smoothing=label_smoothing)
+
+    return smoothed_cross_entropy
+
+
+def _rank0_prepares_run_dir(config: TrainConfig, plan: Plan) -> Path:
+    """Rank 0 creates or checks the run directory; every rank gets the outcome, so a refusal
+    stops all ranks with the same message instead of leaving the others waiting."""
+    outcome = None
+    if distributed.is_rank0():
+        try:
+            outcome = ("ok", str(prepare_run_dir(config, plan)))
+        except ValueError as err:
+            outcome = ("error", str(err))
+    # Horovod: share rank 0's decision.
+    status, value = distributed.broadcast_object(outcome)
+    if status == "error":
+        raise ValueError(value)
+    return Path(value)
+
+
+def describe_manifest(optimizer, model) -> str:
+    lars = inner_optimizer(optimizer)
+    if not isinstance(lars, LARS):
+        return ""
+    rows = lars.manifest(model.trainable_variables)
+    adapted = [r["name"] for r in rows if r["layer_adaptation"]]
+    decayed = [r["name"] for r in rows if r["weight_decay"]]
+    skipped = [r["name"] for r in rows if not r["layer_adaptation"]]
+    return (f"LARS: {len(adapted)} of {len(rows)} variables adapted, {len(decayed)} decayed; "
+            f"excluded from both: {len(skipped)} ({', '.join(skipped[:6])}"
+            f"{', ...' if len(skipped) > 6 else ''})")
+
+
+def run(config: TrainConfig, extra_callbacks=()) -> Summary:
+    """One training run on this process's Horovod world (init must have run)."""
+    from lars_hvd.config import resolve
+    from lars_hvd.data import make_datasets
+    from lars_hvd.models import build as build_model
+
+    plan = resolve(config, distributed.size())
+    run_dir = _rank0_prepares_run_dir(config, plan)
+    rank0 = distributed.is_rank0()
+    if rank0:
+        print(plan.describe(), flush=True)
+    if config.run.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.run.xla:
+        enable_xla_autoclustering()
+    tf.keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.run.precision])
+    tf.keras.utils.set_random_seed(config.run.seed)
+
+    model = build_model(config.model.model, plan.input_shape, plan.num_classes,
+                        bn_momentum=config.model.bn_momentum)
+    optimizer = distributed.distributed_optimizer(
+        build_optimizer(config, plan, model),
+        # Horovod: accumulate micro-batches locally, then one allreduce per optimizer step.
+        backward_passes_per_step=plan.accumulation_steps,
+        fp16_allreduce=config.run.fp16_allreduce,
+    )
+    apply_sgd_exclusions(optimizer, model, config)
+    model.compile(optimizer=optimizer,
+                  loss=loss_function(plan.num_classes, config.model.label_smoothing),
+                  metrics=["accuracy"])
+    state = RunState.new()
+    if config.run.resume:
+        initial_epoch = restore(run_dir, model, model.optimizer, state, plan)
+    else:
+        initial_epoch = 0
+        build_optimizer_state(model.optimizer, model.trainable_variables)
+        # Horovod: every rank starts from rank 0's initial weights.
+        distributed.broadcast_model(model)
+    if rank0:
+        manifest = describe_manifest(model.optimizer, model)
+        if manifest:
+            print(manifest, flush=True)
+    data = make_datasets(config, plan, distributed.rank(), initial_epoch)
+    summary = fit(model, data, config, plan, run_dir, state, initial_epoch, extra_callbacks)
+    if rank0:
+        print(summary.line(), flush=True)
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary.__dict__, indent=2))
+    return summary

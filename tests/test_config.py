@@ -1,0 +1,132 @@
+"""Flags, presets, resolve() and --dry-run: the numbers a run is made of."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import pytest
+
+from lars_hvd import config as c
+from lars_hvd.train import main
+
+
+def test_one_kebab_case_flag_per_field_with_its_default_in_help():
+    parser = c.build_parser()
+    options = {a.dest: a for a in parser._actions}
+    for name, (_, f, _) in c.flat_fields().items():
+        action = options[name]
+        assert action.option_strings == [f"--{name.replace('_', '-')}"] or action.option_strings[
+            0] == f"--{name.replace('_', '-')}"  # booleans also get --no-<flag>
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        assert action.help.endswith(f"(default: {shown})"), name
+    help_text = " ".join(parser.format_help().split())
+    assert "--global-batch-size GLOBAL_BATCH_SIZE examples per optimizer step, over all " \
+           "workers (default: 4096)" in help_text
+
+
+def test_preset_then_flags_override():
+    config, _ = c.parse_args(["--preset", "resnet50-imagenet-32k", "--global-batch-size",
+                              "16384", "--no-exclude-low-rank", "--step-boundaries", "5", "9"])
+    assert config.model.model == "resnet50" and config.run.epochs == 90
+    assert config.run.global_batch_size == 16384  # the flag beat the preset's 32768
+    assert config.optimizer.exclude_low_rank is False
+    assert config.schedule.step_boundaries == (5.0, 9.0)
+    default, _ = c.parse_args([])
+    assert default == c.TrainConfig()  # preset fashion-mnist is the defaults
+
+
+def test_config_round_trips_through_json():
+    config = c.preset("resnet50-imagenet-mlperf")
+    again = c.TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+@pytest.mark.parametrize(
+    "args,world,per_worker,accumulation",
+    [((4096, None), 2, 2048, 1), ((32768, 256), 8, 256, 16), ((32768, 256), 1024, 32, 1),
+     ((32768, 256), 1, 256, 128), ((3200, 400), 8, 400, 1),
+     ((3000, 64), 8, 25, 15)],  # 375 per worker: the smallest divisor bringing it under 64
+)
+def test_split_global_batch(args, world, per_worker, accumulation):
+    global_batch, max_per_worker = args
+    got = c.split_global_batch(global_batch, world, max_per_worker)
+    assert got == (per_worker, accumulation)
+    assert world * got[0] * got[1] == global_batch
+
+
+def test_unsplittable_global_batch_names_nearest_sizes():
+    with pytest.raises(ValueError, match="1000 cannot be split over 64 workers; the nearest "
+                                         "valid sizes are 960 and 1024"):
+        c.split_global_batch(1000, 64, None)
+
+
+@pytest.mark.parametrize("world", [1, 8, 64, 1024])
+def test_dry_run_plans_32k_for_any_world_size(world, capsys):
+    assert main(["--preset", "resnet50-imagenet-32k", "--dry-run", "--world-size",
+                 str(world)]) is None
+    out = capsys.readouterr().out
+    plan = c.resolve(c.preset("resnet50-imagenet-32k"), world)
+    assert plan.global_batch_size == 32768
+    assert plan.world_size * plan.accumulation_steps * plan.per_worker_batch == 32768
+    assert plan.per_worker_batch <= 256
+    # Steps, warmup and LR do not depend on the number of workers.
+    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (39, 3510, 975)
+    assert plan.peak_learning_rate == 31.2
+    assert f"= {world} workers x {plan.accumulation_steps} accumulation step(s) x " \
+           f"{plan.per_worker_batch} per-worker batch" in out
+
+
+def test_linear_scaling_rule_and_rule_is_logged():
+    config, _ = c.parse_args(["--optimizer", "sgd", "--lr-scaling", "linear",
+                              "--learning-rate", "0.1", "--global-batch-size", "8192"])
+    plan = c.resolve(config, 4)
+    assert plan.peak_learning_rate == pytest.approx(3.2)
+    assert "0.1 per 256 examples" in plan.learning_rate_rule
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--learning-rate", "0"], "--learning-rate must be > 0 (got 0.0)"),
+        (["--global-batch-size", "-8"], "--global-batch-size must be > 0 (got -8)"),
+        (["--epochs", "2", "--warmup-epochs", "2"], "--warmup-epochs must be in"),
+        (["--momentum", "1.5"], "--momentum must be in [0, 1) (got 1.5)"),
+        (["--resume"], "--resume needs --run-dir"),
+        (["--step-boundaries", "9", "3"], "--step-boundaries must be increasing"),
+    ],
+)
+def test_bad_settings_name_the_value(argv, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        c.parse_args(argv)
+
+
+def test_bad_choice_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit):
+        c.parse_args(["--optimizer", "adam"])
+    assert "invalid choice: 'adam'" in capsys.readouterr().err
+
+
+def test_global_batch_larger_than_the_data():
+    config, _ = c.parse_args(["--train-examples", "1000", "--global-batch-size", "2048"])
+    with pytest.raises(ValueError, match="larger than the 1000 training examples"):
+        c.resolve(config, 1)
+
+
+def test_plot_lr_writes_a_png(tmp_path):
+    path = tmp_path / "lr.png"
+    main(["--plot-lr", str(path), "--world-size", "4", "--max-per-worker-batch", "512"])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".lr.png*"))  # no temporary file left behind
+
+
+def test_every_preset_resolves_and_cites_its_source():
+    source = open(c.__file__).read()
+    for name in c.PRESETS:
+        plan = c.resolve(c.preset(name), 8)
+        assert plan.total_steps > 0
+        assert f'"{name}"' in source
+    assert dataclasses.asdict(c.resolve(c.preset("alexnet-bn-imagenet-8k"), 8))[
+        "per_worker_batch"] == 512

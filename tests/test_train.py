@@ -1,0 +1,142 @@
+"""The training entry point in-process: a smoke test of main(), resume, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lars_hvd.data import fashion_mnist
+from lars_hvd.train import main
+
+pytestmark = pytest.mark.skipif(
+    not fashion_mnist.default_dir().is_dir(),
+    reason="dataset-fashion-mnist is not installed (make install installs it)")
+
+SMALL = ["--train-examples", "2048", "--global-batch-size", "512", "--epochs", "2",
+         "--log-every-steps", "1", "--deterministic"]
+
+
+class StopAfterEpochs(tf.keras.callbacks.Callback):
+    """Stops training, as a user's Ctrl-C or a time limit would, after N epochs."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epochs:
+            self.model.stop_training = True
+
+
+def checkpoint_values(run_dir: Path) -> dict[str, np.ndarray]:
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if "OPTIMIZER_SLOT" in key or key.startswith(("model/", "optimizer/", "epoch",
+                                                            "step"))}
+
+
+def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    scalars: dict[str, list] = {}
+    for path in log_dir.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+    return scalars
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("a") / "run"
+    summary = main([*SMALL, "--run-dir", str(run_dir)])
+    return run_dir, summary
+
+
+def test_main_smoke(uninterrupted):
+    run_dir, summary = uninterrupted
+    assert summary.global_batch_size == 512 and summary.world_size == 1
+    assert summary.epochs_run == 2 and 0.0 <= summary.test_accuracy <= 1.0
+    for name in ("plan.json", "log.csv", "summary.json", "checkpoints/checkpoint"):
+        assert (run_dir / name).is_file(), name
+    plan = json.loads((run_dir / "plan.json").read_text())["plan"]
+    assert plan["steps_per_epoch"] == 4 and plan["per_worker_batch"] == 512
+    assert len((run_dir / "log.csv").read_text().strip().splitlines()) == 3  # header + 2
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_run"] == 2
+
+
+def test_tensorboard_has_lr_and_trust_ratios(uninterrupted):
+    run_dir, _ = uninterrupted
+    scalars = tensorboard_scalars(run_dir / "tensorboard" / "lars")
+    # 4 kernels are adapted by LARS; BN and bias variables are not, so they have no ratio.
+    ratios = sorted(tag for tag in scalars if tag.startswith("trust_ratio/"))
+    assert ratios == ["trust_ratio/conv1/kernel", "trust_ratio/conv2/kernel",
+                      "trust_ratio/fc1/kernel", "trust_ratio/logits/kernel"]
+    assert all(0 < v < 1 for tag in ratios for _, v in scalars[tag])
+    # Warmup over 1 epoch (4 steps) to the peak LR 10: step s trained at 10 * (s - 1) / 4.
+    lr = dict(scalars["learning_rate"])
+    assert [lr[s] for s in (1, 2, 3, 4)] == pytest.approx([0.0, 2.5, 5.0, 7.5])
+
+
+def test_resume_continues_from_the_right_step(uninterrupted, tmp_path, capsys):
+    a_dir, _ = uninterrupted
+    b_dir = tmp_path / "run"
+    first = main([*SMALL, "--run-dir", str(b_dir)], extra_callbacks=[StopAfterEpochs(1)])
+    assert first.epochs_run == 1
+    assert checkpoint_values(b_dir)["step/.ATTRIBUTES/VARIABLE_VALUE"] == 4
+    second = main([*SMALL, "--run-dir", str(b_dir), "--resume"])
+    assert "epoch 1, step 4" in capsys.readouterr().out
+    assert second.epochs_run == 1  # only epoch 2 was left
+    a, b = checkpoint_values(a_dir), checkpoint_values(b_dir)
+    assert b["step/.ATTRIBUTES/VARIABLE_VALUE"] == 8 and b["epoch/.ATTRIBUTES/VARIABLE_VALUE"] == 2
+    assert a.keys() == b.keys() and len(a) > 20
+    for key in a:  # model, optimizer slots, iterations: an uninterrupted run's values
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    assert len((b_dir / "log.csv").read_text().strip().splitlines()) == 3
+
+
+def test_existing_run_is_never_overwritten(uninterrupted):
+    run_dir, _ = uninterrupted
+    before = (run_dir / "plan.json").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        main([*SMALL, "--run-dir", str(run_dir)])
+    assert (run_dir / "plan.json").read_bytes() == before
+
+
+def test_resume_with_other_settings_is_refused(uninterrupted):
+    run_dir, _ = uninterrupted
+    with pytest.raises(ValueError, match="--learning-rate was 10.0, now 3.0"):
+        main([*SMALL, "--run-dir", str(run_dir), "--resume", "--learning-rate", "3"])
+
+
+def test_resume_without_checkpoint_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        main([*SMALL, "--run-dir", str(tmp_path / "empty"), "--resume"])
+
+
+def test_world_size_flag_is_for_dry_runs_only():
+    with pytest.raises(SystemExit, match="--world-size plans a --dry-run"):
+        main(["--world-size", "8"])
+
+
+@pytest.mark.parametrize("extra", [
+    ["--optimizer", "sgd", "--lr-scaling", "linear", "--learning-rate", "0.1"],
+    ["--optimizer", "lamb", "--learning-rate", "0.01"],
+    ["--precision", "mixed_float16", "--max-per-worker-batch", "256"],
+    ["--precision", "mixed_bfloat16", "--label-smoothing", "0.1", "--decay", "cosine"],
+    ["--decay", "step", "--step-boundaries", "1"],
+], ids=["sgd", "lamb", "fp16-accumulation", "bf16-smoothing-cosine", "step"])
+def test_every_optimizer_and_mode_trains(extra, tmp_path):
+    try:
+        summary = main([*SMALL, "--run-dir", str(tmp_path / "run"), *extra])
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    assert summary.epochs_run == 2 and 0.0 <= summary.test_accuracy <= 1.0
+    # Training accuracy well above chance (0.1) after 8 steps. (Test accuracy lags: the BN
+    # moving averages have seen only 8 batches.)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert len(rows) == 2 and float(rows[-1]["accuracy"]) > 0.3, rows
