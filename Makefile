@@ -7,7 +7,7 @@ STAMP := $(VENV)/.lars_hvd-installed
 export HOROVOD_STALL_SHUTDOWN_TIME_SECONDS ?= 120
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint study study-quick clean
 
 install: $(STAMP)
 
@@ -23,6 +23,15 @@ demo: install
 ## Every test (unit, and real 2-process Gloo and MPI runs), after the linter.
 test: install lint
 	$(PY) -m pytest tests
+
+## Accuracy vs global batch, SGD / LARS / LAMB, BN and no-BN nets -> docs/results/.
+## Resumable: finished runs are skipped. About 2.7 hours on 2 CPU cores.
+study: install
+	$(PY) -m lars_hvd.study
+
+## The ~10-minute subset -> docs/results/quick/.
+study-quick: install
+	$(PY) -m lars_hvd.study --quick
 
 lint: install
 	$(VENV)/bin/ruff check --isolated --line-length 100 --select E,F,W,I,B,UP lars_hvd models tests

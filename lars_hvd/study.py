@@ -1,0 +1,403 @@
+"""The paper's central result at small scale: test accuracy vs global batch, with and without LARS.
+
+    python -m lars_hvd.study            # the full sweep (make study); resumable
+    python -m lars_hvd.study --quick    # a ~10-minute subset
+
+Every run is a real ``lars_hvd.train`` run (its ``main()``, in this process), on Fashion-MNIST
+with a fixed epoch budget, for each global batch x optimizer x learning rate of the grid, for
+a network with batch norm and one without (the paper's AlexNet-BN vs AlexNet contrast).
+Fairness: every optimizer gets the same number of learning rates at every batch size, all
+recorded; the table reports the best. Where the best optimizers of a cell are within
+``--close`` points, their best LRs are rerun with more seeds and the spread is shown.
+
+Results: one JSON row per run in ``<out>/runs.jsonl`` (finished runs are skipped when the
+sweep is run again), and from those rows ``<out>/table.md``, ``<out>/accuracy_vs_batch.png``
+and ``<out>/trust_ratios.png`` (the per-layer LARS trust ratios of one large-batch run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Learning-rate grids, the same size for every optimizer. SGD follows the linear-scaling
+# rule (Goyal et al.: 0.1 per 256 examples) with a grid that reaches a quarter and 1/16 of
+# it, since the rule overshoots at extreme batch; LARS and LAMB take absolute LRs (their
+# step is scaled per layer). Values per optimizer: (scaling, grid).
+LR_GRIDS = {
+    "sgd": ("linear", (0.0125, 0.05, 0.2)),  # per 256 examples
+    "lars": ("none", (1.0, 3.0, 10.0)),
+    "lamb": ("none", (0.0025, 0.01, 0.04)),
+}
+FULL = {
+    "models": ("small_cnn_bn", "small_cnn"),
+    "batches": (128, 1024, 4096, 16384),
+    "optimizers": ("sgd", "lars", "lamb"),
+    "epochs": 5,
+    "train_examples": None,
+    "extra_seeds": (1, 2),
+}
+QUICK = {
+    "models": ("small_cnn_bn",),
+    "batches": (256, 4096),
+    "optimizers": ("sgd", "lars"),
+    "epochs": 3,
+    "train_examples": 16384,
+    "extra_seeds": (),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    model: str
+    global_batch: int
+    optimizer: str
+    learning_rate: float  # as given to --learning-rate (per 256 for sgd)
+    seed: int
+    epochs: int
+    train_examples: int | None
+
+    def argv(self) -> list[str]:
+        scaling, _ = LR_GRIDS[self.optimizer]
+        # TensorBoard scalars (LR, trust ratios) about 10 times an epoch, every step at most.
+        steps_per_epoch = (self.train_examples or 60_000) // self.global_batch
+        argv = ["--model", self.model, "--global-batch-size", str(self.global_batch),
+                "--optimizer", self.optimizer, "--learning-rate", str(self.learning_rate),
+                "--lr-scaling", scaling, "--seed", str(self.seed), "--epochs", str(self.epochs),
+                "--warmup-epochs", "1",
+                "--log-every-steps", str(max(1, steps_per_epoch // 10))]
+        if self.train_examples:
+            argv += ["--train-examples", str(self.train_examples)]
+        if self.model == "small_cnn":
+            # Without BN, excluded biases would step at the raw LARS/LAMB LR and stop the
+            # network from training (measured); adapt them like every other variable.
+            argv.append("--no-exclude-low-rank")
+        return argv
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.argv()).encode()).hexdigest()[:16]
+
+
+def grid(settings: dict, seed: int = 0) -> list[Run]:
+    """Every run of the sweep; the smallest and the largest batch of each model come first,
+    so that an interrupted sweep already holds the paper's comparison."""
+    batches = sorted(settings["batches"])
+    order = [batches[0], batches[-1], *batches[1:-1]] if len(batches) > 1 else batches
+    return [
+        Run(model, batch, optimizer, lr, seed, settings["epochs"], settings["train_examples"])
+        for model in settings["models"]
+        for batch in order
+        for optimizer in settings["optimizers"]
+        for lr in LR_GRIDS[optimizer][1]
+    ]
+
+
+# -- results -------------------------------------------------------------------------------
+
+def load_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Adds one finished run; the file is rewritten atomically, never left half-written."""
+    from lars_hvd.training import atomic_write_text
+
+    rows = load_rows(path) + [row]
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def run_one(run: Run, run_root: Path) -> dict:
+    import tensorflow as tf
+
+    from lars_hvd.train import main
+
+    run_dir = run_root / run.key()
+    if run_dir.exists():  # an interrupted attempt: its files are the past; start over
+        import shutil
+
+        shutil.rmtree(run_dir)
+    tf.keras.backend.clear_session()
+    start = time.perf_counter()
+    try:
+        summary = main([*run.argv(), "--run-dir", str(run_dir)])
+        accuracy, status = summary.test_accuracy, "ok"
+    except FloatingPointError as err:  # the loss diverged: a real outcome of a too-high LR
+        accuracy, status = None, f"diverged: {err}"
+        summary = None
+    return {
+        "key": run.key(), **run.__dict__, "argv": run.argv(), "status": status,
+        "test_accuracy": accuracy,
+        "images_per_second": summary.images_per_second if summary else None,
+        "wall_seconds": round(time.perf_counter() - start, 1), "run_dir": str(run_dir),
+    }
+
+
+def accuracy(row: dict) -> float:
+    """A run's test accuracy for ranking; a diverged run (no accuracy) ranks last."""
+    return -1.0 if row["test_accuracy"] is None else row["test_accuracy"]
+
+
+def best_by_cell(rows: list[dict], seed: int = 0) -> dict:
+    """(model, batch, optimizer) -> the seed-0 row with the best test accuracy."""
+    best: dict = {}
+    for row in rows:
+        if row["seed"] != seed:
+            continue
+        cell = (row["model"], row["global_batch"], row["optimizer"])
+        if cell not in best or accuracy(row) > accuracy(best[cell]):
+            best[cell] = row
+    return best
+
+
+def seed_reruns(rows: list[dict], settings: dict, close: float) -> list[Run]:
+    """Extra seeds for the best LR of each optimizer in cells where they are close."""
+    best = best_by_cell(rows)
+    reruns = []
+    for model in settings["models"]:
+        for batch in settings["batches"]:
+            cell = [best[(model, batch, o)] for o in settings["optimizers"]
+                    if (model, batch, o) in best]
+            if len(cell) < 2:
+                continue
+            top = sorted((accuracy(r) for r in cell), reverse=True)
+            if top[0] - top[1] >= close / 100:
+                continue
+            for r in cell:
+                for seed in settings["extra_seeds"]:
+                    reruns.append(Run(model, batch, r["optimizer"], r["learning_rate"], seed,
+                                      settings["epochs"], settings["train_examples"]))
+    return reruns
+
+
+def seed_stats(rows: list[dict], best: dict) -> dict:
+    """cell -> (mean, min, max, n) over the seeds of the cell's best learning rate."""
+    stats = {}
+    for cell, row in best.items():
+        accs = [accuracy(r) for r in rows
+                if (r["model"], r["global_batch"], r["optimizer"]) == cell
+                and r["learning_rate"] == row["learning_rate"]]
+        if min(accs) < 0:
+            continue  # every learning rate diverged: nothing to average
+        stats[cell] = (sum(accs) / len(accs), min(accs), max(accs), len(accs))
+    return stats
+
+
+def markdown_table(rows: list[dict], settings: dict, command: str) -> str:
+    best = best_by_cell(rows)
+    stats = seed_stats(rows, best)
+    lines = []
+    for model in settings["models"]:
+        title = "with batch norm" if model.endswith("_bn") else "without batch norm"
+        lines += [f"### `{model}` ({title}): test top-1 after {settings['epochs']} epochs", "",
+                  "| global batch | steps | " + " | ".join(
+                      _label(o) for o in settings["optimizers"]) + " |",
+                  "|---|---|" + "---|" * len(settings["optimizers"])]
+        for batch in settings["batches"]:
+            cells = []
+            steps = ""
+            for optimizer in settings["optimizers"]:
+                cell = (model, batch, optimizer)
+                if cell not in best:
+                    cells.append("not run")
+                    continue
+                if cell not in stats:
+                    steps = str(_steps(best[cell]))
+                    cells.append("diverged at every LR")
+                    continue
+                mean, low, high, n = stats[cell]
+                row = best[cell]
+                steps = str(_steps(row))
+                lr = _lr_text(row)
+                text = f"{100 * mean:.1f}%"
+                if n > 1:
+                    text += f" ({100 * low:.1f}-{100 * high:.1f}, {n} seeds)"
+                cells.append(f"{text} at {lr}")
+            lines.append(f"| {batch:,} | {steps} | " + " | ".join(cells) + " |")
+        lines.append("")
+    grids = "; ".join(f"{_label(o)}: {', '.join(map(str, LR_GRIDS[o][1]))}"
+                      + (" per 256 examples (linear scaling)" if LR_GRIDS[o][0] == "linear"
+                         else "") for o in settings["optimizers"])
+    lines += [f"Learning rates tried at every batch size (best shown): {grids}. Every run: "
+              f"linear warmup over 1 epoch, then polynomial decay of power 2 to 0; momentum "
+              f"0.9; weight decay 5e-4. {len(rows)} runs in all. Produced by `{command}`.", ""]
+    return "\n".join(lines)
+
+
+def _label(optimizer: str) -> str:
+    return {"sgd": "SGD + momentum, linear scaling + warmup", "lars": "LARS",
+            "lamb": "LAMB"}[optimizer]
+
+
+def _steps(row: dict) -> int:
+    examples = row["train_examples"] or 60_000
+    return examples // row["global_batch"] * row["epochs"]
+
+
+def _lr_text(row: dict) -> str:
+    if LR_GRIDS[row["optimizer"]][0] == "linear":
+        peak = row["learning_rate"] * row["global_batch"] / 256
+        return f"{row['learning_rate']:g}/256 (= {peak:g})"
+    return f"LR {row['learning_rate']:g}"
+
+
+def plot_accuracy(rows: list[dict], settings: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lars_hvd.training import atomic_write
+
+    best = best_by_cell(rows)
+    stats = seed_stats(rows, best)
+    models = settings["models"]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), dpi=110,
+                             squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        for optimizer in settings["optimizers"]:
+            points = [(b, stats[(model, b, optimizer)]) for b in settings["batches"]
+                      if (model, b, optimizer) in stats]
+            if not points:
+                continue
+            xs = [b for b, _ in points]
+            means = [100 * s[0] for _, s in points]
+            err = [[100 * (s[0] - s[1]) for _, s in points],
+                   [100 * (s[2] - s[0]) for _, s in points]]
+            ax.errorbar(xs, means, yerr=err, marker="o", capsize=3, label=_label(optimizer))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(settings["batches"], [f"{b:,}" for b in settings["batches"]])
+        ax.set_xlabel("global batch size")
+        ax.set_ylabel("test top-1 (%), best LR")
+        ax.set_title(f"Fashion-MNIST, {model}, {settings['epochs']} epochs")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
+
+
+def plot_trust_ratios(rows: list[dict], path: Path) -> bool:
+    """The per-layer trust ratios of the best LARS run at the largest batch (BN model first)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
+    from lars_hvd.training import atomic_write
+
+    lars = [r for r in rows if r["optimizer"] == "lars" and r["status"] == "ok"
+            and Path(r["run_dir"], "tensorboard", "lars").is_dir()]
+    if not lars:
+        return False
+    largest = max(r["global_batch"] for r in lars)
+    pick = max((r for r in lars if r["global_batch"] == largest),
+               key=lambda r: (r["model"].endswith("_bn"), accuracy(r)))
+    series: dict[str, list] = {}
+    for event_file in Path(pick["run_dir"], "tensorboard", "lars").glob("events.out.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for value in event.summary.value:
+                series.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+    fig, (ax_lr, ax) = plt.subplots(2, 1, figsize=(7, 6), dpi=110, sharex=True)
+    for tag, points in sorted(series.items()):
+        points.sort()
+        if tag == "learning_rate":
+            ax_lr.plot(*zip(*points, strict=True), color="black")
+        elif tag.startswith("trust_ratio/"):
+            ax.plot(*zip(*points, strict=True), marker=".", label=tag.split("/", 1)[1])
+    ax_lr.set_ylabel("global LR")
+    ax.set_yscale("log")
+    ax.set_ylabel("trust ratio eta*||w||/(||g||+beta*||w||)")
+    ax.set_xlabel("optimizer step")
+    ax.legend(fontsize=8)
+    ax_lr.set_title(f"LARS, {pick['model']}, global batch {pick['global_batch']:,}, "
+                    f"LR {pick['learning_rate']:g}: per-layer local learning rates")
+    for a in (ax_lr, ax):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)
+    return True
+
+
+def report(rows: list[dict], settings: dict, out: Path, command: str) -> None:
+    from lars_hvd.training import atomic_write_text
+
+    atomic_write_text(out / "table.md", markdown_table(rows, settings, command))
+    plot_accuracy(rows, settings, out / "accuracy_vs_batch.png")
+    plot_trust_ratios(rows, out / "trust_ratios.png")
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lars_hvd.study", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the ~10-minute subset")
+    parser.add_argument("--out", default=None,
+                        help="results folder (default: docs/results, or docs/results/quick)")
+    parser.add_argument("--runs-dir", default="runs/study",
+                        help="where each run's own logs and checkpoints go (not committed)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the epoch budget")
+    parser.add_argument("--train-examples", type=int, default=None,
+                        help="override: train on the first N examples only")
+    parser.add_argument("--batches", type=int, nargs="+", default=None,
+                        help="override the global batch sizes")
+    parser.add_argument("--close", type=float, default=1.0,
+                        help="rerun with more seeds where the best optimizers are within this "
+                             "many points")
+    parser.add_argument("--max-runs", type=int, default=None,
+                        help="stop after this many new runs (the sweep resumes later)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: remake the table and plots from the saved rows")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    settings = dict(QUICK if args.quick else FULL)
+    for name in ("epochs", "train_examples", "batches"):
+        if getattr(args, name) is not None:
+            settings[name] = tuple(getattr(args, name)) if name == "batches" else getattr(
+                args, name)
+    out = Path(args.out or ("docs/results/quick" if args.quick else "docs/results"))
+    results = out / "runs.jsonl"
+    command = " ".join(["python -m lars_hvd.study", *(sys.argv[1:] if argv is None else argv)])
+    from lars_hvd import distributed
+
+    distributed.init()  # one process: a Horovod world of size 1, as lars_hvd.train expects
+    new_runs = 0
+    for phase in () if args.report_only else ("grid", "seeds"):
+        rows = load_rows(results)
+        done = {r["key"] for r in rows}
+        todo = grid(settings) if phase == "grid" else seed_reruns(rows, settings, args.close)
+        todo = [r for r in todo if r.key() not in done]
+        print(f"study ({phase}): {len(todo)} runs to do, {len(done)} done; results in {out}",
+              flush=True)
+        for i, run in enumerate(todo, 1):
+            if args.max_runs is not None and new_runs >= args.max_runs:
+                break
+            print(f"[{phase} {i}/{len(todo)}] {' '.join(run.argv())}", flush=True)
+            row = run_one(run, Path(args.runs_dir))
+            append_row(results, row)
+            new_runs += 1
+            acc = row["test_accuracy"]
+            print(f"[{phase} {i}/{len(todo)}] -> {row['status']}: test accuracy "
+                  f"{acc:.4f} in {row['wall_seconds']:.0f} s" if acc is not None and
+                  math.isfinite(acc) else f"-> {row['status']}", flush=True)
+    report(load_rows(results), settings, out, command)
+    print(f"study: table, plots and {len(load_rows(results))} rows in {out}", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()
