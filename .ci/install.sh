@@ -29,8 +29,13 @@ esac
 
 # 2. System packages: Open MPI (Horovod's MPI controller and mpi4py), the Fashion-MNIST
 #    data set (the offline default), and a C++ toolchain for the Horovod build.
+pkgs=(libopenmpi-dev openmpi-bin dataset-fashion-mnist cmake g++ make)
+# Debian's own Python needs its venv module and headers (mpi4py and Horovod compile).
+case "$(readlink -f "$(command -v "$PYTHON")")" in
+  /usr/bin/*) pkgs+=("python${pyver}-venv" "python${pyver}-dev") ;;
+esac
 need=()
-for pkg in libopenmpi-dev openmpi-bin dataset-fashion-mnist cmake g++ make; do
+for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -101,7 +101,7 @@ def check_resumable(saved: dict, current: dict, run_dir: Path) -> None:
     differences = []
     for section, values in saved.items():
         for key, old in values.items():
-            new = current[section][key]
+            new = current.get(section, {}).get(key, "<not a setting any more>")
             if isinstance(old, list):
                 old = tuple(old)
             if f"{section}.{key}" not in RESUMABLE_DIFFERENCES and old != new:
