@@ -119,6 +119,9 @@ class RunConfig:
     log_every_steps: int = flag(5, "TensorBoard scalars (LR, trust ratios) every N steps")
     keep_checkpoints: int = flag(3, "checkpoints kept (one per epoch)")
     eval_batch_size: int = flag(1000, "per-worker batch for evaluation")
+    bn_recompute_examples: int = flag(0, "before the final evaluation, recompute batch-norm "
+                                         "statistics over this many training examples per "
+                                         "worker (0: keep the moving averages)")
 
 
 @dataclass
@@ -309,6 +312,8 @@ def validate(config: TrainConfig) -> None:
         (r.log_every_steps > 0, f"--log-every-steps must be > 0 (got {r.log_every_steps})"),
         (r.keep_checkpoints > 0, f"--keep-checkpoints must be > 0 (got {r.keep_checkpoints})"),
         (r.eval_batch_size > 0, f"--eval-batch-size must be > 0 (got {r.eval_batch_size})"),
+        (r.bn_recompute_examples >= 0,
+         f"--bn-recompute-examples must be >= 0 (got {r.bn_recompute_examples})"),
         (not (r.resume and r.run_dir is None),
          "--resume needs --run-dir: the run to continue"),
     ]

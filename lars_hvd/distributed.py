@@ -187,3 +187,9 @@ def allgather(tensor):
 def allreduce_mean(value):
     """The mean of ``value`` over all ranks."""
     return hvd_tf.allreduce(value, op=hvd_tf.Average)
+
+
+def allreduce_mean_list(values) -> list:
+    """The mean over all ranks of each tensor in ``values`` (one fused grouped allreduce)."""
+    return hvd_tf.grouped_allreduce([tf.convert_to_tensor(v) for v in values],
+                                    op=hvd_tf.Average)

@@ -140,3 +140,25 @@ def test_every_optimizer_and_mode_trains(extra, tmp_path):
     # moving averages have seen only 8 batches.)
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert len(rows) == 2 and float(rows[-1]["accuracy"]) > 0.3, rows
+
+
+def test_recompute_bn_statistics_averages_training_batches():
+    from lars_hvd import distributed
+    from lars_hvd.training import recompute_bn_statistics
+
+    distributed.init(pin_gpu=False, set_threads=False)
+    inputs = tf.keras.Input((3,))
+    bn = tf.keras.layers.BatchNormalization(momentum=0.99)
+    model = tf.keras.Model(inputs, bn(inputs))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=[1.0, -2.0, 5.0], scale=[1.0, 2.0, 0.5], size=(64, 3))
+               .astype(np.float32) for _ in range(4)]
+    data = tf.data.Dataset.from_tensor_slices(
+        (np.concatenate(batches), np.zeros(256, np.int32))).batch(64)
+    used = recompute_bn_statistics(model, data, examples=150, batch_size=64)
+    assert used == 3  # ceil(150 / 64) batches
+    np.testing.assert_allclose(bn.moving_mean.numpy(),
+                               np.mean([b.mean(0) for b in batches[:3]], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               np.mean([b.var(0) for b in batches[:3]], axis=0), rtol=1e-4)
+    assert bn.momentum == 0.99  # restored
