@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,43 +204,43 @@ def markdown_table(rows: list[dict], settings: dict, command: str) -> str:
                   "|---|---|" + "---|" * len(settings["optimizers"])]
         for batch in settings["batches"]:
             cells = []
-            steps = ""
+            steps = (settings["train_examples"] or 60_000) // batch * settings["epochs"]
             for optimizer in settings["optimizers"]:
                 cell = (model, batch, optimizer)
                 if cell not in best:
                     cells.append("not run")
                     continue
                 if cell not in stats:
-                    steps = str(_steps(best[cell]))
                     cells.append("diverged at every LR")
                     continue
                 mean, low, high, n = stats[cell]
                 row = best[cell]
-                steps = str(_steps(row))
                 lr = _lr_text(row)
                 text = f"{100 * mean:.1f}%"
                 if n > 1:
                     text += f" ({100 * low:.1f}-{100 * high:.1f}, {n} seeds)"
                 cells.append(f"{text} at {lr}")
-            lines.append(f"| {batch:,} | {steps} | " + " | ".join(cells) + " |")
+            lines.append(f"| {batch:,} | {steps:,} | " + " | ".join(cells) + " |")
         lines.append("")
     grids = "; ".join(f"{_label(o)}: {', '.join(map(str, LR_GRIDS[o][1]))}"
                       + (" per 256 examples (linear scaling)" if LR_GRIDS[o][0] == "linear"
                          else "") for o in settings["optimizers"])
+    planned = {run.key() for run in grid(settings)}
+    done = len(planned & {r["key"] for r in rows})
+    progress = "" if done == len(planned) else (
+        f" **Partial: {done} of the {len(planned)} grid runs are done**; run the same "
+        f"command again to continue.")
     lines += [f"Learning rates tried at every batch size (best shown): {grids}. Every run: "
               f"linear warmup over 1 epoch, then polynomial decay of power 2 to 0; momentum "
-              f"0.9; weight decay 5e-4. {len(rows)} runs in all. Produced by `{command}`.", ""]
+              f"0.9; weight decay 5e-4; BN statistics recomputed over 10,000 training "
+              f"examples before the test. {len(rows)} runs in all.{progress} Produced by "
+              f"`{command}` on 2 CPU cores.", ""]
     return "\n".join(lines)
 
 
 def _label(optimizer: str) -> str:
     return {"sgd": "SGD + momentum, linear scaling + warmup", "lars": "LARS",
             "lamb": "LAMB"}[optimizer]
-
-
-def _steps(row: dict) -> int:
-    examples = row["train_examples"] or 60_000
-    return examples // row["global_batch"] * row["epochs"]
 
 
 def _lr_text(row: dict) -> str:
@@ -281,7 +280,8 @@ def plot_accuracy(rows: list[dict], settings: dict, path: Path) -> None:
         ax.set_ylabel("test top-1 (%), best LR")
         ax.set_title(f"Fashion-MNIST, {model}, {settings['epochs']} epochs")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)
@@ -365,6 +365,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def sweep_flags(args: argparse.Namespace) -> list[str]:
+    """The flags that define the sweep (not where it writes), to cite in the table."""
+    flags = ["--quick"] if args.quick else []
+    for name in ("epochs", "train_examples", "batches"):
+        value = getattr(args, name)
+        if value is not None:
+            flags.append("--" + name.replace("_", "-"))
+            flags += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return flags
+
+
 def main(argv=None) -> Path:
     args = parse_args(argv)
     settings = dict(QUICK if args.quick else FULL)
@@ -374,7 +385,7 @@ def main(argv=None) -> Path:
                 args, name)
     out = Path(args.out or ("docs/results/quick" if args.quick else "docs/results"))
     results = out / "runs.jsonl"
-    command = " ".join(["python -m lars_hvd.study", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m lars_hvd.study", *sweep_flags(args)])
     from lars_hvd import distributed
 
     distributed.init()  # one process: a Horovod world of size 1, as lars_hvd.train expects

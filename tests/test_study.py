@@ -41,10 +41,11 @@ def test_seed_reruns_only_where_close():
 def test_table_shows_best_lr_and_seed_spread():
     rows = ROWS + [row("m", 128, "sgd", 0.2, 1, 0.89), row("m", 128, "sgd", 0.2, 2, 0.90)]
     table = study.markdown_table(rows, SETTINGS, "python -m lars_hvd.study")
-    assert "| 128 | 2340 | 90.0% (89.0-91.0, 3 seeds) at 0.2/256 (= 0.1) | 90.5% at LR 3 |" \
+    assert "| 128 | 2,340 | 90.0% (89.0-91.0, 3 seeds) at 0.2/256 (= 0.1) | 90.5% at LR 3 |" \
         in table
     assert "| 4,096 | 70 | 60.0% at 0.2/256 (= 3.2) | 82.0% at LR 10 |" in table
     assert "Produced by `python -m lars_hvd.study`" in table
+    assert "Partial: 6 of the 12 grid runs are done" in table  # seed-0 rows of the grid
 
 
 def test_every_optimizer_gets_as_many_learning_rates():
