@@ -6,9 +6,12 @@
 Every run is a real ``lars_hvd.train`` run (its ``main()``, in this process), on Fashion-MNIST
 with a fixed epoch budget, for each global batch x optimizer x learning rate of the grid, for
 a network with batch norm and one without (the paper's AlexNet-BN vs AlexNet contrast).
-Fairness: every optimizer gets the same number of learning rates at every batch size, all
-recorded; the table reports the best. Where the best optimizers of a cell are within
-``--close`` points, their best LRs are rerun with more seeds and the spread is shown.
+Fairness: every optimizer gets the same search at every batch size -- three learning rates
+a factor of 4 apart, extended by factors of 4 while the best is at an edge -- all recorded;
+the table reports the best, and SGD at exactly the linear-scaling rule beside it. Where the
+best optimizers of a cell are within ``--close`` points, their best LRs are rerun with more
+seeds and the spread is shown. Then the largest batch again with 4x the epochs, for SGD and
+LARS: whether the shortfall there is the optimizer's or the step budget's.
 
 Results: one JSON row per run in ``<out>/runs.jsonl`` (finished runs are skipped when the
 sweep is run again), and from those rows ``<out>/table.md``, ``<out>/accuracy_vs_batch.png``
@@ -25,15 +28,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# Learning-rate grids, the same size for every optimizer. SGD follows the linear-scaling
-# rule (Goyal et al.: 0.1 per 256 examples) with a grid that reaches a quarter and 1/16 of
-# it, since the rule overshoots at extreme batch; LARS and LAMB take absolute LRs (their
-# step is scaled per layer). Values per optimizer: (scaling, grid).
+# Learning-rate grids, the same for every optimizer: three values a factor of 4 apart around
+# the optimizer's usual setting, extended by further factors of 4 (at most EXTEND times) while
+# the best value sits at an edge, so that no optimizer is judged at the edge of its grid. SGD
+# follows the linear-scaling rule (Goyal et al.: 0.1 per 256 examples, the middle value);
+# LARS and LAMB take absolute LRs (their step is scaled per layer). Values: (scaling, grid).
 LR_GRIDS = {
-    "sgd": ("linear", (0.0125, 0.05, 0.2)),  # per 256 examples
-    "lars": ("none", (1.0, 3.0, 10.0)),
+    "sgd": ("linear", (0.025, 0.1, 0.4)),  # per 256 examples
+    "lars": ("none", (2.5, 10.0, 40.0)),
     "lamb": ("none", (0.0025, 0.01, 0.04)),
 }
+LR_STEP = 4.0
+EXTEND = 3
+LINEAR_RULE = 0.1  # Goyal et al.'s SGD learning rate per 256 examples
 FULL = {
     "models": ("small_cnn_bn", "small_cnn"),
     "batches": (128, 1024, 4096, 16384),
@@ -42,6 +49,15 @@ FULL = {
     "train_examples": None,
     "extra_seeds": (1, 2),
 }
+BUDGET_FACTOR = 4
+
+
+def budget_settings(settings: dict) -> dict:
+    """Why the largest batch falls short: the same search with BUDGET_FACTOR x the epochs
+    (and so the steps) at the largest batch, for SGD and LARS, on the first network."""
+    return dict(settings, models=settings["models"][:1], batches=(max(settings["batches"]),),
+                optimizers=tuple(o for o in settings["optimizers"] if o in ("sgd", "lars")),
+                epochs=settings["epochs"] * BUDGET_FACTOR, extra_seeds=())
 QUICK = {
     "models": ("small_cnn_bn",),
     "batches": (256, 4096),
@@ -147,6 +163,15 @@ def accuracy(row: dict) -> float:
     return -1.0 if row["test_accuracy"] is None else row["test_accuracy"]
 
 
+def rows_for(rows: list[dict], settings: dict) -> list[dict]:
+    """The rows that belong to one sweep (its models, batches, optimizers and epoch budget)."""
+    return [r for r in rows if r["model"] in settings["models"]
+            and r["global_batch"] in settings["batches"]
+            and r["optimizer"] in settings["optimizers"]
+            and r["epochs"] == settings["epochs"]
+            and r["train_examples"] == settings["train_examples"]]
+
+
 def best_by_cell(rows: list[dict], seed: int = 0) -> dict:
     """(model, batch, optimizer) -> the seed-0 row with the best test accuracy."""
     best: dict = {}
@@ -159,9 +184,34 @@ def best_by_cell(rows: list[dict], seed: int = 0) -> dict:
     return best
 
 
+def edge_extensions(rows: list[dict], settings: dict) -> list[Run]:
+    """One more LR, a factor LR_STEP further out, for each cell whose best LR is at the edge
+    of what was tried (at most EXTEND beyond the base grid on each side)."""
+    rows = rows_for(rows, settings)
+    runs = []
+    for cell, row in best_by_cell(rows).items():
+        if accuracy(row) < 0:
+            continue  # every LR diverged: lower ones are in the base grid already
+        tried = sorted({r["learning_rate"] for r in rows if r["seed"] == 0 and
+                        (r["model"], r["global_batch"], r["optimizer"]) == cell})
+        base = LR_GRIDS[cell[2]][1]
+        # The best accuracy, wherever it is reached (ties: several LRs at chance level).
+        at_best = {r["learning_rate"] for r in rows if r["seed"] == 0 and accuracy(r) ==
+                   accuracy(row) and (r["model"], r["global_batch"], r["optimizer"]) == cell}
+        if tried[0] in at_best and tried[0] >= min(base) / LR_STEP ** (EXTEND - 1) * 0.999:
+            new = tried[0] / LR_STEP
+        elif tried[-1] in at_best and tried[-1] <= max(base) * LR_STEP ** (EXTEND - 1) * 1.001:
+            new = tried[-1] * LR_STEP
+        else:
+            continue
+        runs.append(Run(*cell, float(f"{new:.6g}"), 0, settings["epochs"],
+                        settings["train_examples"]))
+    return runs
+
+
 def seed_reruns(rows: list[dict], settings: dict, close: float) -> list[Run]:
     """Extra seeds for the best LR of each optimizer in cells where they are close."""
-    best = best_by_cell(rows)
+    best = best_by_cell(rows_for(rows, settings))
     reruns = []
     for model in settings["models"]:
         for batch in settings["batches"]:
@@ -192,54 +242,99 @@ def seed_stats(rows: list[dict], best: dict) -> dict:
     return stats
 
 
-def markdown_table(rows: list[dict], settings: dict, command: str) -> str:
+def _cell_text(stats: dict, best: dict, cell: tuple) -> str:
+    if cell not in best:
+        return "not run"
+    if cell not in stats:
+        return "diverged at every LR"
+    mean, low, high, n = stats[cell]
+    text = f"{100 * mean:.1f}%"
+    if n > 1:
+        text += f" ({100 * low:.1f}-{100 * high:.1f}, {n} seeds)"
+    return f"{text} at {_lr_text(best[cell])}"
+
+
+def _linear_rule_text(rows: list[dict], model: str, batch: int) -> str:
+    """SGD at exactly Goyal et al.'s rule (seed 0): the paper's baseline, untuned."""
+    hits = [r for r in rows if (r["model"], r["global_batch"], r["optimizer"], r["seed"])
+            == (model, batch, "sgd", 0) and math.isclose(r["learning_rate"], LINEAR_RULE)]
+    if not hits:
+        return "not run"
+    return "diverged" if hits[0]["test_accuracy"] is None else (
+        f"{100 * hits[0]['test_accuracy']:.1f}%")
+
+
+def markdown_table(rows: list[dict], settings: dict, command: str,
+                   budget: dict | None = None) -> str:
+    all_rows = rows
+    rows = rows_for(rows, settings)
     best = best_by_cell(rows)
     stats = seed_stats(rows, best)
+    optimizers = settings["optimizers"]
+    with_rule = "sgd" in optimizers
     lines = []
     for model in settings["models"]:
         title = "with batch norm" if model.endswith("_bn") else "without batch norm"
+        header = [_label(o) + (", best LR" if o == "sgd" else "") for o in optimizers]
+        if with_rule:
+            header.insert(1, f"SGD at the linear rule ({LINEAR_RULE:g}/256)")
         lines += [f"### `{model}` ({title}): test top-1 after {settings['epochs']} epochs", "",
-                  "| global batch | steps | " + " | ".join(
-                      _label(o) for o in settings["optimizers"]) + " |",
-                  "|---|---|" + "---|" * len(settings["optimizers"])]
+                  "| global batch | steps | " + " | ".join(header) + " |",
+                  "|---|---|" + "---|" * len(header)]
         for batch in settings["batches"]:
-            cells = []
             steps = (settings["train_examples"] or 60_000) // batch * settings["epochs"]
-            for optimizer in settings["optimizers"]:
-                cell = (model, batch, optimizer)
-                if cell not in best:
-                    cells.append("not run")
-                    continue
-                if cell not in stats:
-                    cells.append("diverged at every LR")
-                    continue
-                mean, low, high, n = stats[cell]
-                row = best[cell]
-                lr = _lr_text(row)
-                text = f"{100 * mean:.1f}%"
-                if n > 1:
-                    text += f" ({100 * low:.1f}-{100 * high:.1f}, {n} seeds)"
-                cells.append(f"{text} at {lr}")
+            cells = [_cell_text(stats, best, (model, batch, o)) for o in optimizers]
+            if with_rule:
+                cells.insert(1, _linear_rule_text(rows, model, batch))
             lines.append(f"| {batch:,} | {steps:,} | " + " | ".join(cells) + " |")
         lines.append("")
-    grids = "; ".join(f"{_label(o)}: {', '.join(map(str, LR_GRIDS[o][1]))}"
+    grids = "; ".join(f"{_label(o)}: {', '.join(f'{v:g}' for v in LR_GRIDS[o][1])}"
                       + (" per 256 examples (linear scaling)" if LR_GRIDS[o][0] == "linear"
-                         else "") for o in settings["optimizers"])
+                         else "") for o in optimizers)
     planned = {run.key() for run in grid(settings)}
     done = len(planned & {r["key"] for r in rows})
     progress = "" if done == len(planned) else (
         f" **Partial: {done} of the {len(planned)} grid runs are done**; run the same "
         f"command again to continue.")
-    lines += [f"Learning rates tried at every batch size (best shown): {grids}. Every run: "
-              f"linear warmup over 1 epoch, then polynomial decay of power 2 to 0; momentum "
-              f"0.9; weight decay 5e-4; BN statistics recomputed over 10,000 training "
-              f"examples before the test. {len(rows)} runs in all.{progress} Produced by "
-              f"`{command}` on 2 CPU cores.", ""]
+    lines += [f"Learning rates (best shown): {grids}; where the best was at an edge of what "
+              f"was tried, the grid went on by factors of {LR_STEP:g} (up to {EXTEND} more), "
+              f"for every optimizer alike. Where the best optimizers of a cell were within "
+              f"1 point, their best LRs were rerun with 2 more seeds (mean and range shown). "
+              f"Every run: linear warmup over 1 epoch, then polynomial decay of power 2 to 0; "
+              f"momentum 0.9; weight decay 5e-4; BN statistics recomputed over 10,000 "
+              f"training examples before the test. {len(rows)} runs.{progress}", ""]
+    if budget is not None:
+        lines += budget_table(all_rows, settings, budget)
+    lines += [f"Produced by `{command}` on 2 CPU cores; every run is in `runs.jsonl`.", ""]
     return "\n".join(lines)
 
 
+def budget_table(rows: list[dict], settings: dict, budget: dict) -> list[str]:
+    """The largest batch at the sweep's epoch budget and at the longer one, side by side."""
+    short, long_ = rows_for(rows, settings), rows_for(rows, budget)
+    best_s, best_l = best_by_cell(short), best_by_cell(long_)
+    stats_s, stats_l = seed_stats(short, best_s), seed_stats(long_, best_l)
+    lines = [f"### Epoch budget at the largest batch: {settings['epochs']} vs "
+             f"{budget['epochs']} epochs", "",
+             "| model | global batch | optimizer | steps | "
+             f"{settings['epochs']} epochs | steps | {budget['epochs']} epochs |",
+             "|---|---|---|---|---|---|---|"]
+    for model in budget["models"]:
+        for batch in budget["batches"]:
+            for optimizer in budget["optimizers"]:
+                cell = (model, batch, optimizer)
+                per_epoch = (settings["train_examples"] or 60_000) // batch
+                lines.append(
+                    f"| `{model}` | {batch:,} | {_label(optimizer)} | "
+                    f"{per_epoch * settings['epochs']:,} | {_cell_text(stats_s, best_s, cell)} "
+                    f"| {per_epoch * budget['epochs']:,} | {_cell_text(stats_l, best_l, cell)} |")
+    lines += ["", f"Same learning-rate search as above at {budget['epochs']} epochs "
+              f"({len(long_)} runs).", ""]
+    return lines
+
+
 def _label(optimizer: str) -> str:
-    return {"sgd": "SGD + momentum, linear scaling + warmup", "lars": "LARS",
+    return {"sgd": "SGD + momentum + warmup", "lars": "LARS",
             "lamb": "LAMB"}[optimizer]
 
 
@@ -258,6 +353,7 @@ def plot_accuracy(rows: list[dict], settings: dict, path: Path) -> None:
 
     from lars_hvd.training import atomic_write
 
+    rows = rows_for(rows, settings)
     best = best_by_cell(rows)
     stats = seed_stats(rows, best)
     models = settings["models"]
@@ -274,6 +370,12 @@ def plot_accuracy(rows: list[dict], settings: dict, path: Path) -> None:
             err = [[100 * (s[0] - s[1]) for _, s in points],
                    [100 * (s[2] - s[0]) for _, s in points]]
             ax.errorbar(xs, means, yerr=err, marker="o", capsize=3, label=_label(optimizer))
+        rule = [(b, r["test_accuracy"]) for b in settings["batches"] for r in rows
+                if (r["model"], r["global_batch"], r["optimizer"], r["seed"]) == (
+                    model, b, "sgd", 0) and math.isclose(r["learning_rate"], LINEAR_RULE)]
+        if rule:
+            ax.plot([b for b, _ in rule], [100 * (a or 0) for _, a in rule], "k--", marker="x",
+                    label=f"SGD at the linear rule ({LINEAR_RULE:g}/256)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(settings["batches"], [f"{b:,}" for b in settings["batches"]])
         ax.set_xlabel("global batch size")
@@ -332,12 +434,13 @@ def plot_trust_ratios(rows: list[dict], path: Path) -> bool:
     return True
 
 
-def report(rows: list[dict], settings: dict, out: Path, command: str) -> None:
+def report(rows: list[dict], settings: dict, out: Path, command: str,
+           budget: dict | None = None) -> None:
     from lars_hvd.training import atomic_write_text
 
-    atomic_write_text(out / "table.md", markdown_table(rows, settings, command))
+    atomic_write_text(out / "table.md", markdown_table(rows, settings, command, budget))
     plot_accuracy(rows, settings, out / "accuracy_vs_batch.png")
-    plot_trust_ratios(rows, out / "trust_ratios.png")
+    plot_trust_ratios(rows_for(rows, settings), out / "trust_ratios.png")
 
 
 # -- entry point ---------------------------------------------------------------------------
@@ -355,6 +458,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="override: train on the first N examples only")
     parser.add_argument("--batches", type=int, nargs="+", default=None,
                         help="override the global batch sizes")
+    parser.add_argument("--no-budget", action="store_true",
+                        help=f"skip the {BUDGET_FACTOR}x-epoch runs at the largest batch "
+                             "(never run with --quick)")
     parser.add_argument("--close", type=float, default=1.0,
                         help="rerun with more seeds where the best optimizers are within this "
                              "many points")
@@ -389,26 +495,39 @@ def main(argv=None) -> Path:
     from lars_hvd import distributed
 
     distributed.init()  # one process: a Horovod world of size 1, as lars_hvd.train expects
+    budget = None if args.quick or args.no_budget else budget_settings(settings)
     new_runs = 0
-    for phase in () if args.report_only else ("grid", "seeds"):
-        rows = load_rows(results)
-        done = {r["key"] for r in rows}
-        todo = grid(settings) if phase == "grid" else seed_reruns(rows, settings, args.close)
-        todo = [r for r in todo if r.key() not in done]
-        print(f"study ({phase}): {len(todo)} runs to do, {len(done)} done; results in {out}",
-              flush=True)
-        for i, run in enumerate(todo, 1):
-            if args.max_runs is not None and new_runs >= args.max_runs:
+    phases = [] if args.report_only else [
+        (sweep, phase) for sweep in (settings, budget) if sweep is not None
+        for phase in ("grid", "edges", "seeds")]
+    for sweep, phase in phases:
+        while True:  # the edge phase goes on while a best LR is still at an edge
+            rows = load_rows(results)
+            done = {r["key"] for r in rows}
+            todo = {"grid": grid, "edges": edge_extensions,
+                    "seeds": lambda r, s: seed_reruns(r, s, args.close)}[phase]
+            todo = [r for r in (todo(sweep) if phase == "grid" else todo(rows, sweep))
+                    if r.key() not in done]
+            label = f"{phase}, {sweep['epochs']} epochs"
+            print(f"study ({label}): {len(todo)} runs to do, {len(done)} done; results in "
+                  f"{out}", flush=True)
+            for i, run in enumerate(todo, 1):
+                if args.max_runs is not None and new_runs >= args.max_runs:
+                    break
+                print(f"[{label} {i}/{len(todo)}] {' '.join(run.argv())}", flush=True)
+                row = run_one(run, Path(args.runs_dir))
+                append_row(results, row)
+                new_runs += 1
+                acc = row["test_accuracy"]
+                print(f"[{label} {i}/{len(todo)}] -> {row['status']}: test accuracy "
+                      f"{acc:.4f} in {row['wall_seconds']:.0f} s" if acc is not None and
+                      math.isfinite(acc) else f"-> {row['status']}", flush=True)
+            stop = args.max_runs is not None and new_runs >= args.max_runs
+            if phase != "edges" or not todo or stop:
                 break
-            print(f"[{phase} {i}/{len(todo)}] {' '.join(run.argv())}", flush=True)
-            row = run_one(run, Path(args.runs_dir))
-            append_row(results, row)
-            new_runs += 1
-            acc = row["test_accuracy"]
-            print(f"[{phase} {i}/{len(todo)}] -> {row['status']}: test accuracy "
-                  f"{acc:.4f} in {row['wall_seconds']:.0f} s" if acc is not None and
-                  math.isfinite(acc) else f"-> {row['status']}", flush=True)
-    report(load_rows(results), settings, out, command)
+        if args.max_runs is not None and new_runs >= args.max_runs:
+            break
+    report(load_rows(results), settings, out, command, budget)
     print(f"study: table, plots and {len(load_rows(results))} rows in {out}", flush=True)
     return out
 

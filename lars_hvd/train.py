@@ -5,7 +5,7 @@
     python -m lars_hvd.train --preset resnet50-imagenet-32k --dry-run --world-size 64
 
 The default job (preset fashion-mnist) trains a small BN CNN on Fashion-MNIST at a global
-batch of 4096 with LARS, 6 epochs: about 4-5 minutes on 2 CPU cores under horovodrun -np 2.
+batch of 4096 with LARS, 6 epochs: about a minute on 2 CPU cores under horovodrun -np 2.
 """
 
 from __future__ import annotations

@@ -20,10 +20,16 @@ def _small_cnn(input_shape, num_classes, batch_norm, bn_momentum, name):
         return layers.ReLU(name=f"{prefix}_relu")(x)
 
     inputs = tf.keras.Input(input_shape, name="image")
-    x = layers.Conv2D(16, 3, padding="same", use_bias=not batch_norm, name="conv1")(inputs)
-    x = layers.MaxPooling2D(name="pool1")(norm_act(x, "conv1"))
-    x = layers.Conv2D(32, 3, padding="same", use_bias=not batch_norm, name="conv2")(x)
-    x = layers.MaxPooling2D(name="pool2")(norm_act(x, "conv2"))
+    # Strided convolutions in place of conv + max-pool (the all-convolutional net of
+    # Springenberg et al. 2015): same parameters, a quarter of the activations. On two CPU
+    # cores the network is memory-bound, and this is 2.3x (batch 128) to 4x (batch 4096)
+    # faster in a bare `model.fit` (measured when the change was made).
+    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=not batch_norm,
+                      name="conv1")(inputs)
+    x = norm_act(x, "conv1")
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=not batch_norm,
+                      name="conv2")(x)
+    x = norm_act(x, "conv2")
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(64, use_bias=not batch_norm, name="fc1")(x)
     x = norm_act(x, "fc1")
@@ -33,7 +39,7 @@ def _small_cnn(input_shape, num_classes, batch_norm, bn_momentum, name):
 
 def small_cnn_bn(input_shape=(28, 28, 1), num_classes: int = 10, *,
                  bn_momentum: float = BN_MOMENTUM) -> tf.keras.Model:
-    """conv16-BN-pool, conv32-BN-pool, dense64-BN, dense10: 106,202 parameters at 28x28x1."""
+    """conv16/2-BN, conv32/2-BN, dense64-BN, dense10: 106,202 parameters at 28x28x1."""
     return _small_cnn(input_shape, num_classes, True, bn_momentum, "small_cnn_bn")
 
 
