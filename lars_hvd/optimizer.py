@@ -65,7 +65,14 @@ def trust_ratio(
 
 
 def _l2_norm(tensor):
-    return tf.sqrt(tf.reduce_sum(tf.square(tensor)))
+    # One fused pass over the tensor (tf.nn.l2_loss = sum(x**2) / 2), no temporary the size
+    # of the tensor: the norms are LARS's only extra memory traffic over SGD.
+    return tf.sqrt(2.0 * tf.nn.l2_loss(tensor))
+
+
+def _handle(variable):
+    """The resource handle of a variable (through a mixed-precision AutoCastVariable)."""
+    return getattr(variable, "_variable", variable).handle
 
 
 def _compile_patterns(patterns, argument: str) -> list[str]:
@@ -129,6 +136,11 @@ class LARS(tf.keras.optimizers.Optimizer):
     With ``record_trust_ratios=True`` the optimizer keeps the last trust ratio of every
     adapted variable (one scalar each), read with ``trust_ratios()``: the per-layer view of
     why LARS works, for TensorBoard.
+
+    Implementation: the slot ``v`` holds ``-v`` (the sign of Keras SGD's momentum slot), so
+    that the update is one pass of TensorFlow's fused ``ResourceApplyKerasMomentum`` kernel
+    at learning rate ``lr * trust``; with the two norms (one pass each) and the weight-decay
+    term, a LARS step reads and writes little more memory than Keras's own SGD.
 
     Gradients arrive already averaged across workers (Horovod does that before
     ``apply_gradients``), so the trust ratio sees the global gradient. Sparse gradients
@@ -320,21 +332,22 @@ class LARS(tf.keras.optimizers.Optimizer):
                 epsilon=self.epsilon,
                 mode=self.trust_ratio_mode,
             )
-            step = (lr * ratio) * direction
+            local_lr = lr * ratio
             if self.record_trust_ratios:
                 index = self._index_dict[self._var_key(variable)]
                 self._trust_ratio_records[index].assign(tf.cast(ratio, tf.float32))
         else:
-            step = lr * direction
+            local_lr = lr
         if self.momentum == 0:
-            variable.assign_sub(step)
+            tf.raw_ops.ResourceApplyGradientDescent(var=_handle(variable), alpha=local_lr,
+                                                    delta=direction)
             return
-        velocity = self.momentums[self._index_dict[self._var_key(variable)]]
-        velocity.assign(self.momentum * velocity + step)
-        if self.nesterov:
-            variable.assign_sub(self.momentum * velocity + step)
-        else:
-            variable.assign_sub(velocity)
+        # Keras's fused momentum kernel, with neg_v = -v:  neg_v = m * neg_v - local_lr * d;
+        # w += neg_v  (nesterov: w += m * neg_v - local_lr * d), i.e. the update above.
+        neg_velocity = self.momentums[self._index_dict[self._var_key(variable)]]
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=_handle(variable), accum=_handle(neg_velocity), lr=local_lr, grad=direction,
+            momentum=tf.cast(self.momentum, dtype), use_nesterov=self.nesterov)
 
     def get_config(self) -> dict:
         """Every constructor argument: Horovod rebuilds the optimizer from this."""

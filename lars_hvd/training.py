@@ -264,10 +264,16 @@ class Diagnostics(tf.keras.callbacks.Callback):
         super().__init__()
         self.writer = tf.summary.create_file_writer(str(log_dir))
         self.plan, self.every = plan, every_steps
+        self._micro_batch = None  # the micro-batch counter, mirrored in Python
+        self._supports_tf_logs = True  # never makes Keras convert the logs to NumPy
 
     def on_train_batch_end(self, batch, logs=None):
         optimizer = inner_optimizer(self.model.optimizer)
-        iterations = int(optimizer.iterations)
+        if self._micro_batch is None:  # read the device counter once, then count here:
+            self._micro_batch = int(optimizer.iterations)  # a read per batch is a sync
+        else:
+            self._micro_batch += 1
+        iterations = self._micro_batch
         if iterations % self.plan.accumulation_steps:
             return  # mid-accumulation: no optimizer step was taken
         step = iterations // self.plan.accumulation_steps

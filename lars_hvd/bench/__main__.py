@@ -1,0 +1,195 @@
+"""python -m lars_hvd.bench {throughput,overhead,optimizer,allreduce,scaling,all} [flags]"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+QUICK = {  # `make bench`: everything in at most 10 minutes on 2 cores
+    "throughput": ["--model", "small_cnn_bn", "--batch", "256", "--num-iters", "5"],
+    "overhead": ["--model", "small_cnn_bn", "--batch", "512", "--rounds", "4"],
+    "optimizer": ["--rounds", "5", "--steps", "4", "--batch", "4", "--image-size", "64"],
+    "allreduce": ["--max-bytes", str(64 << 20)],
+    "scaling": [],
+}
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="docs/results/bench",
+                   help="where the JSON and PNG results go")
+    p.add_argument("--no-save", action="store_true", help="print only; write no files")
+
+
+def parser() -> argparse.ArgumentParser:
+    from lars_hvd.bench import scaling
+
+    top = argparse.ArgumentParser(prog="python -m lars_hvd.bench",
+                                  description=__doc__,
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("throughput", formatter_class=fmt,
+                       help="images/s on synthetic data (Horovod synthetic-benchmark style)")
+    p.add_argument("--model", default="resnet50")
+    p.add_argument("--batch", type=int, default=32, help="per-worker batch")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="square input size (default: the model's)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="default: 1000, or 10 for the 28x28 models")
+    p.add_argument("--num-warmup-batches", type=int, default=3)
+    p.add_argument("--num-batches-per-iter", type=int, default=10)
+    p.add_argument("--num-iters", type=int, default=10)
+    add_common(p)
+
+    p = sub.add_parser("overhead", formatter_class=fmt,
+                       help="lars_hvd.train vs a bare model.fit (SGD), interleaved")
+    p.add_argument("--model", default="small_cnn_bn")
+    p.add_argument("--batch", type=int, default=512, help="per-worker batch")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--steps", type=int, default=40, help="steps per epoch")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--skip", type=int, default=5,
+                   help="untimed batches at the start of each run")
+    p.add_argument("--rounds", type=int, default=6)
+    add_common(p)
+
+    p = sub.add_parser("optimizer", formatter_class=fmt,
+                       help="LARS vs SGD vs LAMB: apply step and full step, ResNet-50")
+    p.add_argument("--model", default="resnet50")
+    p.add_argument("--optimizers", nargs="+", default=["sgd", "lars", "lamb"])
+    p.add_argument("--image-size", type=int, default=224,
+                   help="input size of the full-step measurement")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=16,
+                   help="batch of the full-step measurement (0: skip it)")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--steps", type=int, default=5, help="calls timed per round")
+    p.add_argument("--xla", choices=["both", "on", "off"], default="both")
+    add_common(p)
+
+    p = sub.add_parser("allreduce", formatter_class=fmt,
+                       help="Horovod allreduce bandwidth under horovodrun -np 2")
+    p.add_argument("--controllers", nargs="+", default=["gloo", "mpi"],
+                   choices=["gloo", "mpi"])
+    p.add_argument("--max-bytes", type=int, default=256 << 20)
+    p.add_argument("--timeout", type=float, default=600,
+                   help="seconds before a job is killed")
+    add_common(p)
+
+    p = sub.add_parser("allreduce-worker", help=argparse.SUPPRESS)
+    p.add_argument("--controller", required=True)
+    p.add_argument("--fusion-threshold", type=int, required=True)
+    p.add_argument("--max-bytes", type=int, required=True)
+    p.add_argument("--sweep", action="store_true")
+    p.add_argument("--json", required=True)
+
+    p = sub.add_parser("scaling", formatter_class=fmt,
+                       help="projected scaling of ResNet-50 at a fixed global batch")
+    p.add_argument("--global-batch", type=int, default=32768)
+    p.add_argument("--gpus", type=int, nargs="+",
+                   default=[8, 16, 32, 64, 128, 256, 512, 1024])
+    p.add_argument("--profiles", nargs="+", default=list(scaling.PROFILES),
+                   choices=list(scaling.PROFILES))
+    p.add_argument("--parameters", type=int, default=scaling.RESNET50_PARAMETERS)
+    p.add_argument("--gpu-images-per-second", type=float, default=None,
+                   help="override the profiles' per-GPU training throughput")
+    p.add_argument("--inter-node-gbps", type=float, default=None,
+                   help="override the network bandwidth of a node, Gb/s")
+    p.add_argument("--overlap", type=float, default=0.9,
+                   help="share of the last backward pass that hides communication")
+    p.add_argument("--fp16-allreduce", action="store_true")
+    p.add_argument("--alexnet-images-per-second", type=float, default=3000.0,
+                   help="per-GPU AlexNet-BN throughput for the check against the paper's "
+                        "DGX-1 speed-up (an assumption: a round value)")
+    add_common(p)
+
+    p = sub.add_parser("all", formatter_class=fmt, help="every benchmark (make bench)")
+    p.add_argument("--quick", action="store_true",
+                   help="the reduced settings of make bench (<= 10 minutes on 2 cores)")
+    add_common(p)
+    return top
+
+
+def _complete(args) -> None:
+    from lars_hvd.config import MODEL_INPUT_SHAPES
+
+    if hasattr(args, "model") and args.command in ("throughput", "overhead", "optimizer"):
+        if args.model not in MODEL_INPUT_SHAPES:
+            raise SystemExit(f"--model {args.model!r} is not a registered model; choose from "
+                             f"{', '.join(MODEL_INPUT_SHAPES)}")
+        shape = MODEL_INPUT_SHAPES[args.model]
+        size = args.image_size or shape[0]
+        args.input_shape = (size, size, shape[-1])
+        if args.num_classes is None:
+            args.num_classes = 10 if shape[0] == 28 else 1000
+    for name in ("batch", "rounds", "steps", "num_iters", "num_batches_per_iter"):
+        value = getattr(args, name, None)
+        if value is not None and value < (0 if name == "batch" and
+                                          args.command == "optimizer" else 1):
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.command == "optimizer":
+        args.xla_modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
+
+
+def run_one(args, argv: list[str]) -> dict:
+    from lars_hvd import distributed
+    from lars_hvd.bench import results
+
+    _complete(args)
+    command = "python -m lars_hvd.bench " + shlex.join(argv)
+    if args.command == "throughput":
+        from lars_hvd.bench.throughput import throughput as fn
+    elif args.command == "overhead":
+        from lars_hvd.bench.throughput import overhead as fn
+    elif args.command == "optimizer":
+        from lars_hvd.bench.optimizer import run as fn
+    elif args.command == "allreduce":
+        from lars_hvd.bench.allreduce import run as fn
+    else:
+        from lars_hvd.bench.scaling import run as fn
+    result = fn(args)
+    figure = result.pop("_figure", None)
+    if args.no_save or (args.command in ("throughput", "overhead")
+                        and not distributed.is_rank0()):
+        return result
+    out = Path(args.out)
+    path = results.write_json(out, args.command, result, command)
+    if figure is not None:
+        results.save_figure(figure, out / f"{args.command}.png")
+    if args.command == "allreduce":
+        from lars_hvd.bench.allreduce import plot
+
+        plot(result, out / "allreduce.png")
+    print(f"bench: {path}", flush=True)
+    return result
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    if args.command == "allreduce-worker":
+        from lars_hvd.bench.allreduce import worker
+
+        worker(args)
+        return
+    if args.command != "all":
+        run_one(args, argv)
+        return
+    from lars_hvd.bench import summary
+
+    for name, flags in QUICK.items():
+        sub_argv = [name, *(flags if args.quick else []), "--out", args.out]
+        if args.no_save:
+            sub_argv.append("--no-save")
+        print(f"== python -m lars_hvd.bench {shlex.join(sub_argv)}", flush=True)
+        run_one(parser().parse_args(sub_argv), sub_argv)
+    if not args.no_save:
+        summary.write(Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""``summary.md``: the benchmark results as the README's Performance section quotes them,
+made from the JSON files alone (nothing typed in by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _load(out: Path, name: str) -> dict | None:
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _ratio(r: dict) -> str:
+    return f"{r['ratio']:.3f} (95% CI +-{r['ci95']:.3f}, {len(r['rounds'])} rounds)"
+
+
+def render(out: Path) -> str:
+    lines = ["| benchmark | result | target | command |", "|---|---|---|---|"]
+    t, o, p, a, s = (_load(out, name) for name in
+                     ("throughput", "overhead", "optimizer", "allreduce", "scaling"))
+    machine = next((d["machine"] for d in (t, o, p, a, s) if d), None)
+    if t:
+        lines.append(
+            f"| throughput, `{t['model']}`, batch {t['batch_per_worker']}/worker, "
+            f"{t['workers']} worker(s) | {t['per_worker'][0]:,.0f} +-{t['per_worker'][1]:,.0f}"
+            f" img/s per worker, {t['total'][0]:,.0f} total | - | `{t['command']}` |")
+    if o:
+        lines.append(f"| `lars_hvd.train` / bare `model.fit` (SGD), `{o['model']}`, batch "
+                     f"{o['batch_per_worker']} | {_ratio(o)} | >= 0.98 | `{o['command']}` |")
+    if p:
+        for part, what, target in (("apply", "apply_gradients", {"lars/sgd": "<= 1.4"}),
+                                   ("step", f"full step (batch {p['batch']}, "
+                                            f"{p['input_shape'][0]}px)", {"lars/sgd": "<= 1.03"})):
+            for mode, summary in p[part].items():
+                for key, r in summary["ratios"].items():
+                    sgd_ms = 1e3 * summary["seconds_per_call"]["sgd"][0]
+                    lines.append(
+                        f"| {p['model']} {what}, {key}, "
+                        f"{'XLA' if mode == 'xla' else 'no XLA'} | {_ratio(r)}; SGD "
+                        f"{sgd_ms:.0f} ms | {target.get(key, '-')} | `{p['command']}` |")
+    if a:
+        for key, job in a["jobs"].items():
+            r = job["resnet50"]
+            text = f"ResNet-50 gradient {1e3 * r['fp32_seconds']:.0f} ms fp32"
+            if "sizes" in job:
+                peak = max(job["sizes"], key=lambda s: s["bus_gbytes_per_second"])
+                text = (f"peak bus {peak['bus_gbytes_per_second']:.2f} GB/s at "
+                        f"{peak['bytes'] >> 20} MB (memcpy {job['memcpy_gbytes_per_second']:.1f}"
+                        f" GB/s); {text}, {1e3 * r['fp16_seconds']:.0f} ms fp16-compressed")
+            lines.append(f"| allreduce -np 2, {key} | {text} | - | `{a['command']}` |")
+    if s:
+        for name, prof in s["profiles"].items():
+            eff = ", ".join(f"{p['gpus']}: {100 * p['efficiency']:.0f}%"
+                            for p in prof["hierarchical"])
+            lines.append(f"| projected ResNet-50 scaling, batch {s['global_batch']:,}, {name} "
+                         f"(hierarchical) | {eff} | - | `{s['command']}` |")
+    if machine:
+        lines += ["", f"Machine: {machine['cpus']} CPUs ({machine['processor']}), Python "
+                      f"{machine['python']}."]
+    return "\n".join(lines) + "\n"
+
+
+def write(out: Path) -> Path:
+    from lars_hvd.training import atomic_write_text
+
+    path = out / "summary.md"
+    atomic_write_text(path, render(out))
+    print(render(out))
+    return path

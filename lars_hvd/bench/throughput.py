@@ -1,0 +1,148 @@
+"""Training throughput on synthetic data, and the train path's overhead over a bare fit.
+
+``throughput`` has the shape of Horovod's ``tensorflow2_synthetic_benchmark.py`` (warm-up
+batches, then iterations of N batches; images/s per worker with a 95% interval, and the
+total), so users can set our numbers beside theirs. It trains with Keras ``model.fit`` and
+LARS wrapped in ``hvd.DistributedOptimizer``, as ``lars_hvd.train`` does; it runs under
+``horovodrun -np N`` and in one process.
+
+``overhead`` trains the same model on the same synthetic batch twice, interleaved: through
+``lars_hvd.train.main`` (all of its callbacks, logging, checkpoints) and through a bare
+``model.fit`` with ``hvd.DistributedOptimizer(SGD)`` and Horovod's broadcast callback. Both
+with SGD with momentum and no weight decay, so the ratio is the framework's overhead alone
+(target: >= 0.98).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from lars_hvd import distributed
+from lars_hvd.bench import results
+
+
+class BatchTimer(tf.keras.callbacks.Callback):
+    """Wall time of every training batch end after ``skip`` batches of each ``fit``; the
+    gaps between consecutive batch ends include the other callbacks' work (this one runs
+    last), and exclude validation and epoch-end work."""
+
+    def __init__(self, skip: int):
+        super().__init__()
+        self.skip = skip
+        self.ends: list[float] = []
+        self.seen = 0
+
+    def on_train_begin(self, logs=None):
+        self.seen = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        now = time.perf_counter()
+        if self.seen > self.skip and self._last is not None:
+            self.ends.append(now - self._last)
+        self._last = now
+
+
+def synthetic_data(batch: int, input_shape, num_classes: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, *input_shape), dtype=np.float32)
+    y = rng.integers(0, num_classes, batch).astype(np.int32)
+    return tf.data.Dataset.from_tensors((x, y)).repeat()
+
+
+def throughput(args) -> dict:
+    """Horovod's synthetic benchmark, with LARS through Keras fit."""
+    from lars_hvd.models import build
+    from lars_hvd.optimizer import LARS
+
+    distributed.init()
+    model = build(args.model, tuple(args.input_shape), args.num_classes)
+    model.compile(
+        optimizer=distributed.distributed_optimizer(LARS(learning_rate=0.1)),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    data = synthetic_data(args.batch, args.input_shape, args.num_classes, distributed.rank())
+    timer = BatchTimer(skip=args.num_warmup_batches)
+    rank0 = distributed.is_rank0()
+    if rank0:
+        print(f"Model: {args.model}\nBatch size: {args.batch}\nNumber of workers: "
+              f"{distributed.size()}", flush=True)
+    model.fit(data, steps_per_epoch=args.num_warmup_batches + 1, epochs=1, verbose=0,
+              callbacks=[*distributed.callbacks(), timer])
+    per_iter = []
+    for i in range(args.num_iters):
+        timer.ends, timer.skip = [], 0
+        model.fit(data, steps_per_epoch=args.num_batches_per_iter + 1, epochs=1, verbose=0,
+                  callbacks=[timer])
+        img_sec = args.batch * len(timer.ends) / sum(timer.ends)
+        per_iter.append(img_sec)
+        if rank0:
+            print(f"Iter #{i}: {img_sec:.1f} img/sec per worker", flush=True)
+    mean, half = results.interval95(per_iter)
+    size = distributed.size()
+    if rank0:
+        print(f"Img/sec per worker: {mean:.1f} +-{half:.1f}")
+        print(f"Total img/sec on {size} worker(s): {size * mean:.1f} +-{size * half:.1f}",
+              flush=True)
+    return {"model": args.model, "batch_per_worker": args.batch, "workers": size,
+            "per_worker": [mean, half], "total": [size * mean, size * half],
+            "iterations": per_iter}
+
+
+def _train_path(args, run_dir: Path, timer: BatchTimer) -> None:
+    from lars_hvd.train import main
+
+    main(["--dataset", "synthetic", "--model", args.model, "--optimizer", "sgd",
+          "--learning-rate", "0.01", "--lr-scaling", "none", "--weight-decay", "0",
+          "--global-batch-size", str(args.batch * distributed.size()),
+          "--synthetic-examples", str(args.batch * distributed.size() * args.steps),
+          "--epochs", str(args.epochs), "--warmup-epochs", "0",
+          "--image-size", str(args.input_shape[0]), "--num-classes", str(args.num_classes),
+          "--run-dir", str(run_dir)], extra_callbacks=[timer])
+
+
+def _bare_fit(args, timer: BatchTimer) -> None:
+    from lars_hvd.models import build
+
+    tf.keras.backend.clear_session()
+    model = build(args.model, tuple(args.input_shape), args.num_classes)
+    model.compile(
+        # Horovod: the baseline is the plain Horovod + Keras recipe, nothing of ours.
+        optimizer=distributed.distributed_optimizer(
+            tf.keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"])
+    model.fit(synthetic_data(args.batch, args.input_shape, args.num_classes),
+              steps_per_epoch=args.steps, epochs=args.epochs, verbose=0,
+              callbacks=[distributed.callbacks()[0], timer])
+
+
+def overhead(args) -> dict:
+    """images/s of lars_hvd.train vs a bare fit, interleaved: their ratio per round."""
+    distributed.init()
+    ours, bare = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for name in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
+                timer = BatchTimer(skip=args.skip)
+                if name == "ours":
+                    _train_path(args, Path(tmp) / f"run{r}", timer)
+                else:
+                    _bare_fit(args, timer)
+                img_sec = args.batch * len(timer.ends) / sum(timer.ends)
+                (ours if name == "ours" else bare).append(img_sec)
+                if distributed.is_rank0():
+                    print(f"round {r} {name:>4}: {img_sec:.0f} img/s per worker", flush=True)
+    summary = results.ratio_summary(ours, bare)
+    if distributed.is_rank0():
+        print(f"lars_hvd.train / bare model.fit: {summary['ratio']:.3f} +-{summary['ci95']:.3f}"
+              f" (target >= 0.98)", flush=True)
+    return {"model": args.model, "batch_per_worker": args.batch, "workers": distributed.size(),
+            "ours_images_per_second": ours, "bare_images_per_second": bare, **summary}

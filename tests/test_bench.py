@@ -1,0 +1,159 @@
+"""`python -m lars_hvd.bench`: its arithmetic, and each benchmark run small for real.
+
+Correctness only: these tests never judge a speed (that is what `make bench` reports).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import run_horovod
+
+from lars_hvd.bench import results, scaling, summary
+from lars_hvd.bench.__main__ import main as bench_main
+
+BENCH = [sys.executable, "-m", "lars_hvd.bench"]
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+def test_interval95_is_the_student_t_interval():
+    mean, half = results.interval95([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
+    assert results.interval95([5.0]) == (5.0, 0.0)
+    r = results.ratio_summary([2.0, 4.0], [1.0, 2.0])
+    assert r["rounds"] == [2.0, 2.0] and r["ratio"] == 2.0 and r["ci95"] == 0.0
+
+
+# -- the scaling model ---------------------------------------------------------------------
+
+def test_ring_allreduce_formula():
+    # 2 ranks, 1 GB at 1 GB/s, no latency: each rank sends and receives half, twice: 1 s.
+    assert scaling.ring_seconds(2, 1e9, 1.0, 0.0) == pytest.approx(1.0)
+    assert scaling.ring_seconds(1, 1e9, 1.0, 5.0) == 0.0
+    # Latency term: 2 (p - 1) hops.
+    assert scaling.ring_seconds(4, 0.0, 1.0, 10.0) == pytest.approx(6 * 10e-6)
+
+
+def test_projection_holds_the_global_batch_and_accumulates_past_the_memory_bound():
+    profile = scaling.PROFILES["dgx1"]
+    for gpus in (8, 64, 1024):
+        p = scaling.project(gpus, 32768, profile)
+        assert p.per_gpu_batch * gpus == 32768
+        assert p.per_gpu_batch / p.accumulation_steps <= profile.max_batch_per_gpu
+    assert scaling.project(8, 32768, profile).accumulation_steps == 16
+
+
+def test_projection_efficiency_follows_communication():
+    free = scaling.replace(scaling.PROFILES["dgx1"], intra_node_gbytes_per_second=1e9,
+                           inter_node_gbytes_per_second=1e9, intra_node_latency_us=0,
+                           inter_node_latency_us=0)
+    assert scaling.project(1024, 32768, free).efficiency == pytest.approx(1.0)
+    slow = scaling.PROFILES["dgx1"]
+    effs = [scaling.project(n, 32768, slow, overlap=0.0).efficiency for n in (64, 256, 1024)]
+    assert effs == sorted(effs, reverse=True) and effs[-1] < 1.0
+    # With no overlap, step = compute + allreduce exactly.
+    p = scaling.project(1024, 32768, slow, overlap=0.0)
+    assert p.step_ms == pytest.approx(p.compute_ms + p.allreduce_ms)
+    # Hierarchical beats a flat ring when the flat ring is latency-bound.
+    h100 = scaling.PROFILES["dgx-h100"]
+    assert (scaling.project(1024, 32768, h100, hierarchical=True).step_ms
+            < scaling.project(1024, 32768, h100, hierarchical=False).step_ms)
+    with pytest.raises(ValueError, match="gpus=64, global_batch=32"):
+        scaling.project(64, 32, slow)
+
+
+def test_parameter_counts_are_the_models():
+    from lars_hvd.models import build
+
+    def count(name, shape, classes):
+        return sum(int(np.prod(v.shape)) for v in build(name, shape, classes).trainable_variables)
+
+    assert count("resnet50", (224, 224, 3), 1000) == scaling.RESNET50_PARAMETERS
+    assert count("alexnet_bn", (227, 227, 3), 1000) == scaling.ALEXNET_BN_PARAMETERS
+
+
+def test_scaling_command_writes_json_plot_and_summary(tmp_path, capsys):
+    bench_main(["scaling", "--gpus", "8", "64", "--profiles", "dgx1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "scaling.json").read_text())
+    assert [p["gpus"] for p in saved["profiles"]["dgx1"]["hierarchical"]] == [8, 64]
+    assert saved["command"].startswith("python -m lars_hvd.bench scaling")
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert "efficiency" in capsys.readouterr().out
+    text = summary.render(tmp_path)
+    assert "projected ResNet-50 scaling, batch 32,768, dgx1" in text
+
+
+# -- measurements, small -------------------------------------------------------------------
+
+def test_optimizer_bench_traces_once_and_steps_every_optimizer(tmp_path):
+    bench_main(["optimizer", "--model", "small_cnn_bn", "--image-size", "28",
+                "--num-classes", "10", "--batch", "8", "--rounds", "2", "--steps", "1",
+                "--xla", "off", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "optimizer.json").read_text())
+    apply = saved["apply"]["no_xla"]
+    assert set(apply["tracing_count"].values()) == {1}  # no retracing in the timed rounds
+    assert set(apply["ratios"]) == {"lars/sgd", "lamb/sgd"}
+    assert all(r["ratio"] > 0 and len(r["rounds"]) == 2 for r in apply["ratios"].values())
+    assert saved["step"]["no_xla"]["ratios"]["lars/sgd"]["ratio"] > 0
+    assert saved["parameters"] == 106_202 - 2 * (16 + 32 + 64)  # BN moving stats untrained
+
+
+def test_optimizer_bench_steps_change_the_weights():
+    from lars_hvd.bench.optimizer import apply_functions
+
+    fns, _, _, state = apply_functions("small_cnn_bn", ["lars", "sgd"], False, (28, 28, 1), 10)
+    for name in ("lars", "sgd"):
+        before = [v.numpy() for v in state[name]]
+        assert fns[name]().numpy() == 2.0  # iterations: the tracing call and this one
+        after = [v.numpy() for v in state[name]]
+        assert all(np.isfinite(a).all() for a in after)
+        assert all(not np.array_equal(a, b) for a, b in zip(after, before, strict=True))
+
+
+def test_overhead_bench_in_one_process(tmp_path):
+    bench_main(["overhead", "--batch", "64", "--steps", "8", "--epochs", "1", "--skip", "2",
+                "--rounds", "2", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "overhead.json").read_text())
+    assert len(saved["ours_images_per_second"]) == len(saved["bare_images_per_second"]) == 2
+    assert saved["ratio"] > 0 and len(saved["rounds"]) == 2
+    assert "bare `model.fit`" in summary.render(tmp_path)
+
+
+def test_throughput_under_horovodrun_prints_horovods_lines(tmp_path):
+    result = run_horovod.run(
+        [*BENCH, "throughput", "--model", "small_cnn_bn", "--batch", "32",
+         "--num-warmup-batches", "2", "--num-batches-per-iter", "3", "--num-iters", "2",
+         "--out", str(tmp_path)], np_=2, controller="gloo", timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Img/sec per worker:" in result.stdout
+    assert "Total img/sec on 2 worker(s):" in result.stdout
+    saved = json.loads((tmp_path / "throughput.json").read_text())
+    assert saved["workers"] == 2 and len(saved["iterations"]) == 2
+
+
+@pytest.mark.parametrize("controller", ["gloo", "mpi"])
+def test_allreduce_bench_measures_both_fusion_settings(tmp_path, controller):
+    bench_main(["allreduce", "--controllers", controller, "--max-bytes", str(64 << 10),
+                "--timeout", "240", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "allreduce.json").read_text())
+    jobs = saved["jobs"]
+    assert set(jobs) == {f"{controller}, fusion 64 MB", f"{controller}, fusion off"}
+    fused = jobs[f"{controller}, fusion 64 MB"]
+    assert [r["bytes"] for r in fused["sizes"]] == [4096, 16384, 65536]
+    assert all(r["bus_gbytes_per_second"] > 0 for r in fused["sizes"])
+    assert fused["resnet50"]["tensors"] == 161
+    assert fused["resnet50"]["bytes"] == 4 * scaling.RESNET50_PARAMETERS
+    assert jobs[f"{controller}, fusion off"]["fusion_threshold_bytes"] == 0
+    assert (tmp_path / "allreduce.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_flags_are_named():
+    with pytest.raises(SystemExit, match="--model 'vgg' is not a registered model"):
+        bench_main(["optimizer", "--model", "vgg", "--no-save"])
+    with pytest.raises(SystemExit, match="--rounds must be positive, got 0"):
+        bench_main(["overhead", "--rounds", "0", "--no-save"])
