@@ -254,14 +254,18 @@ def _cell_text(stats: dict, best: dict, cell: tuple) -> str:
     return f"{text} at {_lr_text(best[cell])}"
 
 
-def _linear_rule_text(rows: list[dict], model: str, batch: int) -> str:
+def _linear_rule_row(rows: list[dict], model: str, batch: int) -> dict | None:
     """SGD at exactly Goyal et al.'s rule (seed 0): the paper's baseline, untuned."""
-    hits = [r for r in rows if (r["model"], r["global_batch"], r["optimizer"], r["seed"])
-            == (model, batch, "sgd", 0) and math.isclose(r["learning_rate"], LINEAR_RULE)]
-    if not hits:
+    return next((r for r in rows if (r["model"], r["global_batch"], r["optimizer"], r["seed"])
+                 == (model, batch, "sgd", 0) and math.isclose(r["learning_rate"], LINEAR_RULE)),
+                None)
+
+
+def _linear_rule_text(rows: list[dict], model: str, batch: int) -> str:
+    row = _linear_rule_row(rows, model, batch)
+    if row is None:
         return "not run"
-    return "diverged" if hits[0]["test_accuracy"] is None else (
-        f"{100 * hits[0]['test_accuracy']:.1f}%")
+    return "diverged" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.1f}%"
 
 
 def markdown_table(rows: list[dict], settings: dict, command: str,
@@ -370,9 +374,8 @@ def plot_accuracy(rows: list[dict], settings: dict, path: Path) -> None:
             err = [[100 * (s[0] - s[1]) for _, s in points],
                    [100 * (s[2] - s[0]) for _, s in points]]
             ax.errorbar(xs, means, yerr=err, marker="o", capsize=3, label=_label(optimizer))
-        rule = [(b, r["test_accuracy"]) for b in settings["batches"] for r in rows
-                if (r["model"], r["global_batch"], r["optimizer"], r["seed"]) == (
-                    model, b, "sgd", 0) and math.isclose(r["learning_rate"], LINEAR_RULE)]
+        rule = [(b, r["test_accuracy"]) for b in settings["batches"]
+                if (r := _linear_rule_row(rows, model, b)) is not None]
         if rule:
             ax.plot([b for b, _ in rule], [100 * (a or 0) for _, a in rule], "k--", marker="x",
                     label=f"SGD at the linear rule ({LINEAR_RULE:g}/256)")
