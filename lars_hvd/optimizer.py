@@ -70,6 +70,29 @@ def _l2_norm(tensor):
     return tf.sqrt(2.0 * tf.nn.l2_loss(tensor))
 
 
+def _in_xla_compilation() -> bool:
+    """True while tracing inside an XLA compilation (``jit_compile=True``)."""
+    # Keras 2.15's own helper (the stack is pinned; imported after check_keras has run).
+    from keras.src.utils.control_flow_util import GraphOrParentsInXlaContext
+
+    return GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _l2_norms(weight, grad):
+    """``(||weight||, ||grad||)``: LARS's two norms, in the form that is fastest where traced.
+
+    Plain TF runs each norm as one multi-threaded pass. XLA on CPU runs a reduction to a
+    scalar on one thread, so there both are one reduction of shape ``[2, n]`` (the stack is
+    fused into it, never materialized), which XLA splits across two threads: 1.8x faster on
+    ResNet-50's variables (``python -m lars_hvd.bench optimizer``).
+    """
+    if _in_xla_compilation():
+        stacked = tf.stack([tf.reshape(weight, [-1]), tf.reshape(grad, [-1])])
+        squares = tf.reduce_sum(tf.square(stacked), axis=1)
+        return tf.sqrt(squares[0]), tf.sqrt(squares[1])
+    return _l2_norm(weight), _l2_norm(grad)
+
+
 def _handle(variable):
     """The resource handle of a variable (through a mixed-precision AutoCastVariable)."""
     return getattr(variable, "_variable", variable).handle
@@ -324,9 +347,10 @@ class LARS(tf.keras.optimizers.Optimizer):
         direction = gradient + weight_decay_rate * variable if weight_decay_rate else gradient
         if self.uses_layer_adaptation(variable):
             decayed = self.trust_ratio_mode == "decayed_grad"
+            weight_norm, grad_norm = _l2_norms(variable, direction if decayed else gradient)
             ratio = trust_ratio(
-                _l2_norm(variable),
-                _l2_norm(direction if decayed else gradient),
+                weight_norm,
+                grad_norm,
                 trust_coefficient=self.trust_coefficient,
                 weight_decay_rate=weight_decay_rate,
                 epsilon=self.epsilon,
