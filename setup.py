@@ -23,16 +23,17 @@ setup(
         "global batch with Horovod"
     ),
     python_requires=">=3.9,<3.12",
-    packages=["lars_hvd", "lars_hvd.models"],
+    packages=["lars_hvd", "lars_hvd.data", "lars_hvd.bench", "lars_hvd.models"],
     package_dir={"lars_hvd": "lars_hvd", "lars_hvd.models": "models"},
     install_requires=[
         "numpy<2",
         "mpi4py",
         "matplotlib",
+        "pillow",  # make_tfrecords reads and re-encodes source images
     ],
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF_VERSION}", "tensorflow-addons==0.23.0"],
         "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}", "tensorflow-addons==0.23.0"],
-        "test": ["pytest>=8", "ruff==0.17.6"],
+        "test": ["pytest>=8", "ruff==0.17.6", "pyyaml"],
     },
 )

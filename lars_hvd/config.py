@@ -56,9 +56,24 @@ class DataConfig:
                                       "default: Debian's dataset-fashion-mnist folder)")
     train_examples: int | None = flag(None, "use only the first N training examples")
     synthetic_examples: int = flag(65_536, "synthetic: training examples per epoch")
-    num_classes: int | None = flag(None, "synthetic: number of classes (default: the "
-                                         "dataset's, 1000 for synthetic)")
+    num_classes: int | None = flag(None, "number of classes (default: the dataset's; "
+                                         "imagenet: DATA_DIR/dataset.json's, else 1000; "
+                                         "synthetic: 1000)")
     image_size: int | None = flag(None, "synthetic: square image side (default: the model's)")
+    label_offset: int = flag(1, "imagenet: subtracted from image/class/label (1..1000 -> "
+                                "0..999)")
+    augment: str = flag("auto", "imagenet training augmentation: inception (random-resized "
+                                "crop + flip), crop (resize 256, random crop + flip), auto "
+                                "(crop for 227 px AlexNet, else inception)",
+                        ("auto", "inception", "crop"))
+    shuffle_buffer: int = flag(4096, "imagenet: shuffle buffer, in records per worker")
+    cache: str | None = flag(None, "imagenet: cache each worker's records: 'memory' or a "
+                                   "file prefix")
+    bad_records: str = flag("skip", "imagenet: an undecodable image or corrupt record is "
+                                    "skipped and counted (skip) or stops the run (error)",
+                            ("skip", "error"))
+    max_bad_records: int = flag(100, "imagenet, --bad-records skip: stop after more than this "
+                                     "many bad records on one worker")
 
 
 @dataclass
@@ -307,6 +322,12 @@ def validate(config: TrainConfig) -> None:
          f"--label-smoothing must be in [0, 1) (got {m.label_smoothing})"),
         (d.train_examples is None or d.train_examples > 0,
          f"--train-examples must be > 0 (got {d.train_examples})"),
+        (d.num_classes is None or d.num_classes > 0,
+         f"--num-classes must be > 0 (got {d.num_classes})"),
+        (d.label_offset >= 0, f"--label-offset must be >= 0 (got {d.label_offset})"),
+        (d.shuffle_buffer > 0, f"--shuffle-buffer must be > 0 (got {d.shuffle_buffer})"),
+        (d.max_bad_records >= 0,
+         f"--max-bad-records must be >= 0 (got {d.max_bad_records})"),
         (d.synthetic_examples > 0,
          f"--synthetic-examples must be > 0 (got {d.synthetic_examples})"),
         (r.log_every_steps > 0, f"--log-every-steps must be > 0 (got {r.log_every_steps})"),
@@ -400,12 +421,21 @@ def dataset_shape(config: TrainConfig) -> tuple[tuple[int, ...], int, int, int]:
     if d.dataset == "synthetic" and d.image_size:
         shape = (d.image_size, d.image_size, model_shape[-1])
     classes = facts["classes"] or d.num_classes or 1000
-    if d.dataset == "synthetic" and d.num_classes:
-        classes = d.num_classes
     train = facts["train"] if facts["train"] is not None else d.synthetic_examples
+    eval_examples = facts["eval"]
+    if d.dataset == "imagenet":
+        # A converted set that is not ImageNet itself says what it holds (make_tfrecords).
+        from lars_hvd.data.imagenet import read_manifest
+
+        manifest = read_manifest(d.data_dir) or {}
+        classes = manifest.get("classes", classes)
+        train = manifest.get("train", train)
+        eval_examples = manifest.get("validation", eval_examples)
+    if d.num_classes:
+        classes = d.num_classes
     if d.train_examples is not None:
         train = min(train, d.train_examples)
-    return tuple(shape), classes, train, facts["eval"]
+    return tuple(shape), classes, train, eval_examples
 
 
 def resolve(config: TrainConfig, world_size: int) -> Plan:

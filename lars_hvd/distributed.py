@@ -164,6 +164,11 @@ def broadcast_object(obj, root_rank: int = 0):
     return hvd_tf.broadcast_object(obj, root_rank=root_rank)
 
 
+def allgather_object(obj) -> list:
+    """Every rank's picklable ``obj``, in rank order, on every rank."""
+    return hvd_tf.allgather_object(obj)
+
+
 def callbacks(root_rank: int = 0) -> list[tf.keras.callbacks.Callback]:
     """The Horovod callbacks, in the order Keras must run them (before any user callback).
 
@@ -187,6 +192,11 @@ def allgather(tensor):
 def allreduce_mean(value):
     """The mean of ``value`` over all ranks."""
     return hvd_tf.allreduce(value, op=hvd_tf.Average)
+
+
+def allreduce_sum(value):
+    """The sum of ``value`` over all ranks."""
+    return hvd_tf.allreduce(value, op=hvd_tf.Sum)
 
 
 def allreduce_mean_list(values) -> list:

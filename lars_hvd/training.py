@@ -7,10 +7,12 @@ Every Horovod call goes through ``lars_hvd.distributed``; rank 0 alone writes fi
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -356,6 +358,22 @@ def recompute_bn_statistics(model, train: tf.data.Dataset, examples: int,
     return batches
 
 
+def evaluate_dataset(model, dataset: tf.data.Dataset) -> float | None:
+    """Accuracy over the whole evaluation set, counted exactly: each rank counts the correct
+    predictions and examples of its part (the parts may differ in size), then the sums."""
+    predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1,
+                                              output_type=tf.int32))
+    correct = examples = 0
+    for x, y in dataset:
+        correct += int(tf.reduce_sum(tf.cast(
+            tf.equal(predict(x), tf.cast(tf.reshape(y, [-1]), tf.int32)), tf.int64)))
+        examples += int(x.shape[0])
+    # Horovod: the whole set's counts are the sums of the ranks' counts.
+    correct, examples = (float(v) for v in distributed.allreduce_sum(
+        tf.constant([correct, examples], tf.float64)).numpy())
+    return correct / examples if examples else None
+
+
 def evaluate(model, eval_x, eval_y, batch_size: int) -> float | None:
     """Accuracy over the whole evaluation set: each rank its shard, then the mean."""
     if eval_x is None:
@@ -364,6 +382,64 @@ def evaluate(model, eval_x, eval_y, batch_size: int) -> float | None:
                              return_dict=True)
     # Horovod: equal shards on every rank, so the mean of the ranks' accuracies is exact.
     return float(distributed.allreduce_mean(tf.constant(metrics["accuracy"], tf.float32)))
+
+
+def placement(hosts: list[str]) -> str:
+    """``"node1 (ranks 0-7), node2 (ranks 8-15)"`` from each rank's host name, in rank order."""
+    groups: dict[str, list[int]] = {}
+    for rank, host in enumerate(hosts):
+        groups.setdefault(host, []).append(rank)
+
+    def spans(ranks):
+        runs: list[list[int]] = []
+        for rank in ranks:
+            if runs and rank == runs[-1][1] + 1:
+                runs[-1][1] = rank
+            else:
+                runs.append([rank, rank])
+        return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+    return ", ".join(f"{host} (rank{'s' if len(r) > 1 else ''} {spans(r)})"
+                     for host, r in groups.items())
+
+
+def weights_digest(model) -> str:
+    """A SHA-256 of the trainable weights' bytes: equal digests, bitwise equal weights."""
+    digest = hashlib.sha256()
+    for variable in model.trainable_variables:
+        digest.update(variable.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_replicas(model) -> bool:
+    """Whether every rank ends with bitwise the same trained weights (printed by rank 0).
+
+    Horovod keeps replicas identical by construction (the same broadcast start, the same
+    averaged gradients); a difference means a rank trained on something else, and is worth a
+    loud line rather than a silent checkpoint of rank 0's copy only."""
+    # Horovod: each rank's digest, on every rank.
+    digests = distributed.allgather_object(weights_digest(model))
+    agree = len(set(digests)) == 1
+    if distributed.is_rank0():
+        if agree:
+            print(f"replicas agree: trained weights bitwise identical on all {len(digests)} "
+                  f"workers (sha256 {digests[0]})", flush=True)
+        else:
+            print(f"WARNING: replicas differ: trained weights per rank {digests}; the "
+                  f"checkpoint holds rank 0's", flush=True)
+    return agree
+
+
+def report_bad_records(counter, limit: int) -> int | None:
+    """Prints, on rank 0, how many bad records all workers skipped (each was printed)."""
+    if counter is None:
+        return None
+    # Horovod: every rank counted its own records.
+    total = int(distributed.allreduce_sum(tf.identity(counter)).numpy())
+    if distributed.is_rank0():
+        print(f"bad records skipped: {total} over all workers and epochs (limit {limit} per "
+              f"worker; each is printed above as 'lars_hvd: skipped bad data')", flush=True)
+    return total
 
 
 def fit(model, data, config: TrainConfig, plan: Plan, run_dir: Path, state: RunState,
@@ -378,7 +454,8 @@ def fit(model, data, config: TrainConfig, plan: Plan, run_dir: Path, state: RunS
         epochs=plan.epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=plan.micro_steps_per_epoch,
-        validation_data=None if data.eval_x is None else (data.eval_x, data.eval_y),
+        validation_data=(data.eval if data.eval is not None else
+                         None if data.eval_x is None else (data.eval_x, data.eval_y)),
         validation_batch_size=config.run.eval_batch_size,
         callbacks=callbacks(config, plan, run_dir, state) + list(extra_callbacks),
         verbose=verbose,
@@ -394,7 +471,13 @@ def fit(model, data, config: TrainConfig, plan: Plan, run_dir: Path, state: RunS
     if config.run.bn_recompute_examples:
         recompute_bn_statistics(model, data.train, config.run.bn_recompute_examples,
                                 plan.per_worker_batch)
-    accuracy = evaluate(model, data.eval_x, data.eval_y, config.run.eval_batch_size)
+    if data.eval is not None:
+        accuracy = evaluate_dataset(model, data.eval)
+    else:
+        accuracy = evaluate(model, data.eval_x, data.eval_y, config.run.eval_batch_size)
+    report_bad_records(data.bad_records, config.data.max_bad_records)
+    if plan.world_size > 1:
+        check_replicas(model)
     return Summary(
         test_accuracy=accuracy,
         images_per_second=steps * plan.global_batch_size / wall if wall > 0 else 0.0,
@@ -461,14 +544,19 @@ def describe_manifest(optimizer, model) -> str:
 def run(config: TrainConfig, extra_callbacks=()) -> Summary:
     """One training run on this process's Horovod world (init must have run)."""
     from lars_hvd.config import resolve
+    from lars_hvd.data import check as check_data
     from lars_hvd.data import make_datasets
     from lars_hvd.models import build as build_model
 
     plan = resolve(config, distributed.size())
+    check_data(config, plan)  # the same on every rank, before any collective
     run_dir = _rank0_prepares_run_dir(config, plan)
     rank0 = distributed.is_rank0()
+    # Horovod: where every rank runs (the first thing to check on a new cluster).
+    hosts = distributed.allgather_object(socket.gethostname())
     if rank0:
         print(plan.describe(), flush=True)
+        print(f"workers                  {placement(hosts)}", flush=True)
     if config.run.deterministic:
         tf.config.experimental.enable_op_determinism()
     if config.run.xla:

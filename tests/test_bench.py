@@ -157,3 +157,17 @@ def test_bad_flags_are_named():
         bench_main(["optimizer", "--model", "vgg", "--no-save"])
     with pytest.raises(SystemExit, match="--rounds must be positive, got 0"):
         bench_main(["overhead", "--rounds", "0", "--no-save"])
+
+
+def test_input_bench_times_every_recipe_on_generated_jpegs(tmp_path):
+    bench_main(["input", "--images", "12", "--height", "60", "--width", "80", "--shards", "2",
+                "--batch", "4", "--warmup", "1", "--batches", "2", "--rounds", "2",
+                "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "input.json").read_text())
+    assert set(result["recipes"]) == {"resnet-train-224", "alexnet-train-227", "eval-224"}
+    for r in result["recipes"].values():
+        assert len(r["rounds"]) == 2 and all(rate > 0 for rate in r["rounds"])
+        assert r["images_per_second_per_core"][0] == pytest.approx(
+            r["images_per_second"][0] / result["cores"])
+    assert result["cores_per_gpu_resnet"] > 0
+    assert "ImageNet input, resnet-train-224" in summary.render(tmp_path)

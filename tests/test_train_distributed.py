@@ -84,3 +84,37 @@ def test_xla_clusters_beside_horovod_allreduce(tmp_path):
                     "--xla", "--run-dir", str(tmp_path / "run")], env={"TF_CPP_MIN_LOG_LEVEL": "0"})
     assert "XLA service" in out  # XLA compiled clusters on the CPU
     assert re.search(r"test accuracy \d\.\d+ .* world size 2", out)
+
+
+def test_imagenet_shards_under_horovodrun_count_exactly(tmp_path):
+    """Two workers on ImageNet-layout shards: each reads its own training shards, a bad record
+    in worker 1's shard is skipped and counted in the total, and the accuracy over 3
+    validation shards split 2 + 1 is counted exactly (a mean of the two workers' accuracies
+    would not be a multiple of 1/300)."""
+    import json
+
+    from lars_hvd.data import make_tfrecords
+
+    data = tmp_path / "data"
+    for split, shards, count in (("train", 4, 1200), ("validation", 3, 300)):
+        assert make_tfrecords.main(["default", str(data), "--source", "fashion-mnist",
+                                    "--split", split, "--shards", str(shards),
+                                    "--max-examples", str(count)]) == 0
+    shard = data / "train-00001-of-00004"  # worker 1 reads shards 1 and 3
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(shard))]
+    bad = tf.train.Example()
+    bad.ParseFromString(records[0])
+    bad.features.feature["image/encoded"].bytes_list.value[0] = b"\xff\xd8\xff broken"
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for record in [*records[:5], bad.SerializeToString(), *records[5:]]:
+            writer.write(record)
+    out = train(2, ["--dataset", "imagenet", "--data-dir", str(data), "--model",
+                    "small_cnn_bn", "--augment", "crop", "--global-batch-size", "200",
+                    "--epochs", "3", "--learning-rate", "3", "--run-dir", str(tmp_path / "run")])
+    assert "= 2 workers x 1 accumulation step(s) x 100 per-worker batch" in out
+    assert "train-00001-of-00004 record 5: undecodable image" in out
+    assert out.count("train-00001-of-00004 record 5: undecodable image") == 3  # each epoch
+    assert "bad records skipped: 3 over all workers and epochs" in out
+    accuracy = json.loads((tmp_path / "run" / "summary.json").read_text())["test_accuracy"]
+    assert abs(accuracy * 300 - round(accuracy * 300)) < 1e-9, accuracy
+    assert accuracy > 0.3  # chance is 0.1

@@ -13,6 +13,7 @@ QUICK = {  # `make bench`: everything in at most 10 minutes on 2 cores
     "optimizer": ["--rounds", "5", "--steps", "4", "--batch", "4", "--image-size", "64"],
     "allreduce": ["--max-bytes", str(64 << 20)],
     "scaling": [],
+    "input": ["--images", "256", "--batches", "3", "--rounds", "3"],
 }
 
 
@@ -107,6 +108,20 @@ def parser() -> argparse.ArgumentParser:
                         "DGX-1 speed-up (an assumption: a round value)")
     add_common(p)
 
+    p = sub.add_parser("input", formatter_class=fmt,
+                       help="ImageNet reader: decode + augment images/s, per core")
+    p.add_argument("--data-dir", default=None,
+                   help="time these train-*-of-* shards (default: generate JPEGs)")
+    p.add_argument("--images", type=int, default=1024, help="generated images")
+    p.add_argument("--height", type=int, default=375)
+    p.add_argument("--width", type=int, default=500)
+    p.add_argument("--shards", type=int, default=8)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches per recipe")
+    p.add_argument("--batches", type=int, default=10, help="timed batches per round")
+    p.add_argument("--rounds", type=int, default=5)
+    add_common(p)
+
     p = sub.add_parser("all", formatter_class=fmt, help="every benchmark (make bench)")
     p.add_argument("--quick", action="store_true",
                    help="the reduced settings of make bench (<= 10 minutes on 2 cores)")
@@ -126,7 +141,8 @@ def _complete(args) -> None:
         args.input_shape = (size, size, shape[-1])
         if args.num_classes is None:
             args.num_classes = 10 if shape[0] == 28 else 1000
-    for name in ("batch", "rounds", "steps", "num_iters", "num_batches_per_iter"):
+    for name in ("batch", "rounds", "steps", "num_iters", "num_batches_per_iter", "images",
+                 "height", "width", "shards", "batches"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "batch" and
                                           args.command == "optimizer" else 1):
@@ -149,6 +165,8 @@ def run_one(args, argv: list[str]) -> dict:
         from lars_hvd.bench.optimizer import run as fn
     elif args.command == "allreduce":
         from lars_hvd.bench.allreduce import run as fn
+    elif args.command == "input":
+        from lars_hvd.bench.input import run as fn
     else:
         from lars_hvd.bench.scaling import run as fn
     result = fn(args)

@@ -18,9 +18,9 @@ def _ratio(r: dict) -> str:
 
 def render(out: Path) -> str:
     lines = ["| benchmark | result | target | command |", "|---|---|---|---|"]
-    t, o, p, a, s = (_load(out, name) for name in
-                     ("throughput", "overhead", "optimizer", "allreduce", "scaling"))
-    machine = next((d["machine"] for d in (t, o, p, a, s) if d), None)
+    t, o, p, a, s, i = (_load(out, name) for name in
+                        ("throughput", "overhead", "optimizer", "allreduce", "scaling", "input"))
+    machine = next((d["machine"] for d in (t, o, p, a, s, i) if d), None)
     if t:
         lines.append(
             f"| throughput, `{t['model']}`, batch {t['batch_per_worker']}/worker, "
@@ -56,6 +56,15 @@ def render(out: Path) -> str:
                             for p in prof["hierarchical"])
             lines.append(f"| projected ResNet-50 scaling, batch {s['global_batch']:,}, {name} "
                          f"(hierarchical) | {eff} | - | `{s['command']}` |")
+    if i:
+        for recipe, r in i["recipes"].items():
+            rate, per_core = r["images_per_second"], r["images_per_second_per_core"]
+            extra = (f"; a {i['gpu_images_per_second']:,.0f} img/s GPU needs "
+                     f"{i['cores_per_gpu_resnet']:.0f} such cores"
+                     if recipe == "resnet-train-224" else "")
+            lines.append(f"| ImageNet input, {recipe}, batch {i['batch']} | {rate[0]:,.0f} "
+                         f"+-{rate[1]:,.0f} img/s, {per_core[0]:,.0f} per core "
+                         f"({i['cores']} cores){extra} | - | `{i['command']}` |")
     if machine:
         lines += ["", f"Machine: {machine['cpus']} CPUs ({machine['processor']}), Python "
                       f"{machine['python']}."]

@@ -24,6 +24,8 @@ class Datasets:
     train: tf.data.Dataset  # per-worker micro-batches, epochs [initial_epoch, epochs) in order
     eval_x: np.ndarray | None  # this worker's evaluation shard (None: nothing to evaluate)
     eval_y: np.ndarray | None
+    eval: tf.data.Dataset | None = None  # or: this worker's evaluation batches (imagenet)
+    bad_records: tf.Variable | None = None  # records this worker skipped (imagenet)
 
 
 def epoch_order(num_examples: int, plan: Plan, rank: int, epoch: int, seed: int) -> np.ndarray:
@@ -71,7 +73,53 @@ def make_datasets(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int
         eval_x, eval_y = fashion_mnist.shard(eval_x, eval_y, rank, plan.world_size)
         return Datasets(_in_memory(x, y, plan, rank, initial_epoch, config.run.seed),
                         eval_x, eval_y)
-    raise NotImplementedError(
-        f"--dataset {d.dataset}: the ImageNet TFRecord pipeline is not built yet. "
-        f"Plan the run with --dry-run, or train on fashion-mnist or synthetic."
-    )
+    if d.dataset == "imagenet":
+        return _imagenet(config, plan, rank, initial_epoch)
+    raise ValueError(f"--dataset {d.dataset!r} is not one of fashion-mnist, synthetic, imagenet.")
+
+
+def check(config: TrainConfig, plan: Plan) -> None:
+    """Fails fast, before any model is built, on data that cannot feed this plan."""
+    if config.data.dataset == "imagenet":
+        _imagenet_files(config, plan, rank=0)
+
+
+def _imagenet_files(config: TrainConfig, plan: Plan, rank: int):
+    from lars_hvd.data import imagenet
+
+    if config.data.data_dir is None:
+        raise ValueError("--dataset imagenet needs --data-dir: the folder of train-*-of-* and "
+                         "validation-*-of-* TFRecord shards.")
+    train = imagenet.list_shards(config.data.data_dir, "train")
+    train = imagenet.train_files_for_rank(train, rank, plan.world_size)
+    try:
+        validation = imagenet.list_shards(config.data.data_dir, "validation")
+    except FileNotFoundError as err:
+        if "no validation shards" not in str(err):
+            raise
+        validation = []  # train only; the summary reports no accuracy
+    return train, validation
+
+
+def _imagenet(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int) -> Datasets:
+    from lars_hvd.data import imagenet
+
+    d = config.data
+    train_files, validation_files = _imagenet_files(config, plan, rank)
+    options = imagenet.ReaderOptions(
+        size=plan.input_shape[0], channels=plan.input_shape[-1], num_classes=plan.num_classes,
+        label_offset=d.label_offset, augment=d.augment, shuffle_buffer=d.shuffle_buffer,
+        cache=d.cache, bad_records=d.bad_records, max_bad_records=d.max_bad_records,
+        deterministic=config.run.deterministic, seed=config.run.seed)
+    counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_records")
+    train = imagenet.train_dataset(
+        train_files, options,
+        examples_per_epoch=plan.micro_steps_per_epoch * plan.per_worker_batch,
+        batch_size=plan.per_worker_batch, initial_epoch=initial_epoch, epochs=plan.epochs,
+        counter=counter)
+    evaluation = None
+    if validation_files:
+        evaluation = imagenet.eval_dataset(
+            validation_files, options, rank=rank, world_size=plan.world_size,
+            batch_size=config.run.eval_batch_size, counter=counter)
+    return Datasets(train, None, None, eval=evaluation, bad_records=counter)
