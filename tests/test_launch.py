@@ -25,7 +25,8 @@ TRAIN_ARGS = ["--preset", "resnet50-imagenet-32k", "--global-batch-size", "32768
 
 
 def launch(script: str, *args: str, env=None, check=True) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("SLURM_", "HOROVOD_"))}  # make exports some
     environment.update({"LARS_HVD_PYTHON": "python3", **(env or {})})
     result = subprocess.run(["bash", str(LAUNCH / script), *args], capture_output=True,
                             text=True, env=environment, timeout=60, check=False)
