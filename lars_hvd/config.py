@@ -312,6 +312,7 @@ def validate(config: TrainConfig) -> None:
         (s.poly_power > 0, f"--poly-power must be > 0 (got {s.poly_power})"),
         (list(s.step_boundaries) == sorted(s.step_boundaries),
          f"--step-boundaries must be increasing (got {list(s.step_boundaries)})"),
+        (s.step_factor > 0, f"--step-factor must be > 0 (got {s.step_factor})"),
         (0 <= o.momentum < 1, f"--momentum must be in [0, 1) (got {o.momentum})"),
         (o.weight_decay >= 0, f"--weight-decay must be >= 0 (got {o.weight_decay})"),
         (o.trust_coefficient > 0,

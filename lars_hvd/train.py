@@ -11,6 +11,7 @@ batch of 4096 with LARS, 6 epochs: about a minute on 2 CPU cores under horovodru
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from lars_hvd import config as config_lib
@@ -73,9 +74,30 @@ def main(argv=None, extra_callbacks=()):
     return training.run(config, extra_callbacks=extra_callbacks)
 
 
+def _user_error(err: BaseException) -> bool:
+    """Errors that say what the user must fix (bad settings or data), shown without a trace.
+    TensorFlow's OpErrors from the input pipeline name the file and record at fault."""
+    if isinstance(err, (ValueError, FileNotFoundError, NotImplementedError, FloatingPointError)):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(err, tf.errors.OpError)
+
+
+def _message(err: BaseException) -> str:
+    """The user's part of an error: for a failed assertion in the input pipeline (bad data,
+    a label out of range), its bracketed parts joined, without TF's graph details."""
+    text = getattr(err, "message", None) or str(err)
+    failed = re.search(r"assertion failed: (.*)", text)
+    if failed:
+        return " ".join(re.findall(r"\[([^\[\]]*)\]", failed.group(1)))
+    return text
+
+
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileNotFoundError, NotImplementedError, FloatingPointError) as err:
-        print(f"lars_hvd.train: error: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 -- sorted by _user_error, re-raised otherwise
+        if not _user_error(err):
+            raise
+        print(f"lars_hvd.train: error: {_message(err)}", file=sys.stderr)
         sys.exit(2)

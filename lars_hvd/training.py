@@ -80,9 +80,12 @@ def prepare_run_dir(config: TrainConfig, plan: Plan) -> Path:
     saved = run_dir / "plan.json"
     if config.run.resume:
         if not saved.is_file() or tf.train.latest_checkpoint(checkpoint_dir(run_dir)) is None:
+            fix = ("start over with another --run-dir, or remove it yourself if nothing in "
+                   "it is worth keeping" if run_dir.is_dir() and any(run_dir.iterdir())
+                   else "drop --resume to start a new run there")
             raise ValueError(
                 f"--resume: {run_dir} holds no checkpoint to continue from (it needs "
-                f"plan.json and checkpoints/); drop --resume to start a new run there."
+                f"plan.json and checkpoints/, written at the end of each epoch); {fix}."
             )
         check_resumable(json.loads(saved.read_text())["config"], config.to_dict(), run_dir)
         atomic_write_text(run_dir / f"plan-resumed-on-{plan.world_size}-workers.json",
@@ -220,11 +223,16 @@ def restore(run_dir: Path, model, optimizer, state: RunState, plan: Plan) -> int
     may resume on another number of workers (other accumulation) with the same schedule.
     """
     build_optimizer_state(optimizer, model.trainable_variables)
+    outcome = None
     if distributed.is_rank0():
-        latest = tf.train.latest_checkpoint(checkpoint_dir(run_dir))
-        make_checkpoint(model, optimizer, state).restore(latest).assert_existing_objects_matched()
-        print(f"resumed from {latest}: epoch {int(state.epoch)}, step {int(state.step)}",
-              flush=True)
+        try:
+            outcome = ("ok", restore_newest_good(run_dir, model, optimizer, state))
+        except ValueError as err:
+            outcome = ("error", str(err))
+    # Horovod: every rank learns whether rank 0 could restore (a refusal stops them all).
+    status, value = distributed.broadcast_object(outcome)
+    if status == "error":
+        raise ValueError(value)
     # Horovod: every rank continues from rank 0's restored state.
     distributed.broadcast_variables(model.variables + optimizer_variables(optimizer)
                                     + [state.epoch, state.step])
@@ -232,11 +240,46 @@ def restore(run_dir: Path, model, optimizer, state: RunState, plan: Plan) -> int
     return int(state.epoch)
 
 
+def restore_newest_good(run_dir: Path, model, optimizer, state: RunState) -> str:
+    """Rank 0: restores the newest checkpoint that can be read into this model, skipping a
+    damaged one (a truncated or corrupt file) with a warning. Returns its path."""
+    folder = checkpoint_dir(run_dir)
+    index = tf.train.get_checkpoint_state(str(folder))
+    candidates = list(reversed(index.all_model_checkpoint_paths)) if index else []
+    if not candidates:
+        raise ValueError(f"--resume: {folder} lists no checkpoint to continue from.")
+    failures = []
+    for path in candidates:
+        try:
+            make_checkpoint(model, optimizer, state).restore(
+                path).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as err:
+            # (a truncated file raises IndexError from TF's reader, a corrupt one an OpError)
+            reason = str(err).strip().splitlines()[0][:300]
+            failures.append(f"{Path(path).name}: {reason}")
+            print(f"WARNING: checkpoint {path} cannot be restored ({reason}); trying the "
+                  f"previous one", file=sys.stderr, flush=True)
+            continue
+        print(f"resumed from {path}: epoch {int(state.epoch)}, step {int(state.step)}",
+              flush=True)
+        return path
+    raise ValueError(
+        f"--resume: no checkpoint in {folder} can be restored into this model "
+        f"({'; '.join(failures)}). Was it made by another model? Start a new --run-dir."
+    )
+
+
+def weights_are_finite(model) -> bool:
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in model.variables
+               if v.dtype.is_floating)
+
+
 class EpochCheckpoint(tf.keras.callbacks.Callback):
     """Rank 0: one checkpoint per epoch, through tf.train.CheckpointManager.
 
     TF writes the checkpoint files first and then atomically replaces the ``checkpoint``
-    index, so an interrupted save leaves the previous checkpoint as the latest.
+    index, so an interrupted save leaves the previous checkpoint as the latest. An epoch
+    whose loss or weights are not finite is not saved: the last good checkpoint stays.
     """
 
     def __init__(self, run_dir: Path, state: RunState, plan: Plan, keep: int):
@@ -245,6 +288,11 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
         self.manager = None
 
     def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if (loss is not None and not math.isfinite(loss)) or not weights_are_finite(self.model):
+            print(f"not checkpointing epoch {epoch + 1}: the loss or the weights are not "
+                  f"finite; the last good checkpoint is kept", file=sys.stderr, flush=True)
+            return
         self.state.epoch.assign(epoch + 1)
         self.state.step.assign(int(self.model.optimizer.iterations)
                                // self.plan.accumulation_steps)
@@ -464,8 +512,9 @@ def fit(model, data, config: TrainConfig, plan: Plan, run_dir: Path, state: RunS
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(losses[-1]):
         raise FloatingPointError(
-            f"training stopped: the loss became {losses[-1]} in epoch {len(losses)}; lower "
-            f"--learning-rate or lengthen --warmup-epochs (checkpoints in {run_dir})."
+            f"training stopped: the loss became {losses[-1]} in epoch {len(losses)}. Nothing "
+            f"of that epoch was saved; the checkpoints of the epochs before it are in "
+            f"{checkpoint_dir(run_dir)}. Lower --learning-rate or lengthen --warmup-epochs."
         )
     steps = int(model.optimizer.iterations) // plan.accumulation_steps - steps_before
     if config.run.bn_recompute_examples:

@@ -82,6 +82,8 @@ def check(config: TrainConfig, plan: Plan) -> None:
     """Fails fast, before any model is built, on data that cannot feed this plan."""
     if config.data.dataset == "imagenet":
         _imagenet_files(config, plan, rank=0)
+    elif config.data.dataset == "fashion-mnist":
+        fashion_mnist.check_files(config.data.data_dir)
 
 
 def _imagenet_files(config: TrainConfig, plan: Plan, rank: int):

@@ -47,10 +47,13 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
-def load(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (images float32 in [0, 1] of shape (N, 28, 28, 1), labels int32 of shape (N,))."""
-    if split not in FILES:
-        raise ValueError(f"split must be one of {sorted(FILES)}. Received: split={split!r}.")
+def check_files(data_dir: str | Path | None = None) -> None:
+    """Raises FileNotFoundError, with the fix, unless all four IDX files are there."""
+    for split in FILES:
+        _paths(split, data_dir)
+
+
+def _paths(split: str, data_dir: str | Path | None) -> list[Path]:
     data_dir = Path(data_dir) if data_dir is not None else default_dir()
     paths = [data_dir / name for name in FILES[split]]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -60,6 +63,14 @@ def load(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np
             f"'apt-get install dataset-fashion-mnist' (they go to {DEFAULT_DIR}), or point "
             f"--data-dir / FASHION_MNIST_DIR at a folder holding the four IDX files."
         )
+    return paths
+
+
+def load(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (images float32 in [0, 1] of shape (N, 28, 28, 1), labels int32 of shape (N,))."""
+    if split not in FILES:
+        raise ValueError(f"split must be one of {sorted(FILES)}. Received: split={split!r}.")
+    paths = _paths(split, data_dir)
     images, labels = (read_idx(p) for p in paths)
     if images.shape[0] != labels.shape[0]:
         raise ValueError(

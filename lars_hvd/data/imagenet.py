@@ -248,10 +248,11 @@ def _accounting(options: ReaderOptions, counter: tf.Variable):
 
     def label_check(label, path, index):
         in_range = tf.logical_and(label >= low, label < high)
-        tf.debugging.Assert(in_range, [
-            "label", label, "out of range: image/class/label must be in [", low, ",", high,
-            ") (--label-offset", low, ", --num-classes", options.num_classes, ") in", path,
-            "record", index, "; fix --label-offset or --num-classes, or the shard"])
+        tf.debugging.Assert(in_range, [tf.strings.join([
+            "label ", tf.strings.as_string(label), " out of range: image/class/label must be "
+            f"within {low}..{high - 1} (--label-offset {low}, --num-classes "
+            f"{options.num_classes}) in ", path, " record ", tf.strings.as_string(index),
+            "; fix --label-offset or --num-classes, or the shard"])])
         return tf.constant(True)
 
     def check(image, label, status, path, index, where):

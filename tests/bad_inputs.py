@@ -1,0 +1,291 @@
+"""Every bad input we tried, what happens, and the table in docs/bad-input.md.
+
+Each case runs the real command line (`python -m lars_hvd.train ...`, one process) in a
+fresh folder, or, for the two broken environments, the stack check itself. The table is
+written from what the runs print and leave on disk, never typed in by hand:
+
+    python tests/bad_inputs.py docs/bad-input.md
+
+`tests/test_bad_input.py` runs the same cases and checks each row's exit code, message and
+files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+SMALL = ["--train-examples", "1024", "--global-batch-size", "256", "--epochs", "2",
+         "--warmup-epochs", "0.5", "--bn-momentum", "0.9"]
+
+
+@dataclass
+class Outcome:
+    code: int
+    output: str  # stdout + stderr
+    written: str  # what is on disk afterwards, in words
+
+
+@dataclass
+class Case:
+    name: str  # the bad input, as the table's first column says it
+    run: Callable[[Path], Outcome]
+    code: int  # the exit code we promise
+    message: str  # a regular expression the output must match
+    written: str  # a regular expression the description of the disk must match
+
+
+def train(tmp: Path, *args: str) -> Outcome:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "lars_hvd.train", *args],
+                            capture_output=True, text=True, env=env, cwd=tmp, timeout=300,
+                            check=False)
+    return Outcome(result.returncode, result.stdout + result.stderr, describe(tmp))
+
+
+def describe(tmp: Path) -> str:
+    """What a run left in its folder: the run directory's files, checkpoints by epoch."""
+    run = tmp / "run"
+    if not run.exists():
+        return "nothing (no run directory)"
+    names = sorted(p.name for p in run.iterdir() if p.name != "tensorboard")
+    epochs = sorted({int(m.group(1)) for p in (run / "checkpoints").glob("epoch-*.index")
+                     if (m := re.match(r"epoch-(\d+)\.index", p.name))}) \
+        if (run / "checkpoints").is_dir() else []
+    text = ", ".join(names)
+    return f"run/: {text}; checkpoints of epochs {epochs}" if epochs else f"run/: {text}"
+
+
+def run_dir(tmp: Path) -> list[str]:
+    return ["--run-dir", str(tmp / "run")]
+
+
+# -- data ----------------------------------------------------------------------------------
+
+def shards(tmp: Path, damage: str | None = None) -> Path:
+    """Converted Fashion-MNIST shards (300 train, 100 validation), optionally damaged."""
+    from lars_hvd.data import make_tfrecords
+
+    data = tmp / "data"
+    for split, count in (("train", 300), ("validation", 100)):
+        make_tfrecords.main(["default", str(data), "--source", "fashion-mnist", "--split",
+                             split, "--shards", "1", "--max-examples", str(count)])
+    shard = data / "train-00000-of-00001"
+    raw = bytearray(shard.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    return data
+
+
+def shards_with_label(tmp: Path, label: int) -> Path:
+    import tensorflow as tf
+
+    data = shards(tmp)
+    shard = data / "train-00000-of-00001"
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(shard))]
+    example = tf.train.Example()
+    example.ParseFromString(records[7])
+    example.features.feature["image/class/label"].int64_list.value[0] = label
+    records[7] = example.SerializeToString()
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for record in records:
+            writer.write(record)
+    return data
+
+
+IMAGENET = ["--dataset", "imagenet", "--model", "small_cnn_bn", "--global-batch-size", "100",
+            "--epochs", "2", "--warmup-epochs", "0.5", "--augment", "crop"]
+
+
+# -- cases -----------------------------------------------------------------------------------
+
+def nan_loss(tmp: Path) -> Outcome:
+    # SGD at LR 0.01 for epoch 1 (finite, checkpointed), then a step "decay" by 1e12 that
+    # makes epoch 2 overflow.
+    return train(tmp, *SMALL[:-4], "--epochs", "3", "--warmup-epochs", "0", "--optimizer",
+                 "sgd", "--learning-rate", "0.01", "--decay", "step", "--step-boundaries", "1",
+                 "--step-factor", "1e12", *run_dir(tmp))
+
+
+def damaged_latest_checkpoint(tmp: Path) -> Outcome:
+    first = train(tmp, *SMALL, "--epochs", "3", *run_dir(tmp))
+    assert first.code == 0, first.output[-2000:]
+    data = next((tmp / "run" / "checkpoints").glob("epoch-3.data-*"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])  # truncated
+    return train(tmp, *SMALL, "--epochs", "3", *run_dir(tmp), "--resume")
+
+
+def checkpoint_of_another_model(tmp: Path) -> Outcome:
+    import shutil
+
+    other = tmp / "other"
+    other.mkdir()
+    for folder, model in ((tmp, "small_cnn"), (other, "small_cnn_bn")):
+        outcome = train(folder, *SMALL, "--epochs", "1", "--warmup-epochs", "0.5",
+                        "--model", model, *run_dir(folder))
+        assert outcome.code == 0, outcome.output[-2000:]
+    shutil.rmtree(tmp / "run" / "checkpoints")
+    shutil.copytree(other / "run" / "checkpoints", tmp / "run" / "checkpoints")
+    shutil.rmtree(other)
+    return train(tmp, *SMALL, "--epochs", "1", "--warmup-epochs", "0.5", "--model",
+                 "small_cnn", *run_dir(tmp), "--resume")
+
+
+def existing_run(tmp: Path) -> Outcome:
+    (tmp / "run").mkdir()
+    (tmp / "run" / "notes.txt").write_text("mine")
+    return train(tmp, *SMALL, *run_dir(tmp))
+
+
+def resume_with_other_settings(tmp: Path) -> Outcome:
+    first = train(tmp, *SMALL, "--epochs", "1", "--warmup-epochs", "0.5", *run_dir(tmp))
+    assert first.code == 0, first.output[-2000:]
+    return train(tmp, *SMALL, "--epochs", "1", "--warmup-epochs", "0.5", *run_dir(tmp),
+                 "--resume", "--learning-rate", "3")
+
+
+def stack_check(check: Callable[[], None]) -> Outcome:
+    from lars_hvd import stack
+
+    try:
+        check()
+    except stack.StackError as err:
+        return Outcome(2, f"{err}", "nothing (the check runs before any training)")
+    return Outcome(0, "", "nothing")
+
+
+def keras3(tmp: Path) -> Outcome:
+    from lars_hvd import stack
+
+    fake = types.ModuleType("keras._tf_keras.keras")
+    fake.__version__ = "3.3.3"  # what tf.keras is under TF >= 2.16
+    return stack_check(lambda: stack.check_keras(fake))
+
+
+def horovod_without_tf(tmp: Path) -> Outcome:
+    from lars_hvd import stack
+
+    saved = sys.modules.get("horovod.tensorflow")
+    sys.modules["horovod.tensorflow"] = None  # what a build without TensorFlow ops gives
+    try:
+        return stack_check(stack.check_horovod_tensorflow)
+    finally:
+        if saved is None:
+            sys.modules.pop("horovod.tensorflow", None)
+        else:
+            sys.modules["horovod.tensorflow"] = saved
+
+
+CASES = [
+    Case("an unknown flag (`--no-such-flag`)",
+         lambda t: train(t, "--no-such-flag"), 2,
+         r"unrecognized arguments: --no-such-flag", r"^nothing"),
+    Case("a flag value of the wrong type (`--epochs three`)",
+         lambda t: train(t, "--epochs", "three"), 2,
+         r"argument --epochs: invalid int value: 'three'", r"^nothing"),
+    Case("a value not offered (`--optimizer adam`)",
+         lambda t: train(t, "--optimizer", "adam"), 2,
+         r"argument --optimizer: invalid choice: 'adam'", r"^nothing"),
+    Case("a global batch that cannot be split (1000 over 3 workers)",
+         lambda t: train(t, "--global-batch-size", "1000", "--dry-run", "--world-size", "3"),
+         2, r"1000 cannot be split over 3 workers; the nearest valid sizes are 999 and 1002",
+         r"^nothing"),
+    Case("a learning rate <= 0 (`--learning-rate 0`)",
+         lambda t: train(t, "--learning-rate", "0", *run_dir(t)), 2,
+         r"--learning-rate must be > 0 \(got 0\.0\)", r"^nothing"),
+    Case("a batch <= 0 (`--global-batch-size 0`)",
+         lambda t: train(t, "--global-batch-size", "0", *run_dir(t)), 2,
+         r"--global-batch-size must be > 0 \(got 0\)", r"^nothing"),
+    Case("a global batch larger than the data set",
+         lambda t: train(t, "--train-examples", "100", "--global-batch-size", "512",
+                         *run_dir(t)), 2,
+         r"larger than the 100 training examples", r"^nothing"),
+    Case("a missing data directory (Fashion-MNIST)",
+         lambda t: train(t, "--data-dir", str(t / "nowhere"), *SMALL, *run_dir(t)), 2,
+         r"Fashion-MNIST files not found: .*nowhere", r"^nothing"),
+    Case("an empty data directory (`--dataset imagenet`)",
+         lambda t: (t / "empty").mkdir() or train(t, *IMAGENET, "--data-dir",
+                                                  str(t / "empty"), *run_dir(t)), 2,
+         r"no train shards in .*empty: expected files named train-00000-of-NNNNN",
+         r"^nothing"),
+    Case("a corrupt TFRecord shard (a flipped byte), default `--bad-records skip`",
+         lambda t: train(t, *IMAGENET, "--data-dir", str(shards(t, "flip")), *run_dir(t)), 0,
+         r"(?s)(?=.*skipped bad data: \S*train-00000-of-00001: corrupt or truncated shard, "
+         r"only \d+ of its \d+ bytes are readable records)(?=.*bad records skipped: [1-9])",
+         r"checkpoints of epochs \[1, 2\]"),
+    Case("a corrupt TFRecord shard, `--bad-records error`",
+         lambda t: train(t, *IMAGENET, "--data-dir", str(shards(t, "flip")), "--bad-records",
+                         "error", *run_dir(t)), 2,
+         r"lars_hvd.train: error: [\s\S]*bad data:[\s\S]*train-00000-of-00001: corrupt or "
+         r"truncated shard", r"^run/: plan.json$"),
+    Case("a label out of range (0 where labels are 1..10)",
+         lambda t: train(t, *IMAGENET, "--data-dir", str(shards_with_label(t, 0)),
+                         *run_dir(t)), 2,
+         r"error: label 0 out of range: image/class/label must be within 1..10 .* in "
+         r"\S*train-00000-of-00001 record 7; fix --label-offset",
+         r"^run/: plan.json$"),
+    Case("a loss that becomes NaN (SGD whose LR jumps to 1e10 in epoch 2)", nan_loss, 2,
+         r"training stopped: the loss became nan in epoch 2\. Nothing of that epoch was saved",
+         r"checkpoints of epochs \[1\]$"),
+    Case("a run directory that already holds a run, without `--resume`", existing_run, 2,
+         r"already holds a run; pass --resume", r"run/: notes.txt$"),
+    Case("`--resume` with other settings (`--learning-rate 3`)", resume_with_other_settings, 2,
+         r"trained with other settings: --learning-rate was 10.0, now 3.0",
+         r"checkpoints of epochs \[1\]$"),
+    Case("`--resume` into a checkpoint of another model", checkpoint_of_another_model, 2,
+         r"no checkpoint in .* can be restored into this model", r"checkpoints of epochs \[1\]"),
+    Case("`--resume` when the latest checkpoint is damaged (truncated)",
+         damaged_latest_checkpoint, 0,
+         r"(?s)(?=.*WARNING: checkpoint \S*epoch-3 cannot be restored)(?=.*resumed from "
+         r"\S*epoch-2: epoch 2)",
+         r"checkpoints of epochs \[1, 2, 3\]"),
+    Case("a Keras 3 environment (`tf.keras` is Keras 3.3.3, as under TF >= 2.16)", keras3, 2,
+         r"Keras 3\.3\.3[\s\S]*never averages", r"^nothing"),
+    Case("Horovod built without TensorFlow", horovod_without_tf, 2,
+         r"built without TensorFlow[\s\S]*HOROVOD_WITH_TENSORFLOW", r"^nothing"),
+]
+
+
+def shown(text: str, tmp: str) -> str:
+    """The lines of the output that tell the user what happened (each once), with the
+    throwaway folder's path written as <tmp>."""
+    keep = []
+    for line in (ln.strip() for ln in text.replace(tmp, "<tmp>").splitlines()):
+        if re.search(r"(^|: )error: |^WARNING|^lars_hvd: skipped|^bad records skipped|"
+                     r"^resumed from|^tf\.keras resolves|^Horovod .* without", line) \
+                and line not in keep:
+            keep.append(line)
+    return " / ".join(keep[:3]).replace("|", "\\|")
+
+
+def write_table(path: Path) -> None:
+    import tempfile
+
+    rows = ["| bad input | exit code | what it prints | what is on disk afterwards |",
+            "|---|---|---|---|"]
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = case.run(Path(tmp))
+            printed = shown(outcome.output, tmp)
+        print(f"{outcome.code}  {case.name}", flush=True)
+        rows.append(f"| {case.name} | {outcome.code} | {printed} | {outcome.written} |")
+    header = ("# Bad input: what lars_hvd does\n\n"
+              "Written by `python tests/bad_inputs.py docs/bad-input.md` from real runs of "
+              "`python -m lars_hvd.train` (one process, each in a fresh folder; `run/` is its "
+              "`--run-dir`), and, for the two broken environments, of the stack check that "
+              "runs before training; `<tmp>` is that fresh folder. "
+              "`tests/test_bad_input.py` checks every row.\n\n")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(header + "\n".join(rows) + "\n")
+    os.replace(partial, path)
+
+
+if __name__ == "__main__":
+    write_table(Path(sys.argv[1]))
