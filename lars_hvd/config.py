@@ -67,8 +67,9 @@ class DataConfig:
                                 "(crop for 227 px AlexNet, else inception)",
                         ("auto", "inception", "crop"))
     shuffle_buffer: int = flag(4096, "imagenet: shuffle buffer, in records per worker")
-    cache: str | None = flag(None, "imagenet: cache each worker's records: 'memory' or a "
-                                   "file prefix")
+    cache: str | None = flag(None, "imagenet: cache each worker's records: 'memory', or a "
+                                   "file prefix (each worker writes its own PREFIX.train-* "
+                                   "and PREFIX.eval-* files)")
     bad_records: str = flag("skip", "imagenet: an undecodable image or corrupt record is "
                                     "skipped and counted (skip) or stops the run (error)",
                             ("skip", "error"))

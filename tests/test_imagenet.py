@@ -434,3 +434,16 @@ def test_train_entry_point_refuses_bad_data_dirs_before_training(fashion_shards,
     with pytest.raises(FileNotFoundError, match="no train shards"):
         main([*base, "--data-dir", str(tmp_path)])
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+@pytest.mark.parametrize("cache", ["memory", "file"])
+def test_cached_records_still_give_every_example_once_per_epoch(id_shards, cache, tmp_path):
+    spec = "memory" if cache == "memory" else str(tmp_path / "cache")
+    labels = epoch_labels(id_shards, 2, cache=spec)
+    for epoch in labels:
+        assert sorted(np.concatenate(epoch)) == list(range(96))
+    assert not np.array_equal(np.concatenate(labels[0]), np.concatenate(labels[1]))
+    seen = [int(v) for _, y in imagenet.eval_dataset(
+        id_shards, options(cache=spec), rank=0, world_size=1, batch_size=32,
+        counter=tf.Variable(0, dtype=tf.int64)) for v in y.numpy()]
+    assert sorted(seen) == list(range(96))

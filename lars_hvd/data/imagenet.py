@@ -29,6 +29,7 @@ Bad data never stops a run silently or hangs it:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -280,6 +281,15 @@ def _clean(records: tf.data.Dataset, options: ReaderOptions, counter, training: 
 
 # -- the datasets ---------------------------------------------------------------------------
 
+def _cache_spec(cache: str, kind: str, *key) -> str:
+    """``Dataset.cache``'s argument: "" (memory), or a file prefix of its own for each
+    worker's part (workers on one node must not share one cache file)."""
+    if cache == "memory":
+        return ""
+    digest = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+    return f"{cache}.{kind}-{digest}"
+
+
 def train_dataset(files: list[str], options: ReaderOptions, *, examples_per_epoch: int,
                   batch_size: int, initial_epoch: int, epochs: int, counter: tf.Variable
                   ) -> tf.data.Dataset:
@@ -294,7 +304,7 @@ def train_dataset(files: list[str], options: ReaderOptions, *, examples_per_epoc
     cached = None
     if options.cache:
         cached = _records(files, 16, options.deterministic).cache(
-            "" if options.cache == "memory" else options.cache)
+            _cache_spec(options.cache, "train", files))
 
     def epoch_examples(epoch: int) -> tf.data.Dataset:
         # Python-int seeds: each epoch is its own dataset, so its order and augmentation
@@ -328,5 +338,5 @@ def eval_dataset(files: list[str], options: ReaderOptions, *, rank: int, world_s
         records = _records(files, 4, True).shard(world_size, rank)
     examples = _clean(records, options, counter, False)
     if options.cache:
-        examples = examples.cache("" if options.cache == "memory" else options.cache + ".eval")
+        examples = examples.cache(_cache_spec(options.cache, "eval", files, rank, world_size))
     return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
