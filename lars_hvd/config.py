@@ -132,6 +132,9 @@ class RunConfig:
     run_dir: str | None = flag(None, "where logs, checkpoints and the plan go (default: "
                                      "runs/<time stamp>)")
     resume: bool = flag(False, "continue the run in --run-dir from its last checkpoint")
+    elastic: bool = flag(False, "elastic Horovod (horovodrun --min-np/--max-np "
+                                "--host-discovery-script, Gloo): workers may leave and join; "
+                                "the global batch is held")
     log_every_steps: int = flag(5, "TensorBoard scalars (LR, trust ratios) every N steps")
     keep_checkpoints: int = flag(3, "checkpoints kept (one per epoch)")
     eval_batch_size: int = flag(1000, "per-worker batch for evaluation")
@@ -339,6 +342,9 @@ def validate(config: TrainConfig) -> None:
          f"--bn-recompute-examples must be >= 0 (got {r.bn_recompute_examples})"),
         (not (r.resume and r.run_dir is None),
          "--resume needs --run-dir: the run to continue"),
+        (not (r.elastic and r.run_dir is None),
+         "--elastic needs --run-dir: a folder every worker (also one that joins later) "
+         "agrees on"),
     ]
     errors = [message for ok, message in checks if not ok]
     if errors:

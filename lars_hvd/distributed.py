@@ -169,6 +169,17 @@ def allgather_object(obj) -> list:
     return hvd_tf.allgather_object(obj)
 
 
+def elastic_state(model, **attributes):
+    """Elastic Horovod's in-memory copy of model and optimizer (plus ``attributes``), which
+    a reset rolls back to and a new worker receives."""
+    return hvd.elastic.KerasState(model, **attributes)
+
+
+def elastic_run(function):
+    """``function(state)``, re-run by elastic Horovod after every change of the worker set."""
+    return hvd.elastic.run(function)
+
+
 def callbacks(root_rank: int = 0) -> list[tf.keras.callbacks.Callback]:
     """The Horovod callbacks, in the order Keras must run them (before any user callback).
 

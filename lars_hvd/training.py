@@ -577,6 +577,46 @@ def _rank0_prepares_run_dir(config: TrainConfig, plan: Plan) -> Path:
     return Path(value)
 
 
+def print_placement() -> None:
+    """Rank 0 prints where every rank runs (the first thing to check on a new cluster)."""
+    # Horovod: every rank's host name.
+    hosts = distributed.allgather_object(socket.gethostname())
+    if distributed.is_rank0():
+        print(f"workers                  {placement(hosts)}", flush=True)
+
+
+ELASTIC_MARKER = "elastic-job.txt"
+
+
+def elastic_job() -> str:
+    """This elastic job's identity: its driver's rendezvous address (the same for every
+    worker of the job, including those that join later)."""
+    return (f"{os.environ.get('HOROVOD_GLOO_RENDEZVOUS_ADDR', '')}:"
+            f"{os.environ.get('HOROVOD_GLOO_RENDEZVOUS_PORT', '')}")
+
+
+def elastic_run_dir(config: TrainConfig, plan: Plan) -> Path:
+    """The run directory of an elastic job, without collectives: rank 0 of the first world
+    prepares it as usual (a new run, or --resume) and marks it with the job's identity; a
+    worker that joins later finds the mark. ``check_elastic_run_dir`` refuses to train in a
+    directory that this job did not prepare."""
+    run_dir = Path(config.run.run_dir)
+    marker = run_dir / ELASTIC_MARKER
+    if marker.is_file() and marker.read_text() == elastic_job():
+        return run_dir  # joining this job
+    if distributed.is_rank0():
+        run_dir = prepare_run_dir(config, plan)
+        atomic_write_text(marker, elastic_job())
+    return run_dir
+
+
+def check_elastic_run_dir(run_dir: Path) -> None:
+    marker = run_dir / ELASTIC_MARKER
+    if not (marker.is_file() and marker.read_text() == elastic_job()):
+        raise ValueError(f"{run_dir} was not prepared by this elastic job (rank 0 refused it "
+                         f"or failed first); see rank 0's message.")
+
+
 def describe_manifest(optimizer, model) -> str:
     lars = inner_optimizer(optimizer)
     if not isinstance(lars, LARS):
@@ -590,6 +630,67 @@ def describe_manifest(optimizer, model) -> str:
             f"{', ...' if len(skipped) > 6 else ''})")
 
 
+class ElasticCommit(tf.keras.callbacks.Callback):
+    """Elastic Horovod: at each epoch's end, record the epoch and commit the state.
+
+    A reset rolls back to the last commit, the start of an epoch; the epoch's data order is
+    keyed on (seed, epoch) only, so the replay reads the same global batches. Workers that
+    join are let in at commits. (Runs after the checkpoint callback: last in the list.)
+    """
+
+    def __init__(self, state):
+        super().__init__()
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.epoch = epoch + 1
+        self.state.commit()
+
+
+def elastic_plan(config: TrainConfig) -> Plan:
+    """The plan for the current worker count; refused if it needs gradient accumulation
+    (Horovod fixes backward_passes_per_step when the optimizer is wrapped)."""
+    from lars_hvd.config import resolve
+
+    plan = resolve(config, distributed.size())
+    if plan.accumulation_steps != 1:
+        raise ValueError(
+            f"--elastic holds the global batch by changing the per-worker batch, not the "
+            f"accumulation: on {plan.world_size} workers --global-batch-size "
+            f"{plan.global_batch_size} needs {plan.accumulation_steps} accumulation steps "
+            f"(--max-per-worker-batch {config.run.max_per_worker_batch}). Raise "
+            f"--max-per-worker-batch to at least global / --min-np, or run without --elastic."
+        )
+    return plan
+
+
+def fit_elastic(model, config: TrainConfig, run_dir: Path, state: RunState,
+                initial_epoch: int, extra_callbacks=()) -> Summary:
+    """``fit`` under elastic Horovod: after every change of the worker set the plan is
+    re-derived for the new count (per-worker batch = global / workers: the global batch, the
+    steps and the LR schedule stay), the data re-sharded, and training goes on from the
+    last committed epoch, with the survivors' (or rank 0's, for a newcomer) state."""
+    from lars_hvd.data import make_datasets
+
+    elastic_plan(config)  # refuse before the first step, not at the first reset
+    # Horovod: the state that is rolled back on a failure and sent to joining workers.
+    elastic = distributed.elastic_state(model, epoch=initial_epoch)
+
+    def train(elastic):
+        check_elastic_run_dir(run_dir)
+        plan = elastic_plan(config)
+        print_placement()
+        if distributed.is_rank0():
+            print(f"elastic: {plan.world_size} worker(s) from epoch {elastic.epoch + 1}: "
+                  f"{plan.describe().splitlines()[1].split(maxsplit=2)[2]}", flush=True)
+        data = make_datasets(config, plan, distributed.rank(), elastic.epoch)
+        return fit(model, data, config, plan, run_dir, state, elastic.epoch,
+                   [*extra_callbacks, ElasticCommit(elastic)])
+
+    # Horovod: re-run train() after every reset, with the state synchronized.
+    return distributed.elastic_run(train)(elastic)
+
+
 def run(config: TrainConfig, extra_callbacks=()) -> Summary:
     """One training run on this process's Horovod world (init must have run)."""
     from lars_hvd.config import resolve
@@ -599,13 +700,15 @@ def run(config: TrainConfig, extra_callbacks=()) -> Summary:
 
     plan = resolve(config, distributed.size())
     check_data(config, plan)  # the same on every rank, before any collective
-    run_dir = _rank0_prepares_run_dir(config, plan)
+    elastic = config.run.elastic
+    # Horovod (elastic): no collective before the elastic loop, which a worker that joins
+    # later enters directly.
+    run_dir = elastic_run_dir(config, plan) if elastic else _rank0_prepares_run_dir(config, plan)
     rank0 = distributed.is_rank0()
-    # Horovod: where every rank runs (the first thing to check on a new cluster).
-    hosts = distributed.allgather_object(socket.gethostname())
     if rank0:
         print(plan.describe(), flush=True)
-        print(f"workers                  {placement(hosts)}", flush=True)
+    if not elastic:
+        print_placement()
     if config.run.deterministic:
         tf.config.experimental.enable_op_determinism()
     if config.run.xla:
@@ -626,19 +729,29 @@ def run(config: TrainConfig, extra_callbacks=()) -> Summary:
                   loss=loss_function(plan.num_classes, config.model.label_smoothing),
                   metrics=["accuracy"])
     state = RunState.new()
-    if config.run.resume:
+    if config.run.resume and not elastic:
         initial_epoch = restore(run_dir, model, model.optimizer, state, plan)
     else:
         initial_epoch = 0
         build_optimizer_state(model.optimizer, model.trainable_variables)
-        # Horovod: every rank starts from rank 0's initial weights.
-        distributed.broadcast_model(model)
+        if config.run.resume and rank0:  # elastic: the state sync sends it to the others
+            restore_newest_good(run_dir, model, model.optimizer, state)
+            model.optimizer.iterations.assign(int(state.step) * plan.accumulation_steps)
+            initial_epoch = int(state.epoch)
+        if not elastic:
+            # Horovod: every rank starts from rank 0's initial weights (elastic: the sync).
+            distributed.broadcast_model(model)
     if rank0:
         manifest = describe_manifest(model.optimizer, model)
         if manifest:
             print(manifest, flush=True)
-    data = make_datasets(config, plan, distributed.rank(), initial_epoch)
-    summary = fit(model, data, config, plan, run_dir, state, initial_epoch, extra_callbacks)
+    if config.run.elastic:
+        summary = fit_elastic(model, config, run_dir, state, initial_epoch, extra_callbacks)
+    else:
+        data = make_datasets(config, plan, distributed.rank(), initial_epoch)
+        summary = fit(model, data, config, plan, run_dir, state, initial_epoch,
+                      extra_callbacks)
+    rank0 = distributed.is_rank0()  # (rank 0 may be another process after elastic resets)
     if rank0:
         print(summary.line(), flush=True)
         atomic_write_text(run_dir / "summary.json", json.dumps(summary.__dict__, indent=2))

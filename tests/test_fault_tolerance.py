@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from run_horovod import wait_for
 
 from lars_hvd import horovodrun
 from lars_hvd.data import fashion_mnist
@@ -48,14 +49,6 @@ def checkpoint_tensors(run_dir: Path, epoch: int) -> dict[str, np.ndarray]:
     reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / f"epoch-{epoch}"))
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
             if "OPTIMIZER_SLOT" in k or k.startswith(("model/", "optimizer/", "step", "epoch"))}
-
-
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"the job ended before {path.name} appeared"
-        assert time.monotonic() < deadline, f"{path.name} did not appear in {timeout} s"
-        time.sleep(0.05)
 
 
 def rank_pids(marker: str, rank: int) -> list[int]:

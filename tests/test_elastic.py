@@ -1,0 +1,59 @@
+"""Elastic training on one machine: a host-discovery script whose answer the test changes,
+so that a worker leaves (2 slots -> 1) and comes back (1 -> 2) during the run. The global
+batch must be held throughout: the per-worker batch is re-derived for every worker count."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+from run_horovod import wait_for
+
+from lars_hvd import horovodrun
+from lars_hvd.data import fashion_mnist
+
+pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
+                                reason="dataset-fashion-mnist is not installed")
+
+
+def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
+    slots = tmp_path / "slots"
+    slots.write_text("localhost:2\n")
+    discover = tmp_path / "discover.sh"
+    discover.write_text(f"#!/bin/sh\ncat '{slots}'\n")
+    discover.chmod(0o755)
+    run_dir = tmp_path / "run"
+    cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "--min-np", "1", "--max-np", "2",
+           "--host-discovery-script", str(discover), "--start-timeout", "60",
+           # one host: elastic horovodrun cannot probe interfaces host to host, so name one
+           "--network-interface", "lo",
+           sys.executable, "-m", "lars_hvd.train", "--elastic", "--train-examples", "4096",
+           "--global-batch-size", "256", "--epochs", "12", "--warmup-epochs", "1",
+           "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd, env=horovodrun.env(2), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        wait_for(run_dir / "checkpoints" / "epoch-2.index", proc)
+        slots.write_text("localhost:1\n")  # a worker leaves
+        wait_for(run_dir / "checkpoints" / "epoch-5.index", proc)
+        slots.write_text("localhost:2\n")  # and comes back
+        out, _ = proc.communicate(timeout=300)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError(out[-6000:]) from None
+    assert proc.returncode == 0, out[-6000:]
+    counts = [int(n) for n in re.findall(r"elastic: (\d) worker\(s\) from epoch", out)]
+    assert counts[0] == 2 and 1 in counts and counts[-1] == 2, (counts, out[-4000:])
+    assert counts.index(1) < len(counts) - 1
+    # The global batch held at every worker count: 2 x 128, then 1 x 256, then 2 x 128.
+    assert "256 examples per optimizer step = 1 workers x 1 accumulation step(s) x 256" in out
+    assert "256 examples per optimizer step = 2 workers x 1 accumulation step(s) x 128" in out
+    assert not re.search(r"\d+ examples per optimizer step", out.replace("256 examples", ""))
+    assert "test accuracy" in out
+    assert (run_dir / "checkpoints" / "epoch-12.index").exists()
