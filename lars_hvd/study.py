@@ -126,7 +126,7 @@ def load_rows(path: Path) -> list[dict]:
 
 def append_row(path: Path, row: dict) -> None:
     """Adds one finished run; the file is rewritten atomically, never left half-written."""
-    from lars_hvd.training import atomic_write_text
+    from lars_hvd.files import atomic_write_text
 
     rows = load_rows(path) + [row]
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
@@ -355,7 +355,7 @@ def plot_accuracy(rows: list[dict], settings: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lars_hvd.training import atomic_write
+    from lars_hvd.files import atomic_write
 
     rows = rows_for(rows, settings)
     best = best_by_cell(rows)
@@ -400,7 +400,7 @@ def plot_trust_ratios(rows: list[dict], path: Path) -> bool:
     import matplotlib.pyplot as plt
     import tensorflow as tf
 
-    from lars_hvd.training import atomic_write
+    from lars_hvd.files import atomic_write
 
     lars = [r for r in rows if r["optimizer"] == "lars" and r["status"] == "ok"
             and Path(r["run_dir"], "tensorboard", "lars").is_dir()]
@@ -439,7 +439,7 @@ def plot_trust_ratios(rows: list[dict], path: Path) -> bool:
 
 def report(rows: list[dict], settings: dict, out: Path, command: str,
            budget: dict | None = None) -> None:
-    from lars_hvd.training import atomic_write_text
+    from lars_hvd.files import atomic_write_text
 
     atomic_write_text(out / "table.md", markdown_table(rows, settings, command, budget))
     plot_accuracy(rows, settings, out / "accuracy_vs_batch.png")

@@ -25,7 +25,8 @@ def plot_schedule(config, plan, path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from lars_hvd.training import atomic_write, build_schedule
+    from lars_hvd.files import atomic_write
+    from lars_hvd.training import build_schedule
 
     schedule = build_schedule(config, plan)
     micro = plan.accumulation_steps

@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import tensorflow as tf
 
 from lars_hvd import distributed
 from lars_hvd.config import Plan, TrainConfig, plan_json
+from lars_hvd.files import atomic_write_text
 from lars_hvd.optimizer import LARS
 from lars_hvd.schedules import PerOptimizerStep, warmup_then_decay
 
@@ -35,27 +35,6 @@ RESUMABLE_DIFFERENCES = {"run.resume", "run.run_dir", "run.log_every_steps",
 
 
 # -- files ---------------------------------------------------------------------------------
-
-def atomic_write(path, write) -> None:
-    """Calls ``write(binary_file)`` on a temporary file beside ``path``, then renames it into
-    place: ``path`` is never seen half-written, and a failed write leaves no trace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
-
 
 def default_run_dir(root: Path = Path("runs")) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -282,9 +282,9 @@ def write_table(path: Path) -> None:
               "`--run-dir`), and, for the two broken environments, of the stack check that "
               "runs before training; `<tmp>` is that fresh folder. "
               "`tests/test_bad_input.py` checks every row.\n\n")
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(header + "\n".join(rows) + "\n")
-    os.replace(partial, path)
+    from lars_hvd.files import atomic_write_text
+
+    atomic_write_text(path, header + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

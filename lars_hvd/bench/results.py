@@ -51,7 +51,7 @@ def _cpu_model() -> str:
 
 def write_json(out: Path, name: str, result: dict, command: str) -> Path:
     """``<out>/<name>.json``, written atomically, with the command and the machine."""
-    from lars_hvd.training import atomic_write_text
+    from lars_hvd.files import atomic_write_text
 
     path = Path(out) / f"{name}.json"
     atomic_write_text(path, json.dumps({"command": command, "machine": machine(), **result},
@@ -62,7 +62,7 @@ def write_json(out: Path, name: str, result: dict, command: str) -> Path:
 def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from lars_hvd.training import atomic_write
+    from lars_hvd.files import atomic_write
 
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
     plt.close(fig)

@@ -72,7 +72,7 @@ def render(out: Path) -> str:
 
 
 def write(out: Path) -> Path:
-    from lars_hvd.training import atomic_write_text
+    from lars_hvd.files import atomic_write_text
 
     path = out / "summary.md"
     atomic_write_text(path, render(out))

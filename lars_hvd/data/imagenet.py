@@ -78,8 +78,9 @@ class ReaderOptions:
 
 # -- files ----------------------------------------------------------------------------------
 
-def list_shards(data_dir: str | Path, split: str) -> list[str]:
-    """The ``split`` shards of ``data_dir``, sorted; a clear error if any is missing."""
+def list_shards(data_dir: str | Path, split: str, required: bool = True) -> list[str]:
+    """The ``split`` shards of ``data_dir``, sorted; a clear error if any is missing, or if
+    there are none and ``required`` (else an empty list)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS} (got {split!r}).")
     data_dir = Path(data_dir)
@@ -90,6 +91,8 @@ def list_shards(data_dir: str | Path, split: str) -> list[str]:
         match = SHARD_NAME.match(path.name)
         if match and match.group(1) == split:
             found[path.name] = (int(match.group(2)), int(match.group(3)))
+    if not found and not required:
+        return []
     if not found:
         raise FileNotFoundError(
             f"no {split} shards in {data_dir}: expected files named {split}-00000-of-NNNNN "

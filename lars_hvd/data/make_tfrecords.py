@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from lars_hvd.data.imagenet import MANIFEST, SHARD_NAME, SPLITS
+from lars_hvd.files import atomic_write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal",
@@ -229,9 +230,7 @@ def _update_manifest(out: Path, split: str, examples: int, classes: list[str],
     manifest.update({"format": "imagenet-tfrecord", "classes": len(classes),
                      "class_names": classes, "label_offset": 1, split: examples})
     manifest.setdefault("sources", {})[split] = source
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(partial, path)
+    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
