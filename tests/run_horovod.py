@@ -27,12 +27,14 @@ def run(command: list[str], *, np_: int = 2, controller: str = "gloo", timeout: 
         raise AssertionError(str(err)) from None
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
-    """Waits until ``path`` exists while ``proc`` (a running job) is alive; fails otherwise."""
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240,
+             poll: float = 0.1) -> None:
+    """Waits until ``path`` exists while ``proc`` (a running job) is alive, looking every
+    ``poll`` seconds; fails otherwise."""
     import time
 
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert proc.poll() is None, f"the job ended before {path.name} appeared"
         assert time.monotonic() < deadline, f"{path.name} did not appear in {timeout} s"
-        time.sleep(0.1)
+        time.sleep(poll)

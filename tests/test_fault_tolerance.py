@@ -23,8 +23,8 @@ pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
                                 reason="dataset-fashion-mnist is not installed")
 
 TRAIN = [sys.executable, "-m", "lars_hvd.train"]
-# Deterministic ops; 32 steps per epoch so that a kill lands inside an epoch.
-RUN = ["--train-examples", "8192", "--global-batch-size", "256", "--epochs", "3",
+# Deterministic ops; 64 steps per epoch (~2 s here) so that a kill lands inside an epoch.
+RUN = ["--train-examples", "16384", "--global-batch-size", "256", "--epochs", "3",
        "--warmup-epochs", "0.5", "--deterministic"]
 
 
@@ -73,14 +73,20 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     uninterrupted = tmp_path / "uninterrupted"
     out = finish(start([*RUN, "--run-dir", str(uninterrupted)]))
     assert "test accuracy" in out, out[-3000:]
+    # How long epoch 2 takes on this machine now (save to save), so that the kill below lands
+    # a quarter of the way into it rather than after a fixed time a faster machine outruns.
+    saved = [(uninterrupted / "checkpoints" / f"epoch-{e}.index").stat().st_mtime
+             for e in (1, 2)]
+    epoch_seconds = saved[1] - saved[0]
 
     killed = tmp_path / "killed"
     proc = start([*RUN, "--run-dir", str(killed)])
-    wait_for(killed / "checkpoints" / "epoch-1.index", proc)
-    time.sleep(1.0)  # well inside epoch 2 (32 steps of ~0.1 s)
+    wait_for(killed / "checkpoints" / "epoch-1.index", proc, poll=0.01)
+    time.sleep(epoch_seconds / 4)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole job, as a preemption does
     proc.communicate()
-    assert not (killed / "checkpoints" / "epoch-2.index").exists(), "the kill came too late"
+    assert not (killed / "checkpoints" / "epoch-2.index").exists(), \
+        f"the kill came too late ({epoch_seconds / 4:.2f} s into an epoch of {epoch_seconds:.2f} s)"
 
     out = finish(start([*RUN, "--run-dir", str(killed), "--resume"]))
     assert "resumed from" in out and "epoch-1: epoch 1" in out, out[-3000:]
