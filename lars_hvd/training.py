@@ -156,6 +156,20 @@ def apply_sgd_exclusions(optimizer, model: tf.keras.Model, config: TrainConfig) 
                 var_list=[v for v in model.trainable_variables if v.shape.rank <= 1])
 
 
+def compile_model(model: tf.keras.Model, config: TrainConfig, plan: Plan) -> None:
+    """Compiles ``model`` with the run's optimizer, wrapped by Horovod for ``plan``."""
+    optimizer = distributed.distributed_optimizer(
+        build_optimizer(config, plan, model),
+        # Horovod: accumulate micro-batches locally, then one allreduce per optimizer step.
+        backward_passes_per_step=plan.accumulation_steps,
+        fp16_allreduce=config.run.fp16_allreduce,
+    )
+    apply_sgd_exclusions(optimizer, model, config)
+    model.compile(optimizer=optimizer,
+                  loss=loss_function(plan.num_classes, config.model.label_smoothing),
+                  metrics=["accuracy"])
+
+
 def build_optimizer_state(optimizer, variables) -> None:
     """Creates the optimizer's slots now (to restore or broadcast them before step 1)."""
     if hasattr(optimizer, "build"):
@@ -626,38 +640,47 @@ class ElasticCommit(tf.keras.callbacks.Callback):
         self.state.commit()
 
 
-def elastic_plan(config: TrainConfig) -> Plan:
-    """The plan for the current worker count; refused if it needs gradient accumulation
-    (Horovod fixes backward_passes_per_step when the optimizer is wrapped)."""
-    from lars_hvd.config import resolve
-
-    plan = resolve(config, distributed.size())
-    if plan.accumulation_steps != 1:
-        raise ValueError(
-            f"--elastic holds the global batch by changing the per-worker batch, not the "
-            f"accumulation: on {plan.world_size} workers --global-batch-size "
-            f"{plan.global_batch_size} needs {plan.accumulation_steps} accumulation steps "
-            f"(--max-per-worker-batch {config.run.max_per_worker_batch}). Raise "
-            f"--max-per-worker-batch to at least global / --min-np, or run without --elastic."
-        )
-    return plan
+def recompile_for_plan(model, config: TrainConfig, plan: Plan, elastic) -> None:
+    """Elastic: compiles ``model`` with a new wrapped optimizer for ``plan`` (its
+    accumulation steps and schedule) that continues the current one: same slots, and Keras's
+    ``iterations`` re-derived from the committed epoch (a commit is an epoch's end)."""
+    old = model.optimizer
+    compile_model(model, config, plan)
+    build_optimizer_state(model.optimizer, model.trainable_variables)
+    pairs = list(zip(optimizer_variables(old), optimizer_variables(model.optimizer),
+                     strict=True))
+    for source, target in pairs:
+        if source.shape != target.shape:
+            raise AssertionError(f"optimizer variable {source.name} {source.shape} does not "
+                                 f"fit {target.name} {target.shape}")
+        target.assign(source)
+    model.optimizer.iterations.assign(
+        int(elastic.epoch) * plan.steps_per_epoch * plan.accumulation_steps)
+    # Horovod: commits, rollbacks and syncs now cover the new optimizer's variables.
+    elastic.optimizer = model.optimizer
+    elastic.save()
 
 
 def fit_elastic(model, config: TrainConfig, run_dir: Path, state: RunState,
                 initial_epoch: int, extra_callbacks=()) -> Summary:
     """``fit`` under elastic Horovod: after every change of the worker set the plan is
-    re-derived for the new count (per-worker batch = global / workers: the global batch, the
-    steps and the LR schedule stay), the data re-sharded, and training goes on from the
-    last committed epoch, with the survivors' (or rank 0's, for a newcomer) state."""
+    re-derived for the new count (the global batch, the steps and the LR schedule stay; the
+    per-worker batch and the accumulation steps change), the optimizer re-wrapped for the new
+    accumulation, the data re-sharded, and training goes on from the last committed epoch,
+    with the survivors' (or rank 0's, for a newcomer) state."""
+    from lars_hvd.config import resolve
     from lars_hvd.data import make_datasets
 
-    elastic_plan(config)  # refuse before the first step, not at the first reset
     # Horovod: the state that is rolled back on a failure and sent to joining workers.
     elastic = distributed.elastic_state(model, epoch=initial_epoch)
 
     def train(elastic):
         check_elastic_run_dir(run_dir)
-        plan = elastic_plan(config)
+        plan = resolve(config, distributed.size())
+        # Horovod: backward_passes_per_step is fixed when the optimizer is wrapped, so every
+        # new worker count gets a newly wrapped optimizer (this also drops any half-summed
+        # micro-batch gradients of an epoch that a lost worker cut short).
+        recompile_for_plan(model, config, plan, elastic)
         print_placement()
         if distributed.is_rank0():
             print(f"elastic: {plan.world_size} worker(s) from epoch {elastic.epoch + 1}: "
@@ -697,16 +720,7 @@ def run(config: TrainConfig, extra_callbacks=()) -> Summary:
 
     model = build_model(config.model.model, plan.input_shape, plan.num_classes,
                         bn_momentum=config.model.bn_momentum)
-    optimizer = distributed.distributed_optimizer(
-        build_optimizer(config, plan, model),
-        # Horovod: accumulate micro-batches locally, then one allreduce per optimizer step.
-        backward_passes_per_step=plan.accumulation_steps,
-        fp16_allreduce=config.run.fp16_allreduce,
-    )
-    apply_sgd_exclusions(optimizer, model, config)
-    model.compile(optimizer=optimizer,
-                  loss=loss_function(plan.num_classes, config.model.label_smoothing),
-                  metrics=["accuracy"])
+    compile_model(model, config, plan)
     state = RunState.new()
     if config.run.resume and not elastic:
         initial_epoch = restore(run_dir, model, model.optimizer, state, plan)

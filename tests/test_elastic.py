@@ -1,6 +1,7 @@
 """Elastic training on one machine: a host-discovery script whose answer the test changes,
 so that a worker leaves (2 slots -> 1) and comes back (1 -> 2) during the run. The global
-batch must be held throughout: the per-worker batch is re-derived for every worker count."""
+batch must be held throughout: with the per-worker batch capped at 128, the lone worker
+accumulates two micro-batches per step where two workers take one each."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 from run_horovod import wait_for
 
 from lars_hvd import horovodrun
@@ -32,8 +34,8 @@ def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
            # one host: elastic horovodrun cannot probe interfaces host to host, so name one
            "--network-interface", "lo",
            sys.executable, "-m", "lars_hvd.train", "--elastic", "--train-examples", "4096",
-           "--global-batch-size", "256", "--epochs", "12", "--warmup-epochs", "1",
-           "--run-dir", str(run_dir)]
+           "--global-batch-size", "256", "--max-per-worker-batch", "128", "--epochs", "12",
+           "--warmup-epochs", "1", "--run-dir", str(run_dir)]
     proc = subprocess.Popen(cmd, env=horovodrun.env(2), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             stdin=subprocess.DEVNULL)
@@ -51,9 +53,13 @@ def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
     counts = [int(n) for n in re.findall(r"elastic: (\d) worker\(s\) from epoch", out)]
     assert counts[0] == 2 and 1 in counts and counts[-1] == 2, (counts, out[-4000:])
     assert counts.index(1) < len(counts) - 1
-    # The global batch held at every worker count: 2 x 128, then 1 x 256, then 2 x 128.
-    assert "256 examples per optimizer step = 1 workers x 1 accumulation step(s) x 256" in out
+    # The global batch held at every worker count: 2 x 128, then 1 x 2 x 128, then 2 x 128.
+    assert "256 examples per optimizer step = 1 workers x 2 accumulation step(s) x 128" in out
     assert "256 examples per optimizer step = 2 workers x 1 accumulation step(s) x 128" in out
     assert not re.search(r"\d+ examples per optimizer step", out.replace("256 examples", ""))
     assert "test accuracy" in out
-    assert (run_dir / "checkpoints" / "epoch-12.index").exists()
+    # 16 optimizer steps per epoch whatever the worker count, and Keras's micro-batch counter
+    # re-derived at every change (it counted 2 per step while one worker accumulated).
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "epoch-12"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 12 * 16
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 12 * 16

@@ -162,3 +162,53 @@ def test_recompute_bn_statistics_averages_training_batches():
     np.testing.assert_allclose(bn.moving_variance.numpy(),
                                np.mean([b.var(0) for b in batches[:3]], axis=0), rtol=1e-4)
     assert bn.momentum == 0.99  # restored
+
+
+def test_elastic_rewrap_for_more_accumulation_continues_the_optimizer():
+    """What an elastic reset does when a worker count needs more accumulation: the model,
+    re-compiled for 2 micro-batches per step, takes the same step on two halves of a batch
+    as an unchanged optimizer takes on the whole batch (same slots, same LR step)."""
+    from types import SimpleNamespace
+
+    from lars_hvd import distributed
+    from lars_hvd.config import parse_args, resolve
+    from lars_hvd.training import build_optimizer_state, compile_model, recompile_for_plan
+
+    distributed.init(pin_gpu=False, set_threads=False)
+    # One optimizer step per epoch; the LR warms up from 0.1 over 3 steps, so the step
+    # number matters and step 1 already moves the weights and the momentum.
+    flags = ["--train-examples", "64", "--global-batch-size", "64", "--epochs", "4",
+             "--warmup-epochs", "3", "--learning-rate", "0.5", "--warmup-start-lr", "0.1"]
+    config, _ = parse_args([*flags, "--max-per-worker-batch", "64"])
+    one = resolve(config, 1)
+    two = resolve(parse_args([*flags, "--max-per-worker-batch", "32"])[0], 1)
+    assert (one.accumulation_steps, two.accumulation_steps) == (1, 2)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 64, 28, 28, 1)).astype(np.float32)
+    y = rng.integers(0, 10, size=(2, 64))
+
+    def model():
+        tf.keras.utils.set_random_seed(1)
+        m = tf.keras.Sequential([tf.keras.Input((28, 28, 1)), tf.keras.layers.Flatten(),
+                                 tf.keras.layers.Dense(16, activation="relu"),
+                                 tf.keras.layers.Dense(10)])  # no BN: halves = whole
+        compile_model(m, config, one)
+        build_optimizer_state(m.optimizer, m.trainable_variables)
+        m.fit(x[0], y[0], batch_size=64, verbose=0)  # step 1
+        assert all(np.any(v.numpy()) for v in m.optimizer.variables[1:])  # momentum moved
+        return m
+
+    rewrapped, unchanged = model(), model()
+    old = rewrapped.optimizer
+    elastic = SimpleNamespace(epoch=1, optimizer=old, saves=0)
+    elastic.save = lambda: setattr(elastic, "saves", elastic.saves + 1)
+    recompile_for_plan(rewrapped, config, two, elastic)
+    assert rewrapped.optimizer is not old and elastic.optimizer is rewrapped.optimizer
+    assert elastic.saves == 1  # the elastic state now holds the new optimizer's variables
+    assert int(rewrapped.optimizer.iterations) == 2  # 1 step x 2 micro-batches
+
+    rewrapped.fit(x[1], y[1], batch_size=32, shuffle=False, verbose=0)  # 2 micro-batches
+    unchanged.fit(x[1], y[1], batch_size=64, verbose=0)  # 1 batch
+    assert int(rewrapped.optimizer.iterations) == 4
+    for a, b in zip(rewrapped.weights, unchanged.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.name)
