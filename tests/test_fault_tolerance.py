@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
                                 reason="dataset-fashion-mnist is not installed")
 
 TRAIN = [sys.executable, "-m", "lars_hvd.train"]
-# Deterministic ops; 64 steps per epoch (~2 s here) so that a kill lands inside an epoch.
+# Deterministic ops; 64 steps per epoch (~2.4 s here) so that a kill lands inside an epoch.
 RUN = ["--train-examples", "16384", "--global-batch-size", "256", "--epochs", "3",
        "--warmup-epochs", "0.5", "--deterministic"]
 
