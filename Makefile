@@ -7,7 +7,7 @@ STAMP := $(VENV)/.lars_hvd-installed
 export HOROVOD_STALL_SHUTDOWN_TIME_SECONDS ?= 120
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test lint study study-quick bench clean
+.PHONY: install demo test lint study study-quick study-docs bench bench-docs clean
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): setup.py .ci/install.sh
 	touch $@
 
 ## The main job, `python -m lars_hvd.train` on $(NP) local processes: Fashion-MNIST, LARS,
-## global batch 4096, 6 epochs; its logs and checkpoints go to runs/<time stamp>/.
+## global batch 4096, 20 epochs; its logs and checkpoints go to runs/<time stamp>/.
 demo: install
 	$(VENV)/bin/horovodrun -np $(NP) -H localhost:$(NP) --gloo $(PY) -m lars_hvd.train
 
@@ -24,23 +24,34 @@ demo: install
 test: install lint
 	$(PY) -m pytest tests
 
-## Accuracy vs global batch, SGD / LARS / LAMB, BN and no-BN nets -> docs/results/.
+## Accuracy vs global batch, SGD / LARS / LAMB, BN and no-BN nets -> runs/study/.
 ## Resumable: finished runs are skipped. About 1.5 hours on 2 CPU cores.
 study: install
 	$(PY) -m lars_hvd.study
 
-## The ~10-minute subset -> docs/results/quick/.
+## A small subset -> runs/study-quick/.
 study-quick: install
 	$(PY) -m lars_hvd.study --quick
 
+## The published study: completes and redraws docs/results/ (commit what it changes).
+study-docs: install
+	$(PY) -m lars_hvd.study --out docs/results
+
 ## Speed, side by side: throughput, the train path's overhead, LARS vs SGD vs LAMB on
-## ResNet-50, Horovod allreduce (Gloo, MPI), projected scaling -> docs/results/bench/.
-## The quick set: at most 10 minutes on 2 CPU cores. Full settings: python -m lars_hvd.bench all
+## ResNet-50, Horovod allreduce (Gloo, MPI), projected scaling -> runs/bench/.
+## The quick set. Full settings: python -m lars_hvd.bench all
 bench: install
 	$(PY) -m lars_hvd.bench all --quick
 
+## The published benchmark results: rewrites docs/results/bench/ (commit what it changes).
+bench-docs: install
+	$(PY) -m lars_hvd.bench all --quick --out docs/results/bench
+
+## pycodestyle (with its blank-line rules, E30x, which ruff offers as preview), pyflakes,
+## import order, bugbear, pyupgrade, flake8-pie, and no unused noqa.
 lint: install
-	$(VENV)/bin/ruff check --isolated --line-length 100 --select E,F,W,I,B,UP lars_hvd models tests
+	$(VENV)/bin/ruff check --isolated --preview --line-length 100 \
+	  --select E,F,W,I,B,UP,PIE,RUF100 lars_hvd models tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -22,8 +22,8 @@ setup(
         "LARS (You, Gitman, Ginsburg 2017) for TensorFlow/Keras 2, trained at a fixed "
         "global batch with Horovod"
     ),
-    python_requires=">=3.9,<3.12",
-    packages=["lars_hvd", "lars_hvd.data", "lars_hvd.bench", "lars_hvd.models"],
+    python_requires=">=3.10,<3.12",
+    packages=["lars_hvd", "lars_hvd.data", "lars_hvd.bench", "lars_hvd.study", "lars_hvd.models"],
     package_dir={"lars_hvd": "lars_hvd", "lars_hvd.models": "models"},
     install_requires=[
         "numpy<2",

@@ -19,12 +19,12 @@ HOROVOD_VERSION=0.28.1
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 
-# 1. Python: TensorFlow 2.15 publishes wheels for CPython 3.9-3.11 only.
+# 1. Python: TensorFlow 2.15 publishes wheels for CPython 3.9-3.11; lars_hvd needs 3.10+.
 command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found. Install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv) or set PYTHON=/path/to/python3.11."
 pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 case "$pyver" in
-  3.9|3.10|3.11) ;;
-  *) die "Python $pyver ($PYTHON) is not supported: TensorFlow $TF_VERSION (pinned because Horovod's Keras integration needs Keras 2) ships wheels for Python 3.9-3.11 only. Run again with PYTHON=python3.11." ;;
+  3.10|3.11) ;;
+  *) die "Python $pyver ($PYTHON) is not supported: lars_hvd needs Python >= 3.10, and TensorFlow $TF_VERSION (pinned because Horovod's Keras integration needs Keras 2) ships wheels for Python <= 3.11. Run again with PYTHON=python3.11." ;;
 esac
 
 # 2. System packages: Open MPI (Horovod's MPI controller and mpi4py), the Fashion-MNIST
@@ -81,7 +81,7 @@ if [ "$installed_hvd" = "$HOROVOD_VERSION" ] && [ "$(cat "$stamp" 2>/dev/null)" 
 else
   wheel=$(ls "$CACHE"/horovod-*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$wheel" ]; then
-    say "Building Horovod $HOROVOD_VERSION against TensorFlow $tf_installed (takes ~6 minutes on 2 cores)"
+    say "Building Horovod $HOROVOD_VERSION against TensorFlow $tf_installed (a few minutes)"
     mkdir -p "$(dirname "$CACHE")"
     tmp=$(mktemp -d "$(dirname "$CACHE")/.build.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT

@@ -5,7 +5,7 @@
 """
 
 __version__ = "0.1.0"
-__all__ = ["LARS", "LinearWarmup"]
+__all__ = ["LARS", "LinearWarmup"]  # noqa: F822 (imported lazily by __getattr__)
 
 
 def __getattr__(name: str):

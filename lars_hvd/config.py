@@ -2,46 +2,32 @@
 
 The dataclasses below are the single source of the training flags: every field is one
 kebab-case flag (``global_batch_size`` -> ``--global-batch-size``), with its default shown in
-``--help``. A preset (``--preset``) holds a whole experiment; flags given on the command line
-override it. ``resolve()`` computes every derived number once (per-worker batch, gradient
-accumulation, steps, warmup, the scaled learning rate), for a given world size, so that the
-same command means the same training on 1 worker or on 1024.
-
-Units: a *global* batch is summed over all workers and accumulation steps (one optimizer
-step); a *per-worker* batch is what one process feeds through the model at once. A *step* is
-one optimizer step (one global batch); Keras's ``optimizer.iterations`` counts micro-batches
-when accumulation is on.
+``--help``. A preset (``--preset``, ``lars_hvd.presets``) holds a whole experiment; flags
+given on the command line override it. ``validate()`` refuses, naming the value and the fix,
+any setting that cannot work; ``lars_hvd.plan.resolve()`` turns a valid config into numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import math
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
-DATASETS = ("fashion-mnist", "synthetic", "imagenet")
+from lars_hvd import data as datasets
+from lars_hvd import models
+from lars_hvd.errors import UsageError
+from lars_hvd.presets import PRESETS
+
 OPTIMIZERS = ("lars", "sgd", "lamb")
 DECAYS = ("poly", "cosine", "step", "none")
 LR_SCALINGS = ("none", "linear")
 PRECISIONS = ("fp32", "mixed_bfloat16", "mixed_float16")
-MODELS = ("small_cnn_bn", "small_cnn", "alexnet_bn", "alexnet", "resnet50")
-
-# Dataset facts the planner needs without loading any data: examples, classes, image shape
-# (None: the model's own input shape).
-DATASET_FACTS = {
-    "fashion-mnist": {"train": 60_000, "eval": 10_000, "classes": 10, "shape": (28, 28, 1)},
-    "imagenet": {"train": 1_281_167, "eval": 50_000, "classes": 1000, "shape": None},
-    "synthetic": {"train": None, "eval": 0, "classes": None, "shape": None},
-}
-MODEL_INPUT_SHAPES = {
-    "small_cnn_bn": (28, 28, 1), "small_cnn": (28, 28, 1),
-    "alexnet_bn": (227, 227, 3), "alexnet": (227, 227, 3), "resnet50": (224, 224, 3),
-}
 
 
-def flag(default, help: str, choices=None):  # noqa: A002  (argparse's word)
+def flag(default, help: str, choices=None):
     """A dataclass field that is also a CLI flag."""
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default),
@@ -51,7 +37,7 @@ def flag(default, help: str, choices=None):  # noqa: A002  (argparse's word)
 
 @dataclass
 class DataConfig:
-    dataset: str = flag("fashion-mnist", "input pipeline", DATASETS)
+    dataset: str = flag("fashion-mnist", "input pipeline", tuple(datasets.DATASETS))
     data_dir: str | None = flag(None, "dataset folder (fashion-mnist: the four IDX files; "
                                       "default: Debian's dataset-fashion-mnist folder)")
     train_examples: int | None = flag(None, "use only the first N training examples")
@@ -79,7 +65,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    model: str = flag("small_cnn_bn", "network, from the models/ registry", MODELS)
+    model: str = flag("small_cnn_bn", "network, from the models/ registry", tuple(models.names()))
     bn_momentum: float = flag(0.9, "batch-norm moving-average momentum (Keras's default 0.99 "
                                    "lags over the few dozen steps of a large-batch run)")
     label_smoothing: float = flag(0.0, "label smoothing of the cross-entropy loss")
@@ -187,55 +173,16 @@ def with_values(config: TrainConfig, values: dict) -> TrainConfig:
     sections = {name: getattr(config, name) for name in _section_types()}
     for name, value in values.items():
         if name not in fields:
-            raise ValueError(f"Unknown setting {name!r}; known: {sorted(fields)}.")
+            raise UsageError(f"unknown setting {name!r}; known: {', '.join(sorted(fields))}.")
         section = fields[name][0]
         sections[section] = dataclasses.replace(sections[section], **{name: value})
     return TrainConfig(**sections)
 
 
-# -- presets ------------------------------------------------------------------------------
-
-PRESETS: dict[str, dict] = {
-    # The default job (make demo). A 106K-parameter BN CNN at a global batch of 4096 (15
-    # steps an epoch), LARS with the paper's eta and poly(2) decay; peak LR 10 was the best of
-    # 1/3/10 in the calibration recorded in shared/REFERENCE.md section 8. 6 epochs fit in 5
-    # minutes on 2 CPU cores.
-    "fashion-mnist": {},
-    # You, Gitman, Ginsburg 2017, the authors' Caffe solver for AlexNet-BN at 8K: 100 epochs,
-    # poly power 2, momentum 0.9, weight decay 5e-4, eta 0.001, LR 10 at batch 8K (2 at 1K),
-    # warmup from LR 1 (their ramp is quadratic over about 3.8 epochs; ours is linear).
-    "alexnet-bn-imagenet-8k": {
-        "dataset": "imagenet", "model": "alexnet_bn", "global_batch_size": 8192,
-        "max_per_worker_batch": 512, "epochs": 100, "learning_rate": 10.0,
-        "warmup_epochs": 3.8, "warmup_start_lr": 1.0, "decay": "poly", "poly_power": 2.0,
-        "momentum": 0.9, "weight_decay": 5e-4, "trust_coefficient": 0.001,
-    },
-    # You, Gitman, Ginsburg 2017: ResNet-50 at 32K, 90 epochs, poly power 2, momentum 0.9,
-    # eta 0.001, weight decay 1e-4 (with augmentation). The paper's peak LR is not restated
-    # here; 31.2 with 25 warmup epochs is the MLPerf rule for batch >= 32K (REFERENCE.md s2).
-    "resnet50-imagenet-32k": {
-        "dataset": "imagenet", "model": "resnet50", "global_batch_size": 32768,
-        "max_per_worker_batch": 256, "epochs": 90, "learning_rate": 31.2,
-        "warmup_epochs": 25.0, "decay": "poly", "poly_power": 2.0, "momentum": 0.9,
-        "weight_decay": 1e-4, "trust_coefficient": 0.001,
-    },
-    # LARS as in the MLPerf ResNet-50 v1.5 submissions (NVIDIA's 8x H100 run): batch 3,200,
-    # LR 11, 2 warmup epochs, poly(2) to 1e-4, 37 epochs, weight decay 5e-5, label smoothing
-    # 0.1, the decayed-gradient trust ratio.
-    "resnet50-imagenet-mlperf": {
-        "dataset": "imagenet", "model": "resnet50", "global_batch_size": 3200,
-        "max_per_worker_batch": 400, "epochs": 37, "learning_rate": 11.0,
-        "warmup_epochs": 2.0, "decay": "poly", "poly_power": 2.0, "end_learning_rate": 1e-4,
-        "momentum": 0.9, "weight_decay": 5e-5, "label_smoothing": 0.1,
-        "trust_ratio_mode": "decayed_grad", "trust_coefficient": 0.001,
-    },
-}
-
-
 def preset(name: str) -> TrainConfig:
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(PRESETS)}.")
-    return with_values(TrainConfig(), PRESETS[name])
+        raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
+    return with_values(TrainConfig(), PRESETS[name].settings)
 
 
 # -- command line -------------------------------------------------------------------------
@@ -292,14 +239,61 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
                  for k, v in vars(args).items() if k in fields}
     config = with_values(preset(args.preset), overrides)
     validate(config)
+    if args.plot_lr:
+        errors = path_errors("plot_lr", args.plot_lr, "file")
+        if errors:
+            raise UsageError(errors[0] + ".")
     return config, args
 
 
-# -- validation and the plan ----------------------------------------------------------------
+# -- validation ----------------------------------------------------------------------------
+
+# What each path flag names: an existing file where a folder is wanted (or the reverse) is
+# refused before anything runs. A missing path is for its user to judge (a run directory is
+# made; a missing data directory is named by the data check).
+PATH_FLAGS = {"data_dir": "folder", "run_dir": "folder", "cache": "file prefix"}
+
+
+def _not_finite(config: TrainConfig) -> list[str]:
+    errors = []
+    for name, (section, _, _) in flat_fields().items():
+        value = getattr(getattr(config, section), name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            errors.append(f"--{name.replace('_', '-')} must be a finite number (got "
+                          f"{' '.join(map(str, values))})")
+    return errors
+
+
+def path_errors(flag_name: str, path: str | None, kind: str) -> list[str]:
+    """Why ``path`` cannot serve as ``--flag-name`` (a ``folder``, ``file`` or ``file
+    prefix``), or nothing."""
+    if path is None or (kind == "file prefix" and path == "memory"):
+        return []
+    path, flag_text = Path(path), f"--{flag_name.replace('_', '-')} {path}"
+    if kind == "folder" and path.exists() and not path.is_dir():
+        return [f"{flag_text} is a file, not a folder; name a folder (or a new path)"]
+    if kind in ("file", "file prefix") and path.is_dir():
+        return [f"{flag_text} is a folder; name a file{' prefix' if 'prefix' in kind else ''} "
+                f"inside it instead"]
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return [f"{flag_text}: {parent} is a file, so nothing can be made below it; choose "
+                f"another path"]
+    return []
+
 
 def validate(config: TrainConfig) -> None:
-    """Raises ValueError naming the value and the fix for a setting that cannot work."""
+    """Raises UsageError naming the value and the fix for a setting that cannot work."""
+    errors = _not_finite(config)
+    if errors:
+        raise UsageError("invalid configuration: " + "; ".join(errors) + ".")
     r, s, o, m, d = config.run, config.schedule, config.optimizer, config.model, config.data
+    for name, kind in PATH_FLAGS.items():
+        section = flat_fields()[name][0]
+        errors += path_errors(name, getattr(getattr(config, section), name), kind)
     checks = [
         (r.global_batch_size > 0, f"--global-batch-size must be > 0 (got {r.global_batch_size})"),
         (r.max_per_worker_batch is None or r.max_per_worker_batch > 0,
@@ -346,144 +340,6 @@ def validate(config: TrainConfig) -> None:
          "--elastic needs --run-dir: a folder every worker (also one that joins later) "
          "agrees on"),
     ]
-    errors = [message for ok, message in checks if not ok]
+    errors += [message for ok, message in checks if not ok]
     if errors:
-        raise ValueError("Invalid configuration: " + "; ".join(errors) + ".")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Every derived number of a run, computed once by resolve()."""
-
-    world_size: int
-    global_batch_size: int  # examples per optimizer step, all workers
-    per_worker_batch: int  # examples one worker puts through the model at once
-    accumulation_steps: int  # micro-batches per worker per optimizer step
-    train_examples: int  # examples in the training set (after --train-examples)
-    steps_per_epoch: int  # optimizer steps per epoch (the remainder is dropped)
-    micro_steps_per_epoch: int  # = steps_per_epoch * accumulation_steps (Keras's steps)
-    epochs: int
-    total_steps: int  # optimizer steps
-    warmup_steps: int  # optimizer steps
-    peak_learning_rate: float  # after linear scaling, if any
-    learning_rate_rule: str  # how peak_learning_rate was obtained
-    input_shape: tuple[int, ...]
-    num_classes: int
-    eval_examples_per_worker: int  # test examples each worker evaluates
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def describe(self) -> str:
-        dropped = self.train_examples - self.steps_per_epoch * self.global_batch_size
-        lines = [
-            f"world size               {self.world_size} workers",
-            f"global batch             {self.global_batch_size} examples per optimizer step"
-            f" = {self.world_size} workers x {self.accumulation_steps} accumulation step(s) x "
-            f"{self.per_worker_batch} per-worker batch",
-            f"epoch                    {self.steps_per_epoch} optimizer steps "
-            f"({self.micro_steps_per_epoch} micro-batches per worker) over "
-            f"{self.train_examples} examples, {dropped} dropped per epoch",
-            f"training                 {self.epochs} epochs = {self.total_steps} optimizer steps",
-            f"learning rate            peak {self.peak_learning_rate:g} ({self.learning_rate_rule})"
-            f", warmup {self.warmup_steps} steps",
-            f"model input              {self.input_shape} -> {self.num_classes} classes",
-            f"evaluation               {self.eval_examples_per_worker} examples per worker",
-        ]
-        return "\n".join(lines)
-
-
-def split_global_batch(global_batch: int, world_size: int, max_per_worker: int | None
-                       ) -> tuple[int, int]:
-    """(per-worker batch, accumulation steps) with world * accumulation * per_worker = global.
-
-    The accumulation is the smallest that brings the per-worker batch under
-    ``max_per_worker``. Raises ValueError naming the nearest valid global batches.
-    """
-    if world_size < 1:
-        raise ValueError(f"world size must be >= 1 (got {world_size}).")
-    if global_batch % world_size:
-        below = global_batch // world_size * world_size
-        above = below + world_size
-        nearest = [b for b in (below, above) if b > 0]
-        raise ValueError(
-            f"--global-batch-size {global_batch} cannot be split over {world_size} workers; "
-            f"the nearest valid sizes are {' and '.join(map(str, nearest))} (multiples of "
-            f"{world_size})."
-        )
-    per_worker = global_batch // world_size
-    if max_per_worker is None or per_worker <= max_per_worker:
-        return per_worker, 1
-    for accumulation in range(2, per_worker + 1):
-        if per_worker % accumulation == 0 and per_worker // accumulation <= max_per_worker:
-            return per_worker // accumulation, accumulation
-    raise AssertionError("unreachable: accumulation = per_worker always fits")
-
-
-def dataset_shape(config: TrainConfig) -> tuple[tuple[int, ...], int, int, int]:
-    """(input shape, classes, training examples, evaluation examples) without loading data."""
-    d = config.data
-    facts = DATASET_FACTS[d.dataset]
-    model_shape = MODEL_INPUT_SHAPES[config.model.model]
-    shape = facts["shape"] or model_shape
-    if d.dataset == "synthetic" and d.image_size:
-        shape = (d.image_size, d.image_size, model_shape[-1])
-    classes = facts["classes"] or d.num_classes or 1000
-    train = facts["train"] if facts["train"] is not None else d.synthetic_examples
-    eval_examples = facts["eval"]
-    if d.dataset == "imagenet":
-        # A converted set that is not ImageNet itself says what it holds (make_tfrecords).
-        from lars_hvd.data.imagenet import read_manifest
-
-        manifest = read_manifest(d.data_dir) or {}
-        classes = manifest.get("classes", classes)
-        train = manifest.get("train", train)
-        eval_examples = manifest.get("validation", eval_examples)
-    if d.num_classes:
-        classes = d.num_classes
-    if d.train_examples is not None:
-        train = min(train, d.train_examples)
-    return tuple(shape), classes, train, eval_examples
-
-
-def resolve(config: TrainConfig, world_size: int) -> Plan:
-    """Computes the run plan of ``config`` on ``world_size`` workers."""
-    validate(config)
-    r, s = config.run, config.schedule
-    per_worker, accumulation = split_global_batch(
-        r.global_batch_size, world_size, r.max_per_worker_batch)
-    input_shape, classes, train_examples, eval_examples = dataset_shape(config)
-    steps_per_epoch = train_examples // r.global_batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"--global-batch-size {r.global_batch_size} is larger than the {train_examples} "
-            f"training examples: not one optimizer step per epoch. Lower the global batch."
-        )
-    if s.lr_scaling == "linear":
-        peak = s.learning_rate * r.global_batch_size / s.reference_batch_size
-        rule = (f"linear scaling: {s.learning_rate:g} per {s.reference_batch_size} examples x "
-                f"{r.global_batch_size}/{s.reference_batch_size}")
-    else:
-        peak = s.learning_rate
-        rule = "absolute"
-    return Plan(
-        world_size=world_size,
-        global_batch_size=r.global_batch_size,
-        per_worker_batch=per_worker,
-        accumulation_steps=accumulation,
-        train_examples=train_examples,
-        steps_per_epoch=steps_per_epoch,
-        micro_steps_per_epoch=steps_per_epoch * accumulation,
-        epochs=r.epochs,
-        total_steps=steps_per_epoch * r.epochs,
-        warmup_steps=round(s.warmup_epochs * steps_per_epoch),
-        peak_learning_rate=peak,
-        learning_rate_rule=rule,
-        input_shape=input_shape,
-        num_classes=classes,
-        eval_examples_per_worker=eval_examples // world_size,
-    )
-
-
-def plan_json(config: TrainConfig, plan: Plan) -> str:
-    return json.dumps({"config": config.to_dict(), "plan": plan.to_dict()}, indent=2)
+        raise UsageError("invalid configuration: " + "; ".join(errors) + ".")

@@ -13,6 +13,7 @@ import os
 
 import tensorflow as tf
 
+from lars_hvd.errors import UsageError
 from lars_hvd.stack import check_horovod_tensorflow, check_keras
 
 check_keras(tf.keras)
@@ -159,6 +160,26 @@ def broadcast_variables(variables, root_rank: int = 0) -> None:
     hvd_tf.broadcast_variables(variables, root_rank=root_rank)
 
 
+def rank0_decides(decide):
+    """Runs ``decide()`` on rank 0 only; returns its result on every rank.
+
+    If rank 0 meets a UsageError (a refused run directory, an unreadable checkpoint), every
+    rank raises it with rank 0's message, instead of the others waiting forever at their
+    next collective.
+    """
+    outcome = None
+    if is_rank0():
+        try:
+            outcome = ("ok", decide())
+        except UsageError as err:
+            outcome = ("error", str(err))
+    # Horovod: share rank 0's decision (or refusal) with every rank.
+    status, value = broadcast_object(outcome)
+    if status == "error":
+        raise UsageError(value)
+    return value
+
+
 def broadcast_object(obj, root_rank: int = 0):
     """``root_rank``'s picklable ``obj``, on every rank."""
     return hvd_tf.broadcast_object(obj, root_rank=root_rank)
@@ -198,6 +219,14 @@ def callbacks(root_rank: int = 0) -> list[tf.keras.callbacks.Callback]:
 def allgather(tensor):
     """Concatenates ``tensor`` from all ranks along axis 0 (rank order)."""
     return hvd_tf.allgather(tensor)
+
+
+def allreduce(value, *, average: bool = True, fp16: bool = False, name: str | None = None):
+    """The mean (or sum) of ``value`` over all ranks, optionally sent as float16."""
+    # Horovod: fp16 compression halves the bytes on the wire; the result is cast back.
+    return hvd_tf.allreduce(value, op=hvd_tf.Average if average else hvd_tf.Sum,
+                            compression=hvd.Compression.fp16 if fp16 else hvd.Compression.none,
+                            name=name)
 
 
 def allreduce_mean(value):

@@ -83,8 +83,8 @@ def _l2_norms(weight, grad):
 
     Plain TF runs each norm as one multi-threaded pass. XLA on CPU runs a reduction to a
     scalar on one thread, so there both are one reduction of shape ``[2, n]`` (the stack is
-    fused into it, never materialized), which XLA splits across two threads: 1.8x faster on
-    ResNet-50's variables (``python -m lars_hvd.bench optimizer``).
+    fused into it, never materialized), which XLA splits across two threads (the effect is
+    measured by ``python -m lars_hvd.bench optimizer``).
     """
     if _in_xla_compilation():
         stacked = tf.stack([tf.reshape(weight, [-1]), tf.reshape(grad, [-1])])

@@ -12,26 +12,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from lars_hvd.plan import linear_scaled_learning_rate  # noqa: F401 (the rule, for users)
 from lars_hvd.stack import check_keras
 
 check_keras(tf.keras)
 
 schedules = tf.keras.optimizers.schedules
-
-
-def linear_scaled_learning_rate(
-    base_learning_rate: float, global_batch_size: int, reference_batch_size: int = 256
-) -> float:
-    """The linear-scaling rule: ``base_lr * global_batch / reference_batch``.
-
-    Goyal et al. 2017 use 0.1 per 256 examples for SGD on ImageNet.
-    """
-    if global_batch_size <= 0 or reference_batch_size <= 0:
-        raise ValueError(
-            f"Batch sizes must be positive. Received: global_batch_size={global_batch_size}, "
-            f"reference_batch_size={reference_batch_size}."
-        )
-    return base_learning_rate * global_batch_size / reference_batch_size
 
 
 class _WrapsSchedule(schedules.LearningRateSchedule):
@@ -114,7 +100,6 @@ class LinearWarmup(_WrapsSchedule):
         }
 
 
-
 @tf.keras.utils.register_keras_serializable(package="lars_hvd")
 class PerOptimizerStep(_WrapsSchedule):
     """Indexes ``schedule`` by optimizer step when ``iterations`` counts micro-batches.
@@ -149,7 +134,6 @@ class PerOptimizerStep(_WrapsSchedule):
             "micro_batches_per_step": self.micro_batches_per_step,
             "name": self.name,
         }
-
 
 
 def warmup_then_decay(

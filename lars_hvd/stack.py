@@ -14,13 +14,19 @@ from __future__ import annotations
 import importlib
 import sys
 
-SUPPORTED_PYTHON = ((3, 9), (3, 11))
+from lars_hvd.errors import UsageError
+
+SUPPORTED_PYTHON = ((3, 10), (3, 11))
 PINNED_TF = "2.15.1"
 INSTALL_HINT = "Run 'make install' (or: pip install -e .[cpu] / .[gpu]) to get the pinned stack."
 
 
-class StackError(RuntimeError):
+class StackError(UsageError):
     """The installed Python/TensorFlow/Keras/Horovod cannot run lars_hvd correctly."""
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 def check_python(version: tuple[int, int] | None = None) -> None:
@@ -71,7 +77,7 @@ def check_horovod_tensorflow() -> None:
         import horovod
     except ImportError as err:
         raise StackError(
-            f"Horovod is not installed ({err}). It must be built from source after "
+            f"Horovod is not installed ({one_line(err)}). It must be built from source after "
             f"TensorFlow: {INSTALL_HINT}"
         ) from err
     try:
@@ -81,8 +87,8 @@ def check_horovod_tensorflow() -> None:
     except (ImportError, NotImplementedError) as err:
         raise StackError(
             f"Horovod {getattr(horovod, '__version__', '?')} was built without TensorFlow "
-            f"support ({err}). Rebuild it with HOROVOD_WITH_TENSORFLOW=1 after TensorFlow is "
-            f"installed: remove the cached wheel and run 'make install' again."
+            f"support ({one_line(err)}). Rebuild it with HOROVOD_WITH_TENSORFLOW=1 after "
+            f"TensorFlow is installed: remove the cached wheel and run 'make install' again."
         ) from err
     if not built:
         raise StackError(

@@ -1,25 +1,33 @@
-"""Model definitions, installed as ``lars_hvd.models``: a registry from name to builder.
+"""Model definitions, installed as ``lars_hvd.models``: the one registry of model names.
 
-Every builder takes ``(input_shape, num_classes, *, bn_momentum)`` and returns a Keras model
-whose output is float32 logits (also under a mixed-precision policy).
+The registry says, without importing TensorFlow, which models exist, their input shapes and
+where their builders live, so that planning (``--dry-run``) needs no TensorFlow. Every
+builder takes ``(input_shape, num_classes, *, bn_momentum)`` and returns a Keras model whose
+output is float32 logits (also under a mixed-precision policy).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from dataclasses import dataclass
 
-import tensorflow as tf
+from lars_hvd.errors import UsageError
 
-from .alexnet import alexnet, alexnet_bn
-from .resnet import resnet50
-from .small import small_cnn, small_cnn_bn
 
-REGISTRY: dict[str, Callable[..., tf.keras.Model]] = {
-    "resnet50": resnet50,  # v1.5, 224x224x3
-    "alexnet_bn": alexnet_bn,  # the LARS paper's AlexNet-BN, 227x227x3
-    "alexnet": alexnet,  # no normalization
-    "small_cnn_bn": small_cnn_bn,  # 28x28, batch norm
-    "small_cnn": small_cnn,  # 28x28, no batch norm
+@dataclass(frozen=True)
+class ModelInfo:
+    input_shape: tuple[int, int, int]  # (height, width, channels) the network was made for
+    builder: str  # "module:function" inside this package
+    about: str
+
+
+REGISTRY: dict[str, ModelInfo] = {
+    "resnet50": ModelInfo((224, 224, 3), "resnet:resnet50", "ResNet-50 v1.5"),
+    "alexnet_bn": ModelInfo((227, 227, 3), "alexnet:alexnet_bn",
+                            "the LARS paper's AlexNet-BN"),
+    "alexnet": ModelInfo((227, 227, 3), "alexnet:alexnet", "AlexNet, no normalization"),
+    "small_cnn_bn": ModelInfo((28, 28, 1), "small:small_cnn_bn", "106K-parameter CNN, BN"),
+    "small_cnn": ModelInfo((28, 28, 1), "small:small_cnn", "the same CNN without BN"),
 }
 
 
@@ -27,9 +35,18 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def build(name: str, input_shape, num_classes: int, *, bn_momentum: float = 0.9
-          ) -> tf.keras.Model:
-    """Builds the registered model ``name``."""
+def info(name: str) -> ModelInfo:
     if name not in REGISTRY:
-        raise ValueError(f"Unknown model {name!r}; choose one of {names()}.")
-    return REGISTRY[name](tuple(input_shape), num_classes, bn_momentum=bn_momentum)
+        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(names())}.")
+    return REGISTRY[name]
+
+
+def input_shape(name: str) -> tuple[int, int, int]:
+    return info(name).input_shape
+
+
+def build(name: str, input_shape, num_classes: int, *, bn_momentum: float = 0.9):
+    """Builds the registered model ``name`` (imports TensorFlow)."""
+    module, function = info(name).builder.split(":")
+    builder = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+    return builder(tuple(input_shape), num_classes, bn_momentum=bn_momentum)

@@ -1,8 +1,10 @@
 """Every bad input we tried, what happens, and the table in docs/bad-input.md.
 
 Each case runs the real command line (`python -m lars_hvd.train ...`, one process) in a
-fresh folder, or, for the two broken environments, the stack check itself. The table is
-written from what the runs print and leave on disk, never typed in by hand:
+fresh folder, in the environment the row describes: a broken stack is made for the run (a
+Horovod without its TensorFlow extension on PYTHONPATH; a `sitecustomize` that makes
+`tf.keras` report Keras 3), a full disk is a small tmpfs (root only). The table is written
+from what the runs print and leave on disk, never typed in by hand:
 
     python tests/bad_inputs.py docs/bad-input.md
 
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +41,14 @@ class Case:
     code: int  # the exit code we promise
     message: str  # a regular expression the output must match
     written: str  # a regular expression the description of the disk must match
+    needs: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
 
 
-def train(tmp: Path, *args: str) -> Outcome:
+def train(tmp: Path, *args: str, pythonpath: Path | None = None) -> Outcome:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath),
+                                                          env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-m", "lars_hvd.train", *args],
                             capture_output=True, text=True, env=env, cwd=tmp, timeout=300,
                             check=False)
@@ -151,36 +157,79 @@ def resume_with_other_settings(tmp: Path) -> Outcome:
                  "--resume", "--learning-rate", "3")
 
 
-def stack_check(check: Callable[[], None]) -> Outcome:
-    from lars_hvd import stack
+KERAS3_SITECUSTOMIZE = """
+import importlib.abc, importlib.machinery, sys
 
-    try:
-        check()
-    except stack.StackError as err:
-        return Outcome(2, f"{err}", "nothing (the check runs before any training)")
-    return Outcome(0, "", "nothing")
+class _ReportKeras3(importlib.abc.MetaPathFinder):
+    # `tf.keras` (TF 2.15: the module keras.api._v2.keras) reports Keras 3.3.3, what it is
+    # under TensorFlow >= 2.16 without tf-keras.
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras.api._v2.keras":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        load = spec.loader.exec_module
+        def exec_module(module):
+            load(module)
+            module.__version__ = "3.3.3"
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _ReportKeras3())
+"""
 
 
 def keras3(tmp: Path) -> Outcome:
-    from lars_hvd import stack
-
-    fake = types.ModuleType("keras._tf_keras.keras")
-    fake.__version__ = "3.3.3"  # what tf.keras is under TF >= 2.16
-    return stack_check(lambda: stack.check_keras(fake))
+    site = tmp / "keras3-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(KERAS3_SITECUSTOMIZE)
+    return train(tmp, *SMALL, *run_dir(tmp), pythonpath=site)
 
 
 def horovod_without_tf(tmp: Path) -> Outcome:
-    from lars_hvd import stack
+    """A copy of the installed Horovod without its TensorFlow extension (what a build
+    without HOROVOD_WITH_TENSORFLOW gives), first on PYTHONPATH."""
+    import horovod
 
-    saved = sys.modules.get("horovod.tensorflow")
-    sys.modules["horovod.tensorflow"] = None  # what a build without TensorFlow ops gives
+    site = tmp / "horovod-site"
+    shutil.copytree(Path(horovod.__file__).parent, site / "horovod",
+                    ignore=shutil.ignore_patterns("mpi_lib*.so", "__pycache__"))
+    return train(tmp, *SMALL, *run_dir(tmp), pythonpath=site)
+
+
+def file_as_folder(flag: str) -> Callable[[Path], Outcome]:
+    def run(tmp: Path) -> Outcome:
+        (tmp / "notes.txt").write_text("mine")
+        return train(tmp, *SMALL, *run_dir(tmp), flag, str(tmp / "notes.txt"))
+    return run
+
+
+def can_mount() -> str | None:
+    """Why the full-disk case cannot run here (it mounts a tmpfs), or None."""
+    if os.geteuid() != 0:
+        return "needs root to mount a small tmpfs"
+    if shutil.which("mount") is None:
+        return "no mount command"
+    return None
+
+
+def disk_full(tmp: Path, then_resume: bool = False) -> Outcome:
+    """Training on a 2.6 MB tmpfs: the checkpoints of epochs 1 and 2 fit, epoch 3's does
+    not. With ``then_resume``, the tmpfs is then enlarged and the run resumed."""
+    run = tmp / "run"
+    run.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2600k", "tmpfs", str(run)], check=True)
     try:
-        return stack_check(stack.check_horovod_tensorflow)
+        args = [*SMALL[:-4], "--epochs", "4", "--warmup-epochs", "1", *run_dir(tmp)]
+        outcome = train(tmp, *args)
+        if then_resume and outcome.code == 2:
+            subprocess.run(["mount", "-o", "remount,size=20m", str(run)], check=True)
+            outcome = train(tmp, *args, "--resume")
+        partial = sorted(p.name for p in (run / "checkpoints").glob("*_temp*")) \
+            if (run / "checkpoints").is_dir() else []
+        outcome.written += f"; temporary files {partial}"
+        return outcome
     finally:
-        if saved is None:
-            sys.modules.pop("horovod.tensorflow", None)
-        else:
-            sys.modules["horovod.tensorflow"] = saved
+        subprocess.run(["umount", str(run)], check=False)
 
 
 CASES = [
@@ -246,10 +295,38 @@ CASES = [
          r"(?s)(?=.*WARNING: checkpoint \S*epoch-3 cannot be restored)(?=.*resumed from "
          r"\S*epoch-2: epoch 2)",
          r"checkpoints of epochs \[1, 2, 3\]"),
-    Case("a Keras 3 environment (`tf.keras` is Keras 3.3.3, as under TF >= 2.16)", keras3, 2,
-         r"Keras 3\.3\.3[\s\S]*never averages", r"^nothing"),
-    Case("Horovod built without TensorFlow", horovod_without_tf, 2,
-         r"built without TensorFlow[\s\S]*HOROVOD_WITH_TENSORFLOW", r"^nothing"),
+    # The broken stacks: the check runs as `python -m lars_hvd.train` starts Horovod.
+    *(Case(name, run, 2, rf"^lars_hvd.train: error: {message}", r"^nothing") for name, run,
+      message in [
+          ("a Keras 3 environment (`tf.keras` is Keras 3.3.3, as under TF >= 2.16)", keras3,
+           r"tf.keras resolves to Keras 3\.3\.3[^\n]*never averages"),
+          ("Horovod built without TensorFlow", horovod_without_tf,
+           r"Horovod \S+ was built without TensorFlow[^\n]*HOROVOD_WITH_TENSORFLOW")]),
+    Case("a file where a folder is expected (`--run-dir notes.txt`)",
+         file_as_folder("--run-dir"), 2,
+         r"^lars_hvd.train: error: invalid configuration: --run-dir \S*notes.txt is a file, "
+         r"not a folder", r"^nothing"),
+    Case("a file where a folder is expected (`--data-dir notes.txt`)",
+         file_as_folder("--data-dir"), 2,
+         r"^lars_hvd.train: error: invalid configuration: --data-dir \S*notes.txt is a file",
+         r"^nothing"),
+    Case("a folder where a file is expected (`--plot-lr .`)",
+         lambda t: train(t, "--plot-lr", str(t)), 2,
+         r"^lars_hvd.train: error: --plot-lr \S+ is a folder; name a file inside it",
+         r"^nothing"),
+    Case("a float flag that is not finite (`--learning-rate inf`)",
+         lambda t: train(t, *SMALL, "--learning-rate", "inf", *run_dir(t)), 2,
+         r"^lars_hvd.train: error: invalid configuration: --learning-rate must be a finite "
+         r"number \(got inf\)", r"^nothing"),
+    Case("a float flag that is not a number (`--weight-decay nan`)",
+         lambda t: train(t, *SMALL, "--weight-decay", "nan", *run_dir(t)), 2,
+         r"--weight-decay must be a finite number \(got nan\)", r"^nothing"),
+    Case("a disk that fills while a checkpoint is written (root: a 2.6 MB tmpfs)",
+         disk_full, 2,
+         r"^lars_hvd.train: error: no space left on the device of \S*run/checkpoints while "
+         r"writing the checkpoint of epoch 3; free space there \(or choose another folder\), "
+         r"then continue with --resume",
+         r"checkpoints of epochs \[1, 2\]; temporary files \[\]$", needs=can_mount),
 ]
 
 
@@ -258,8 +335,8 @@ def shown(text: str, tmp: str) -> str:
     throwaway folder's path written as <tmp>."""
     keep = []
     for line in (ln.strip() for ln in text.replace(tmp, "<tmp>").splitlines()):
-        if re.search(r"(^|: )error: |^WARNING|^lars_hvd: skipped|^bad records skipped|"
-                     r"^resumed from|^tf\.keras resolves|^Horovod .* without", line) \
+        if re.search(r"(^|: )error: |^WARNING: |^lars_hvd: skipped|^bad records skipped|"
+                     r"^resumed from", line) \
                 and line not in keep:
             keep.append(line)
     return " / ".join(keep[:3]).replace("|", "\\|")
@@ -271,6 +348,8 @@ def write_table(path: Path) -> None:
     rows = ["| bad input | exit code | what it prints | what is on disk afterwards |",
             "|---|---|---|---|"]
     for case in CASES:
+        if case.needs():
+            raise SystemExit(f"cannot run {case.name!r} here: {case.needs()}")
         with tempfile.TemporaryDirectory() as tmp:
             outcome = case.run(Path(tmp))
             printed = shown(outcome.output, tmp)
@@ -279,8 +358,8 @@ def write_table(path: Path) -> None:
     header = ("# Bad input: what lars_hvd does\n\n"
               "Written by `python tests/bad_inputs.py docs/bad-input.md` from real runs of "
               "`python -m lars_hvd.train` (one process, each in a fresh folder; `run/` is its "
-              "`--run-dir`), and, for the two broken environments, of the stack check that "
-              "runs before training; `<tmp>` is that fresh folder. "
+              "`--run-dir`), each in the environment its row describes (a broken stack made "
+              "for the run, a full disk made of a small tmpfs); `<tmp>` is that fresh folder. "
               "`tests/test_bad_input.py` checks every row.\n\n")
     from lars_hvd.files import atomic_write_text
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import bad_inputs
 import pytest
@@ -13,18 +15,39 @@ pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
                                 reason="dataset-fashion-mnist is not installed")
 
 
+def needs(case) -> None:
+    """Skips a case this machine cannot run (with the reason); under CI it must run."""
+    why = case.needs()
+    if why and os.environ.get("CI"):
+        pytest.fail(f"CI must run {case.name!r}, but: {why}")
+    if why:
+        pytest.skip(why)
+
+
 @pytest.mark.parametrize("case", bad_inputs.CASES, ids=lambda c: c.name[:50])
 def test_bad_input(case, tmp_path):
+    needs(case)
     outcome = case.run(tmp_path)
     assert outcome.code == case.code, outcome.output[-3000:]
-    assert re.search(case.message, outcome.output), outcome.output[-3000:]
+    assert re.search(case.message, outcome.output, re.M), outcome.output[-3000:]
     assert re.search(case.written, outcome.written), outcome.written
     assert "Traceback" not in outcome.output, outcome.output[-3000:]
+    if case.code == 2:  # a user error is one line
+        errors = [line for line in outcome.output.splitlines() if ": error: " in line]
+        assert len(errors) == 1, outcome.output[-3000:]
+
+
+def test_a_full_disk_run_resumes_once_space_is_free(tmp_path):
+    case = next(c for c in bad_inputs.CASES if c.run is bad_inputs.disk_full)
+    needs(case)
+    outcome = bad_inputs.disk_full(tmp_path, then_resume=True)
+    assert outcome.code == 0, outcome.output[-3000:]
+    assert re.search(r"resumed from \S*epoch-2: epoch 2", outcome.output), outcome.output[-3000:]
+    assert outcome.written.endswith("checkpoints of epochs [2, 3, 4]; temporary files []"), \
+        outcome.written
 
 
 def test_the_table_lists_every_case():
-    from pathlib import Path
-
     table = (Path(__file__).resolve().parent.parent / "docs" / "bad-input.md").read_text()
     for case in bad_inputs.CASES:
         assert f"| {case.name} |" in table, case.name

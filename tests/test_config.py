@@ -9,6 +9,8 @@ import re
 import pytest
 
 from lars_hvd import config as c
+from lars_hvd import plan as p
+from lars_hvd.errors import UsageError
 from lars_hvd.train import main
 
 
@@ -35,7 +37,7 @@ def test_preset_then_flags_override():
     assert config.optimizer.exclude_low_rank is False
     assert config.schedule.step_boundaries == (5.0, 9.0)
     default, _ = c.parse_args([])
-    assert default == c.TrainConfig()  # preset fashion-mnist is the defaults
+    assert default == c.preset("fashion-mnist")  # the default preset
 
 
 def test_config_round_trips_through_json():
@@ -52,15 +54,15 @@ def test_config_round_trips_through_json():
 )
 def test_split_global_batch(args, world, per_worker, accumulation):
     global_batch, max_per_worker = args
-    got = c.split_global_batch(global_batch, world, max_per_worker)
+    got = p.split_global_batch(global_batch, world, max_per_worker)
     assert got == (per_worker, accumulation)
     assert world * got[0] * got[1] == global_batch
 
 
 def test_unsplittable_global_batch_names_nearest_sizes():
-    with pytest.raises(ValueError, match="1000 cannot be split over 64 workers; the nearest "
+    with pytest.raises(UsageError, match="1000 cannot be split over 64 workers; the nearest "
                                          "valid sizes are 960 and 1024"):
-        c.split_global_batch(1000, 64, None)
+        p.split_global_batch(1000, 64, None)
 
 
 @pytest.mark.parametrize("world", [1, 8, 64, 1024])
@@ -68,7 +70,7 @@ def test_dry_run_plans_32k_for_any_world_size(world, capsys):
     assert main(["--preset", "resnet50-imagenet-32k", "--dry-run", "--world-size",
                  str(world)]) is None
     out = capsys.readouterr().out
-    plan = c.resolve(c.preset("resnet50-imagenet-32k"), world)
+    plan = p.resolve(c.preset("resnet50-imagenet-32k"), world)
     assert plan.global_batch_size == 32768
     assert plan.world_size * plan.accumulation_steps * plan.per_worker_batch == 32768
     assert plan.per_worker_batch <= 256
@@ -82,7 +84,7 @@ def test_dry_run_plans_32k_for_any_world_size(world, capsys):
 def test_linear_scaling_rule_and_rule_is_logged():
     config, _ = c.parse_args(["--optimizer", "sgd", "--lr-scaling", "linear",
                               "--learning-rate", "0.1", "--global-batch-size", "8192"])
-    plan = c.resolve(config, 4)
+    plan = p.resolve(config, 4)
     assert plan.peak_learning_rate == pytest.approx(3.2)
     assert "0.1 per 256 examples" in plan.learning_rate_rule
 
@@ -99,7 +101,7 @@ def test_linear_scaling_rule_and_rule_is_logged():
     ],
 )
 def test_bad_settings_name_the_value(argv, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(UsageError, match=re.escape(message)):
         c.parse_args(argv)
 
 
@@ -111,8 +113,8 @@ def test_bad_choice_is_an_argparse_error(capsys):
 
 def test_global_batch_larger_than_the_data():
     config, _ = c.parse_args(["--train-examples", "1000", "--global-batch-size", "2048"])
-    with pytest.raises(ValueError, match="larger than the 1000 training examples"):
-        c.resolve(config, 1)
+    with pytest.raises(UsageError, match="larger than the 1000 training examples"):
+        p.resolve(config, 1)
 
 
 def test_plot_lr_writes_a_png(tmp_path):
@@ -122,11 +124,79 @@ def test_plot_lr_writes_a_png(tmp_path):
     assert not list(tmp_path.glob(".lr.png*"))  # no temporary file left behind
 
 
-def test_every_preset_resolves_and_cites_its_source():
-    source = open(c.__file__).read()
-    for name in c.PRESETS:
-        plan = c.resolve(c.preset(name), 8)
-        assert plan.total_steps > 0
-        assert f'"{name}"' in source
-    assert dataclasses.asdict(c.resolve(c.preset("alexnet-bn-imagenet-8k"), 8))[
-        "per_worker_batch"] == 512
+# The numbers each preset's source gives (see the source line of each preset).
+CITED = {
+    "alexnet-bn-imagenet-8k": {"global_batch_size": 8192, "epochs": 100, "learning_rate": 10.0,
+                               "warmup_start_lr": 1.0, "poly_power": 2.0, "momentum": 0.9,
+                               "weight_decay": 5e-4, "trust_coefficient": 0.001},
+    "resnet50-imagenet-32k": {"global_batch_size": 32768, "epochs": 90, "learning_rate": 31.2,
+                              "warmup_epochs": 25.0, "poly_power": 2.0, "momentum": 0.9,
+                              "weight_decay": 1e-4, "trust_coefficient": 0.001},
+    "resnet50-imagenet-mlperf": {"global_batch_size": 3200, "epochs": 37,
+                                 "learning_rate": 11.0, "warmup_epochs": 2.0,
+                                 "end_learning_rate": 1e-4, "weight_decay": 5e-5,
+                                 "label_smoothing": 0.1},
+    "fashion-mnist": {"global_batch_size": 4096, "learning_rate": 10.0,
+                      "trust_coefficient": 0.001, "poly_power": 2.0, "momentum": 0.9},
+}
+
+
+@pytest.mark.parametrize("name", sorted(c.PRESETS))
+def test_every_preset_resolves_to_the_numbers_its_source_cites(name):
+    preset = c.PRESETS[name]
+    assert len(preset.source) > 40 and re.search(r"\b(19|20)\d\d\b|MLPerf", preset.source)
+    config = c.preset(name)
+    fields = c.flat_fields()
+    for key, value in CITED[name].items():
+        assert getattr(getattr(config, fields[key][0]), key) == value, (name, key)
+    for key, value in CITED[name].items():  # and the source line states each of them
+        if key not in ("global_batch_size", "trust_coefficient", "poly_power", "momentum"):
+            continue
+        shown = {"global_batch_size": f"{value // 1024}K" if value % 1024 == 0 else
+                 f"{value:,}", "trust_coefficient": "eta 0.001",
+                 "poly_power": "poly", "momentum": "momentum 0.9"}[key]
+        assert shown in preset.source or str(value) in preset.source, (name, key, shown)
+    plan = p.resolve(config, 8)
+    assert plan.total_steps > 0 and plan.per_worker_batch <= (
+        config.run.max_per_worker_batch or plan.per_worker_batch)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--learning-rate", "inf"], "--learning-rate must be a finite number (got inf)"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number (got nan)"),
+    (["--step-boundaries", "1", "inf"], "--step-boundaries must be a finite number"),
+])
+def test_non_finite_floats_are_refused(argv, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        c.parse_args(argv)
+
+
+def test_path_flags_are_checked_for_their_kind(tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(UsageError, match=r"--run-dir .*file.txt is a file, not a folder"):
+        c.parse_args(["--run-dir", str(a_file)])
+    with pytest.raises(UsageError, match=r"--data-dir .*file.txt is a file, not a folder"):
+        c.parse_args(["--data-dir", str(a_file)])
+    with pytest.raises(UsageError, match=r"--cache .* is a folder; name a file prefix"):
+        c.parse_args(["--cache", str(tmp_path)])
+    with pytest.raises(UsageError, match=r"--plot-lr .* is a folder; name a file"):
+        c.parse_args(["--plot-lr", str(tmp_path)])
+    with pytest.raises(UsageError, match=r"file.txt is a file, so nothing can be made below"):
+        c.parse_args(["--run-dir", str(a_file / "run")])
+    c.parse_args(["--run-dir", str(tmp_path / "new" / "run"), "--cache", "memory"])  # fine
+
+
+def test_planning_imports_neither_tensorflow_nor_horovod():
+    """--dry-run and the plan need no TensorFlow; --plot-lr needs TF but not Horovod."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lars_hvd.train import main; main({argv}); "
+            "print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'tensorflow', "
+            "'horovod'}}))")
+    for argv, expected in ((["--dry-run", "--preset", "resnet50-imagenet-32k"], "[]"),
+                           (["--plot-lr", "/dev/null"], "['tensorflow']")):
+        out = subprocess.run([sys.executable, "-c", code.format(argv=argv)], check=True,
+                             capture_output=True, text=True).stdout
+        assert out.strip().splitlines()[-1] == expected, out

@@ -22,6 +22,20 @@ pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
                                 reason="dataset-fashion-mnist is not installed")
 
 
+EPOCHS = 40
+
+
+def wait_for_text(path, text: str, proc, timeout: float = 240) -> None:
+    """Waits until the job's log holds ``text`` while the job runs; fails otherwise."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert proc.poll() is None, f"the job ended before {text!r} appeared"
+        assert time.monotonic() < deadline, f"{text!r} did not appear in {timeout} s"
+        time.sleep(0.1)
+
+
 def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
     slots = tmp_path / "slots"
     slots.write_text("localhost:2\n")
@@ -29,26 +43,31 @@ def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
     discover.write_text(f"#!/bin/sh\ncat '{slots}'\n")
     discover.chmod(0o755)
     run_dir = tmp_path / "run"
+    log = tmp_path / "job.log"
+    # Long enough (about 0.5 s an epoch here) for Horovod's host discovery, which polls the
+    # script every second or so, to see each change before the run ends.
     cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "--min-np", "1", "--max-np", "2",
            "--host-discovery-script", str(discover), "--start-timeout", "60",
            # one host: elastic horovodrun cannot probe interfaces host to host, so name one
            "--network-interface", "lo",
            sys.executable, "-m", "lars_hvd.train", "--elastic", "--train-examples", "4096",
-           "--global-batch-size", "256", "--max-per-worker-batch", "128", "--epochs", "12",
-           "--warmup-epochs", "1", "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(cmd, env=horovodrun.env(2), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            stdin=subprocess.DEVNULL)
+           "--global-batch-size", "256", "--max-per-worker-batch", "128", "--epochs",
+           str(EPOCHS), "--warmup-epochs", "1", "--run-dir", str(run_dir)]
+    with open(log, "w") as output:
+        proc = subprocess.Popen(cmd, env=horovodrun.env(2), stdout=output,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                stdin=subprocess.DEVNULL)
     try:
         wait_for(run_dir / "checkpoints" / "epoch-2.index", proc)
         slots.write_text("localhost:1\n")  # a worker leaves
-        wait_for(run_dir / "checkpoints" / "epoch-5.index", proc)
+        wait_for_text(log, "elastic: 1 worker(s) from epoch", proc)
         slots.write_text("localhost:2\n")  # and comes back
-        out, _ = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        raise AssertionError(out[-6000:]) from None
+        proc.wait()
+        raise AssertionError(log.read_text()[-6000:]) from None
+    out = log.read_text()
     assert proc.returncode == 0, out[-6000:]
     counts = [int(n) for n in re.findall(r"elastic: (\d) worker\(s\) from epoch", out)]
     assert counts[0] == 2 and 1 in counts and counts[-1] == 2, (counts, out[-4000:])
@@ -60,6 +79,6 @@ def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
     assert "test accuracy" in out
     # 16 optimizer steps per epoch whatever the worker count, and Keras's micro-batch counter
     # re-derived at every change (it counted 2 per step while one worker accumulated).
-    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "epoch-12"))
-    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 12 * 16
-    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 12 * 16
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / f"epoch-{EPOCHS}"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == EPOCHS * 16
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == EPOCHS * 16

@@ -14,6 +14,7 @@ from PIL import Image
 
 from lars_hvd.data import fashion_mnist, imagenet, make_tfrecords, preprocess
 from lars_hvd.data.make_tfrecords import Item
+from lars_hvd.errors import UsageError
 
 RAW_FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -227,22 +228,22 @@ def test_evaluation_reads_every_example_once_even_with_fewer_shards_than_ranks(i
 
 
 def test_shard_counts_that_do_not_split_are_refused(id_shards):
-    with pytest.raises(ValueError, match="4 training shards cannot be split evenly among 3 "
+    with pytest.raises(UsageError, match="4 training shards cannot be split evenly among 3 "
                                          "workers.*e.g. 1, 2, 4"):
         imagenet.train_files_for_rank(id_shards, 0, 3)
-    with pytest.raises(ValueError, match="among 8 workers"):
+    with pytest.raises(UsageError, match="among 8 workers"):
         imagenet.train_files_for_rank(id_shards, 0, 8)
 
 
 def test_missing_and_empty_directories_are_clear_errors(id_shards, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no train shards in .*make_tfrecords"):
+    with pytest.raises(UsageError, match="no train shards in .*make_tfrecords"):
         imagenet.list_shards(tmp_path, "train")
-    with pytest.raises(FileNotFoundError, match="is not a directory"):
+    with pytest.raises(UsageError, match="is not a directory"):
         imagenet.list_shards(tmp_path / "nowhere", "train")
     for f in id_shards:
         if not f.endswith("00002-of-00004"):
             (tmp_path / f.rsplit("/", 1)[1]).write_bytes(open(f, "rb").read())
-    with pytest.raises(FileNotFoundError, match="3 of the 4 train shards; missing: "
+    with pytest.raises(UsageError, match="3 of the 4 train shards; missing: "
                                                 "train-00002-of-00004"):
         imagenet.list_shards(tmp_path, "train")
 
@@ -429,9 +430,9 @@ def test_train_entry_point_refuses_bad_data_dirs_before_training(fashion_shards,
 
     base = ["--dataset", "imagenet", "--model", "small_cnn_bn", "--global-batch-size", "100",
             "--epochs", "2", "--run-dir", str(tmp_path / "run")]
-    with pytest.raises(ValueError, match="--dataset imagenet needs --data-dir"):
+    with pytest.raises(UsageError, match="--dataset imagenet needs --data-dir"):
         main(base)
-    with pytest.raises(FileNotFoundError, match="no train shards"):
+    with pytest.raises(UsageError, match="no train shards"):
         main([*base, "--data-dir", str(tmp_path)])
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
 

@@ -40,6 +40,25 @@ def dry(script: str, *args: str, **kw) -> list[str]:
     return shlex.split(out)
 
 
+def strict_before_first_command(text: str) -> bool:
+    """Whether the script's first real command makes bash strict: `set -euo pipefail`, or
+    sourcing common.sh (which is strict, see the next test). Only comments, a folder
+    variable and the if/else that chooses where common.sh is may come before it."""
+    for line in (ln.strip() for ln in text.splitlines()):
+        if not line or line.startswith(("#", "HERE=")) or re.match(r"(if \[|else$)", line):
+            continue
+        return line == "set -euo pipefail" or bool(re.match(r'source ".*/common\.sh"', line))
+    return False
+
+
+@pytest.mark.parametrize("broken", ["false | true", 'echo "$NO_SUCH_VARIABLE"', "false"])
+def test_common_sh_makes_a_failure_stop_the_script(broken):
+    script = f'source "{LAUNCH / "common.sh"}"; {broken}; echo survived'
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode != 0 and "survived" not in result.stdout, broken
+
+
 @pytest.fixture
 def hostfile(tmp_path):
     path = tmp_path / "hosts"
@@ -50,8 +69,7 @@ def hostfile(tmp_path):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_scripts_parse_and_explain_themselves(script):
     assert subprocess.run(["bash", "-n", str(LAUNCH / script)], check=False).returncode == 0
-    text = (LAUNCH / script).read_text()
-    assert "set -euo pipefail" in text or "source" in text  # common.sh sets it
+    assert strict_before_first_command((LAUNCH / script).read_text()), script
     usage = launch(script, "--help").stdout
     assert "--dry-run" in usage and "--fusion-threshold-mb" in usage
     assert "unchanged" in usage  # the training arguments pass through

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from lars_hvd import models
+from lars_hvd.errors import UsageError
 from lars_hvd.optimizer import LARS
 
 
@@ -44,13 +45,14 @@ def built(request):
 
 def test_registry_has_every_model():
     assert models.names() == sorted(CASES)
-    with pytest.raises(ValueError, match="Unknown model 'vgg'"):
+    with pytest.raises(UsageError, match="unknown model 'vgg'"):
         models.build("vgg", (28, 28, 1), 10)
 
 
 def test_output_shape_and_parameter_count(built):
     name, model = built
     shape, classes, params = CASES[name]
+    assert models.input_shape(name) == shape  # the TensorFlow-free registry tells the truth
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     assert trainable == params
     out = model(np.zeros((2, *shape), np.float32), training=False)

@@ -192,6 +192,8 @@ def test_momentum_zero_creates_no_slots():
     optimizer = LARS(momentum=0.0)
     optimizer.build(variables)
     assert optimizer.momentums == []
+
+
 def test_package_exports():
     import lars_hvd
     from lars_hvd.optimizer import LARS

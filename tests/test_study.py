@@ -8,6 +8,7 @@ import pytest
 
 from lars_hvd import study
 from lars_hvd.data import fashion_mnist
+from lars_hvd.study import report, sweep
 
 
 def row(model, batch, optimizer, lr, seed, acc):
@@ -48,7 +49,7 @@ def test_rows_of_another_epoch_budget_are_kept_apart():
     assert (budget["batches"], budget["epochs"]) == ((4096,), 5 * study.BUDGET_FACTOR)
     assert study.best_by_cell(study.rows_for(rows, budget))[("m", 4096, "lars")][
         "test_accuracy"] == 0.99
-    table = study.markdown_table(rows, SETTINGS, "cmd", budget)
+    table = report.markdown_table(rows, SETTINGS, "cmd", budget)
     assert "| `m` | 4,096 | LARS | 70 | 82.0% at LR 10 | 280 | 99.0% at LR 10 |" in table
 
 
@@ -74,7 +75,7 @@ def test_edge_extensions_go_on_while_the_best_lr_is_at_an_edge():
 
 def test_table_shows_best_lr_and_seed_spread():
     rows = ROWS + [row("m", 128, "sgd", 0.4, 1, 0.89), row("m", 128, "sgd", 0.4, 2, 0.90)]
-    table = study.markdown_table(rows, SETTINGS, "python -m lars_hvd.study")
+    table = report.markdown_table(rows, SETTINGS, "python -m lars_hvd.study")
     # columns: SGD best LR | SGD at the linear rule (0.1/256, seed 0) | LARS
     assert ("| 128 | 2,340 | 90.0% (89.0-91.0, 3 seeds) at 0.4/256 (= 0.2) | 90.0% | "
             "90.5% at LR 10 |") in table
@@ -93,7 +94,7 @@ def test_every_optimizer_gets_as_many_learning_rates():
 def test_tiny_sweep_is_real_and_resumable(tmp_path, capsys):
     argv = ["--quick", "--epochs", "2", "--train-examples", "2048", "--batches", "256", "1024",
             "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]
-    out = study.main(argv)
+    out = sweep.main(argv)
     rows = study.load_rows(out / "runs.jsonl")
     assert len(rows) >= 12  # 2 batches x 2 optimizers x 3 LRs (+ seeds where close)
     assert all(r["status"] == "ok" or r["status"].startswith("diverged") for r in rows)
@@ -105,7 +106,7 @@ def test_tiny_sweep_is_real_and_resumable(tmp_path, capsys):
     table = (out / "table.md").read_text()
     assert "| 256 | 16 |" in table and "| 1,024 | 4 |" in table
     capsys.readouterr()
-    study.main(argv)  # again: everything is cached
+    sweep.main(argv)  # again: everything is cached
     assert "0 runs to do" in capsys.readouterr().out
     assert len(study.load_rows(out / "runs.jsonl")) == len(rows)
     saved = json.loads((out / "runs.jsonl").read_text().splitlines()[0])

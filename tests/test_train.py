@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from lars_hvd.data import fashion_mnist
+from lars_hvd.errors import UsageError
 from lars_hvd.train import main
 
 pytestmark = pytest.mark.skipif(
@@ -60,7 +61,12 @@ def uninterrupted(tmp_path_factory):
 def test_main_smoke(uninterrupted):
     run_dir, summary = uninterrupted
     assert summary.global_batch_size == 512 and summary.world_size == 1
-    assert summary.epochs_run == 2 and 0.0 <= summary.test_accuracy <= 1.0
+    assert summary.epochs_run == 2
+    # The summary's accuracy (counted exactly over the test set) is what Keras's validation
+    # measured on the same model at the end of the last epoch, and well above chance.
+    rows = list(csv.DictReader(open(run_dir / "log.csv")))
+    assert summary.test_accuracy == pytest.approx(float(rows[-1]["val_accuracy"]), abs=1e-4)
+    assert summary.test_accuracy > 0.15
     for name in ("plan.json", "log.csv", "summary.json", "checkpoints/checkpoint"):
         assert (run_dir / name).is_file(), name
     plan = json.loads((run_dir / "plan.json").read_text())["plan"]
@@ -102,24 +108,24 @@ def test_resume_continues_from_the_right_step(uninterrupted, tmp_path, capsys):
 def test_existing_run_is_never_overwritten(uninterrupted):
     run_dir, _ = uninterrupted
     before = (run_dir / "plan.json").read_bytes()
-    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+    with pytest.raises(UsageError, match="already holds a run; pass --resume"):
         main([*SMALL, "--run-dir", str(run_dir)])
     assert (run_dir / "plan.json").read_bytes() == before
 
 
 def test_resume_with_other_settings_is_refused(uninterrupted):
     run_dir, _ = uninterrupted
-    with pytest.raises(ValueError, match="--learning-rate was 10.0, now 3.0"):
+    with pytest.raises(UsageError, match="--learning-rate was 10.0, now 3.0"):
         main([*SMALL, "--run-dir", str(run_dir), "--resume", "--learning-rate", "3"])
 
 
 def test_resume_without_checkpoint_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="holds no checkpoint"):
+    with pytest.raises(UsageError, match="holds no checkpoint"):
         main([*SMALL, "--run-dir", str(tmp_path / "empty"), "--resume"])
 
 
 def test_world_size_flag_is_for_dry_runs_only():
-    with pytest.raises(SystemExit, match="--world-size plans a --dry-run"):
+    with pytest.raises(UsageError, match="--world-size plans a --dry-run"):
         main(["--world-size", "8"])
 
 
@@ -135,16 +141,18 @@ def test_every_optimizer_and_mode_trains(extra, tmp_path):
         summary = main([*SMALL, "--run-dir", str(tmp_path / "run"), *extra])
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
-    assert summary.epochs_run == 2 and 0.0 <= summary.test_accuracy <= 1.0
+    assert summary.epochs_run == 2
     # Training accuracy well above chance (0.1) after 8 steps. (Test accuracy lags: the BN
-    # moving averages have seen only 8 batches.)
+    # moving averages have seen only 8 batches.) The summary's test accuracy, counted exactly,
+    # is Keras's validation accuracy of the same final model.
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert len(rows) == 2 and float(rows[-1]["accuracy"]) > 0.3, rows
+    assert summary.test_accuracy == pytest.approx(float(rows[-1]["val_accuracy"]), abs=1e-4)
 
 
 def test_recompute_bn_statistics_averages_training_batches():
     from lars_hvd import distributed
-    from lars_hvd.training import recompute_bn_statistics
+    from lars_hvd.evaluation import recompute_bn_statistics
 
     distributed.init(pin_gpu=False, set_threads=False)
     inputs = tf.keras.Input((3,))
@@ -171,8 +179,11 @@ def test_elastic_rewrap_for_more_accumulation_continues_the_optimizer():
     from types import SimpleNamespace
 
     from lars_hvd import distributed
-    from lars_hvd.config import parse_args, resolve
-    from lars_hvd.training import build_optimizer_state, compile_model, recompile_for_plan
+    from lars_hvd.config import parse_args
+    from lars_hvd.elastic import recompile_for_plan
+    from lars_hvd.optimizers import build_optimizer_state
+    from lars_hvd.plan import resolve
+    from lars_hvd.training import compile_model
 
     distributed.init(pin_gpu=False, set_threads=False)
     # One optimizer step per epoch; the LR warms up from 0.1 over 3 steps, so the step
@@ -202,7 +213,7 @@ def test_elastic_rewrap_for_more_accumulation_continues_the_optimizer():
     old = rewrapped.optimizer
     elastic = SimpleNamespace(epoch=1, optimizer=old, saves=0)
     elastic.save = lambda: setattr(elastic, "saves", elastic.saves + 1)
-    recompile_for_plan(rewrapped, config, two, elastic)
+    recompile_for_plan(rewrapped, two, elastic, lambda p: compile_model(rewrapped, config, p))
     assert rewrapped.optimizer is not old and elastic.optimizer is rewrapped.optimizer
     assert elastic.saves == 1  # the elastic state now holds the new optimizer's variables
     assert int(rewrapped.optimizer.iterations) == 2  # 1 step x 2 micro-batches

@@ -75,8 +75,21 @@ def test_refusal_on_rank0_stops_every_rank(tmp_path):
     result = run_horovod.run([*TRAIN, "--train-examples", "1024", "--global-batch-size", "512",
                               "--run-dir", str(tmp_path / "run")], timeout=240)
     assert result.returncode != 0
-    assert result.stdout.count("already holds a run") == 2  # both ranks say why
+    # Every rank stops with rank 0's refusal; it is printed once, by rank 0, as one line.
+    assert result.stdout.count("already holds a run") == 1, result.stdout[-3000:]
+    assert re.search(r"\[0\]<stderr>:lars_hvd.train: error: \S+ already holds a run",
+                     result.stdout), result.stdout[-3000:]
+    assert not re.search(r"^\[\d+\]<std\w+>:Traceback", result.stdout, re.M)  # no rank's
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_a_bad_flag_under_horovodrun_is_one_line_from_rank0():
+    result = run_horovod.run([*TRAIN, "--learning-rate", "inf"], timeout=120)
+    assert result.returncode != 0
+    lines = [ln for ln in result.stdout.splitlines() if re.match(r"\[\d+\]<std\w+>:.*error:", ln)]
+    assert len(lines) == 1 and lines[0].startswith("[0]<stderr>:lars_hvd.train: error: "), \
+        result.stdout[-3000:]
+    assert "--learning-rate must be a finite number (got inf)" in lines[0]
 
 
 def test_xla_clusters_beside_horovod_allreduce(tmp_path):

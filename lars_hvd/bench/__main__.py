@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-QUICK = {  # `make bench`: everything in at most 10 minutes on 2 cores
+QUICK = {  # `make bench`: reduced settings, every benchmark in one sitting on 2 cores
     "throughput": ["--model", "small_cnn_bn", "--batch", "256", "--num-iters", "5"],
     "overhead": ["--model", "small_cnn_bn", "--batch", "512", "--rounds", "4"],
     "optimizer": ["--rounds", "5", "--steps", "4", "--batch", "4", "--image-size", "64"],
@@ -18,8 +18,9 @@ QUICK = {  # `make bench`: everything in at most 10 minutes on 2 cores
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="docs/results/bench",
-                   help="where the JSON and PNG results go")
+    p.add_argument("--out", default="runs/bench",
+                   help="where the JSON and PNG results go (the published ones: "
+                        "docs/results/bench, make bench-docs)")
     p.add_argument("--no-save", action="store_true", help="print only; write no files")
 
 
@@ -124,19 +125,19 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("all", formatter_class=fmt, help="every benchmark (make bench)")
     p.add_argument("--quick", action="store_true",
-                   help="the reduced settings of make bench (<= 10 minutes on 2 cores)")
+                   help="the reduced settings of make bench")
     add_common(p)
     return top
 
 
 def _complete(args) -> None:
-    from lars_hvd.config import MODEL_INPUT_SHAPES
+    from lars_hvd import models
 
     if hasattr(args, "model") and args.command in ("throughput", "overhead", "optimizer"):
-        if args.model not in MODEL_INPUT_SHAPES:
+        if args.model not in models.REGISTRY:
             raise SystemExit(f"--model {args.model!r} is not a registered model; choose from "
-                             f"{', '.join(MODEL_INPUT_SHAPES)}")
-        shape = MODEL_INPUT_SHAPES[args.model]
+                             f"{', '.join(models.names())}")
+        shape = models.input_shape(args.model)
         size = args.image_size or shape[0]
         args.input_shape = (size, size, shape[-1])
         if args.num_classes is None:

@@ -21,30 +21,17 @@ import numpy as np
 import tensorflow as tf
 
 from lars_hvd.bench import results
+from lars_hvd.optimizers import build_optimizer_state
 
 
 def make_optimizer(name: str):
-    if name == "lars":
-        from lars_hvd.optimizer import LARS
+    """The run factory's optimizer ``name`` at a small constant LR (it keeps the weights sane
+    over many benchmark steps; speed does not depend on it)."""
+    from lars_hvd.config import OptimizerConfig
+    from lars_hvd.optimizers import make_optimizer as factory
 
-        # A small LR keeps the weights sane over many benchmark steps; speed does not care.
-        return LARS(learning_rate=1e-3, momentum=0.9, weight_decay_rate=5e-4)
-    if name == "sgd":
-        return tf.keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
-    if name == "lamb":
-        import tensorflow_addons as tfa
-
-        return tfa.optimizers.LAMB(learning_rate=1e-4, weight_decay=5e-4)
-    raise ValueError(f"unknown optimizer {name!r}; use lars, sgd or lamb")
-
-
-def build_state(optimizer, variables) -> None:
-    """Creates the optimizer's slots before the step function is traced: variables created
-    inside a first call make tf.function trace twice."""
-    if isinstance(optimizer, tf.keras.optimizers.Optimizer):
-        optimizer.build(variables)
-    else:  # tensorflow-addons optimizers are Keras's legacy OptimizerV2
-        optimizer._create_all_weights(variables)
+    return factory(OptimizerConfig(optimizer=name), 1e-4 if name == "lamb" else 1e-3,
+                   record_trust_ratios=False)
 
 
 def _timed(fn, steps: int) -> float:
@@ -82,7 +69,7 @@ def apply_functions(model_name: str, optimizers, xla: bool, input_shape, num_cla
         grads = [tf.constant(rng.normal(0, 1e-3, v.shape).astype(np.float32))
                  for v in variables]
         optimizer = make_optimizer(name)
-        build_state(optimizer, variables)
+        build_optimizer_state(optimizer, variables)
 
         @tf.function(jit_compile=xla)
         def apply(optimizer=optimizer, grads=grads, variables=variables):
@@ -110,7 +97,7 @@ def step_functions(model_name: str, optimizers, xla: bool, input_shape, num_clas
         tf.keras.utils.set_random_seed(0)
         model = build(model_name, input_shape, num_classes)
         optimizer = make_optimizer(name)
-        build_state(optimizer, model.trainable_variables)
+        build_optimizer_state(optimizer, model.trainable_variables)
 
         @tf.function(jit_compile=xla)
         def step(model=model, optimizer=optimizer):

@@ -1,123 +1,45 @@
-"""Input pipelines, sharded so that the global batch is the same on any number of workers.
+"""The data sets lars_hvd reads, and what the planner needs to know of them without loading
+them (and without TensorFlow): example counts, classes, image shape.
 
-Data order is keyed on (seed, epoch) only: every epoch is one permutation of the training set
-shared by all workers, cut into global batches; global batch ``s`` is cut into
-``world_size * accumulation_steps`` per-worker micro-batches, and worker ``r`` takes
-micro-batches ``r * accumulation_steps ... (r + 1) * accumulation_steps - 1``. So one worker
-with 2 accumulation steps and two workers with none see exactly the same global batches, and
-a resumed run sees the same order as an uninterrupted one.
+The input pipelines themselves are in ``lars_hvd.data.pipeline`` (TensorFlow).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-import tensorflow as tf
+from lars_hvd.errors import UsageError
 
-from lars_hvd.config import Plan, TrainConfig
-from lars_hvd.data import fashion_mnist
-
-
-@dataclass
-class Datasets:
-    train: tf.data.Dataset  # per-worker micro-batches, epochs [initial_epoch, epochs) in order
-    eval_x: np.ndarray | None  # this worker's evaluation shard (None: nothing to evaluate)
-    eval_y: np.ndarray | None
-    eval: tf.data.Dataset | None = None  # or: this worker's evaluation batches (imagenet)
-    bad_records: tf.Variable | None = None  # records this worker skipped (imagenet)
+MANIFEST = "dataset.json"  # written by make_tfrecords beside the shards of a converted set
 
 
-def epoch_order(num_examples: int, plan: Plan, rank: int, epoch: int, seed: int) -> np.ndarray:
-    """Indices of the examples worker ``rank`` reads in ``epoch``, in micro-batch order."""
-    permutation = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    used = permutation[: plan.steps_per_epoch * plan.global_batch_size]
-    per_step = used.reshape(plan.steps_per_epoch, plan.world_size,
-                            plan.accumulation_steps * plan.per_worker_batch)
-    return per_step[:, rank].reshape(-1)
+@dataclass(frozen=True)
+class DatasetInfo:
+    train: int | None  # training examples (None: set by --synthetic-examples)
+    eval: int  # evaluation examples
+    classes: int | None  # None: --num-classes, else 1000
+    shape: tuple[int, int, int] | None  # None: the model's own input shape
 
 
-def _in_memory(x: np.ndarray, y: np.ndarray, plan: Plan, rank: int, initial_epoch: int,
-               seed: int) -> tf.data.Dataset:
-    order = np.concatenate([epoch_order(len(x), plan, rank, epoch, seed)
-                            for epoch in range(initial_epoch, plan.epochs)])
-    images, labels = tf.constant(x), tf.constant(y)
-    return (
-        tf.data.Dataset.from_tensor_slices(order)
-        .batch(plan.per_worker_batch, drop_remainder=True)
-        .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)),
-             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+DATASETS: dict[str, DatasetInfo] = {
+    # Xiao et al. 2017: 60,000 training and 10,000 test images, 28x28 grey, 10 classes.
+    "fashion-mnist": DatasetInfo(60_000, 10_000, 10, (28, 28, 1)),
+    # ILSVRC-2012: 1,281,167 training and 50,000 validation images, 1000 classes.
+    "imagenet": DatasetInfo(1_281_167, 50_000, 1000, None),
+    "synthetic": DatasetInfo(None, 0, None, None),
+}
 
 
-def synthetic(plan: Plan, seed: int) -> tf.data.Dataset:
-    """One random per-worker batch, repeated (the shape of Horovod's synthetic benchmark)."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((plan.per_worker_batch, *plan.input_shape), dtype=np.float32)
-    y = rng.integers(0, plan.num_classes, plan.per_worker_batch).astype(np.int32)
-    return tf.data.Dataset.from_tensors((x, y)).repeat()
-
-
-def make_datasets(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int = 0
-                  ) -> Datasets:
-    """This worker's training stream and evaluation shard."""
-    d = config.data
-    if d.dataset == "synthetic":
-        return Datasets(synthetic(plan, config.run.seed + rank), None, None)
-    if d.dataset == "fashion-mnist":
-        x, y = fashion_mnist.load("train", d.data_dir)
-        if d.train_examples is not None:
-            x, y = x[: d.train_examples], y[: d.train_examples]
-        eval_x, eval_y = fashion_mnist.load("test", d.data_dir)
-        eval_x, eval_y = fashion_mnist.shard(eval_x, eval_y, rank, plan.world_size)
-        return Datasets(_in_memory(x, y, plan, rank, initial_epoch, config.run.seed),
-                        eval_x, eval_y)
-    if d.dataset == "imagenet":
-        return _imagenet(config, plan, rank, initial_epoch)
-    raise ValueError(f"--dataset {d.dataset!r} is not one of fashion-mnist, synthetic, imagenet.")
-
-
-def check(config: TrainConfig, plan: Plan) -> None:
-    """Fails fast, before any model is built, on data that cannot feed this plan."""
-    if config.data.dataset == "imagenet":
-        _imagenet_files(config, plan, rank=0)
-    elif config.data.dataset == "fashion-mnist":
-        fashion_mnist.check_files(config.data.data_dir)
-
-
-def _imagenet_files(config: TrainConfig, plan: Plan, rank: int):
-    from lars_hvd.data import imagenet
-
-    if config.data.data_dir is None:
-        raise ValueError("--dataset imagenet needs --data-dir: the folder of train-*-of-* and "
-                         "validation-*-of-* TFRecord shards.")
-    train = imagenet.list_shards(config.data.data_dir, "train")
-    train = imagenet.train_files_for_rank(train, rank, plan.world_size)
-    # No validation shards: train only, and the summary reports no accuracy.
-    validation = imagenet.list_shards(config.data.data_dir, "validation", required=False)
-    return train, validation
-
-
-def _imagenet(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int) -> Datasets:
-    from lars_hvd.data import imagenet
-
-    d = config.data
-    train_files, validation_files = _imagenet_files(config, plan, rank)
-    options = imagenet.ReaderOptions(
-        size=plan.input_shape[0], channels=plan.input_shape[-1], num_classes=plan.num_classes,
-        label_offset=d.label_offset, augment=d.augment, shuffle_buffer=d.shuffle_buffer,
-        cache=d.cache, bad_records=d.bad_records, max_bad_records=d.max_bad_records,
-        deterministic=config.run.deterministic, seed=config.run.seed)
-    counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_records")
-    train = imagenet.train_dataset(
-        train_files, options,
-        examples_per_epoch=plan.micro_steps_per_epoch * plan.per_worker_batch,
-        batch_size=plan.per_worker_batch, initial_epoch=initial_epoch, epochs=plan.epochs,
-        counter=counter)
-    evaluation = None
-    if validation_files:
-        evaluation = imagenet.eval_dataset(
-            validation_files, options, rank=rank, world_size=plan.world_size,
-            batch_size=config.run.eval_batch_size, counter=counter)
-    return Datasets(train, None, None, eval=evaluation, bad_records=counter)
+def read_manifest(data_dir: str | Path | None) -> dict | None:
+    """``DIR/dataset.json`` (example and class counts of a converted set), or None."""
+    if data_dir is None:
+        return None
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise UsageError(f"{path} is not valid JSON ({err}); rewrite it or remove it.") from err

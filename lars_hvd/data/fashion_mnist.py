@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lars_hvd.errors import UsageError
+
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -33,14 +35,14 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
+        raise UsageError(f"{path} is not an IDX file (bad magic number {data[:4]!r}).")
     dtype_code, ndim = data[2], data[3]
     if dtype_code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unsupported IDX element type 0x{dtype_code:02x}.")
+        raise UsageError(f"{path}: unsupported IDX element type 0x{dtype_code:02x}.")
     dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=_IDX_DTYPES[dtype_code], offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise ValueError(
+        raise UsageError(
             f"{path}: header says {dims} ({int(np.prod(dims))} values) but the file holds "
             f"{body.size}; the file is truncated or corrupt."
         )
@@ -48,7 +50,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def check_files(data_dir: str | Path | None = None) -> None:
-    """Raises FileNotFoundError, with the fix, unless all four IDX files are there."""
+    """Raises UsageError, with the fix, unless all four IDX files are there."""
     for split in FILES:
         _paths(split, data_dir)
 
@@ -58,7 +60,7 @@ def _paths(split: str, data_dir: str | Path | None) -> list[Path]:
     paths = [data_dir / name for name in FILES[split]]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise UsageError(
             f"Fashion-MNIST files not found: {', '.join(missing)}. Install them with "
             f"'apt-get install dataset-fashion-mnist' (they go to {DEFAULT_DIR}), or point "
             f"--data-dir / FASHION_MNIST_DIR at a folder holding the four IDX files."
@@ -73,7 +75,7 @@ def load(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np
     paths = _paths(split, data_dir)
     images, labels = (read_idx(p) for p in paths)
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(
+        raise UsageError(
             f"{paths[0]} has {images.shape[0]} images but {paths[1]} has {labels.shape[0]} labels."
         )
     return (images.astype(np.float32) / 255.0)[..., None], labels.astype(np.int32)

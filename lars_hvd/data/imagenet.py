@@ -30,7 +30,6 @@ Bad data never stops a run silently or hangs it:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -39,9 +38,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from lars_hvd.data import preprocess
+from lars_hvd.errors import UsageError
 
 SPLITS = ("train", "validation")
-MANIFEST = "dataset.json"
 BAD_RECORD_MODES = ("skip", "error")
 SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})$")
 _FRAME_BYTES = 16  # TFRecord framing per record: length (8), its CRC (4), the data's CRC (4)
@@ -82,10 +81,11 @@ def list_shards(data_dir: str | Path, split: str, required: bool = True) -> list
     """The ``split`` shards of ``data_dir``, sorted; a clear error if any is missing, or if
     there are none and ``required`` (else an empty list)."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS} (got {split!r}).")
+        raise ValueError(f"split must be one of {SPLITS}. Received: split={split!r}.")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"--data-dir {data_dir} is not a directory.")
+        raise UsageError(f"--data-dir {data_dir} is not a directory; point it at the folder "
+                         f"of the TFRecord shards.")
     found = {}
     for path in data_dir.iterdir():
         match = SHARD_NAME.match(path.name)
@@ -94,36 +94,23 @@ def list_shards(data_dir: str | Path, split: str, required: bool = True) -> list
     if not found and not required:
         return []
     if not found:
-        raise FileNotFoundError(
+        raise UsageError(
             f"no {split} shards in {data_dir}: expected files named {split}-00000-of-NNNNN "
             f"(the layout of build_imagenet_data.py). Write them with `python -m "
             f"lars_hvd.data.make_tfrecords SRC {data_dir}`."
         )
     totals = {total for _, total in found.values()}
     if len(totals) != 1:
-        raise ValueError(f"{data_dir} mixes {split} sets of {sorted(totals)} shards; keep one.")
+        raise UsageError(f"{data_dir} mixes {split} sets of {sorted(totals)} shards; keep one.")
     total = totals.pop()
     missing = sorted(set(range(total)) - {index for index, _ in found.values()})
     if missing:
         names = ", ".join(f"{split}-{i:05d}-of-{total:05d}" for i in missing[:5])
-        raise FileNotFoundError(
+        raise UsageError(
             f"{data_dir} has {len(found)} of the {total} {split} shards; missing: {names}"
             f"{' ...' if len(missing) > 5 else ''}."
         )
     return [str(data_dir / name) for name in sorted(found)]
-
-
-def read_manifest(data_dir: str | Path | None) -> dict | None:
-    """``DIR/dataset.json`` (example and class counts), or None if there is none."""
-    if data_dir is None:
-        return None
-    path = Path(data_dir) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); rewrite it or remove it.") from err
 
 
 def train_files_for_rank(files: list[str], rank: int, world_size: int) -> list[str]:
@@ -131,7 +118,7 @@ def train_files_for_rank(files: list[str], rank: int, world_size: int) -> list[s
     count = len(files)
     if count < world_size or count % world_size:
         fits = [n for n in range(1, min(count, 64) + 1) if count % n == 0]
-        raise ValueError(
+        raise UsageError(
             f"{count} training shards cannot be split evenly among {world_size} workers (each "
             f"worker reads whole shards, so the workers would read different numbers of "
             f"examples). Run on a worker count that divides {count} (e.g. "

@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lars_hvd.data.imagenet import MANIFEST, SHARD_NAME, SPLITS
+from lars_hvd.data import MANIFEST
+from lars_hvd.data.imagenet import SHARD_NAME, SPLITS
+from lars_hvd.errors import UsageError, report
 from lars_hvd.files import atomic_write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -59,15 +61,15 @@ class Item:
 def folder_items(src: Path, classes: list[str] | None) -> tuple[list[Item], list[str]]:
     """The images of ``src/<class>/``; ``classes`` fixes the numbering (None: sorted)."""
     if not src.is_dir():
-        raise FileNotFoundError(f"SRC {src} is not a directory of class subfolders.")
+        raise UsageError(f"SRC {src} is not a directory of class subfolders.")
     found = sorted(p.name for p in src.iterdir() if p.is_dir())
     if not found:
-        raise FileNotFoundError(f"SRC {src} has no class subfolders (expected SRC/<class>/*.jpg).")
+        raise UsageError(f"SRC {src} has no class subfolders (expected SRC/<class>/*.jpg).")
     if classes is None:
         classes = found
     unknown = sorted(set(found) - set(classes))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"SRC {src} has classes that the set in OUT does not: {unknown[:5]}; write this "
             f"split into a new OUT, or use the same class folders as the first split."
         )
@@ -81,7 +83,7 @@ def folder_items(src: Path, classes: list[str] | None) -> tuple[list[Item], list
                 items.append(Item(name=path.name, label=label, synset=name, text=name,
                                   path=str(path)))
     if not items:
-        raise FileNotFoundError(f"SRC {src} has no images ({', '.join(IMAGE_SUFFIXES)}).")
+        raise UsageError(f"SRC {src} has no images ({', '.join(IMAGE_SUFFIXES)}).")
     return items, classes
 
 
@@ -163,7 +165,8 @@ def write_shard(items: list[Item], path: Path, on_bad_image: str) -> tuple[int, 
                     image, height, width = encode(item)
                 except ValueError as err:
                     if on_bad_image == "error":
-                        raise
+                        raise UsageError(f"{err} (--on-bad-image error; --on-bad-image skip "
+                                         f"skips and counts such images)") from err
                     skipped.append(str(err))
                     continue
                 writer.write(example_bytes(item, image, height, width))
@@ -185,14 +188,14 @@ def convert(items: list[Item], classes: list[str], out: Path, split: str, shards
             progress: bool = True) -> dict:
     """Writes ``items`` as ``shards`` shards of ``split`` in ``out``; returns the manifest."""
     if shards < 1:
-        raise ValueError(f"--shards must be >= 1 (got {shards}).")
+        raise UsageError(f"--shards must be >= 1 (got {shards}).")
     if shards > len(items):
-        raise ValueError(f"--shards {shards} is more than the {len(items)} examples; "
+        raise UsageError(f"--shards {shards} is more than the {len(items)} examples; "
                          f"use at most {len(items)}.")
     out.mkdir(parents=True, exist_ok=True)
     old = existing_shards(out, split)
     if old and not overwrite:
-        raise FileExistsError(
+        raise UsageError(
             f"{out} already has {len(old)} {split} shard(s) ({old[0].name}, ...); pass "
             f"--overwrite to replace them, or choose another OUT."
         )
@@ -263,7 +266,8 @@ def main(argv=None) -> int:
     if manifest_path.is_file():
         known = json.loads(manifest_path.read_text()).get("class_names")
     if args.max_examples is not None and args.max_examples < 1:
-        raise SystemExit(f"--max-examples must be >= 1 (got {args.max_examples}).")
+        return report(UsageError(f"--max-examples must be >= 1 (got {args.max_examples})."),
+                      "make_tfrecords")
     try:
         if args.source == "fashion-mnist":
             items, classes = fashion_mnist_items(args.src, args.split, args.max_examples)
@@ -272,9 +276,8 @@ def main(argv=None) -> int:
         convert(items, classes, out, args.split, args.shards, workers=args.workers,
                 on_bad_image=args.on_bad_image, overwrite=args.overwrite,
                 source=args.source)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"make_tfrecords: {err}", file=sys.stderr)
-        return 2
+    except UsageError as err:
+        return report(err, "make_tfrecords")
     return 0
 
 

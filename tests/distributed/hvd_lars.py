@@ -8,7 +8,6 @@ with the NumPy reference applied to the gradient averaged over ranks.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from lars_hvd import distributed
@@ -166,16 +165,26 @@ def test_mixed_precision_with_loss_scaling_still_averages():
         assert relative_error(actual, ref) < MIXED_FLOAT16_TOLERANCE
 
 
-@pytest.mark.parametrize("fp16_allreduce", [True])
-def test_fp16_compressed_allreduce_stays_identical(fp16_allreduce):
-    tf.keras.utils.set_random_seed(0)
-    model = make_model(seed=RANK)
-    distributed.broadcast_model(model)
-    model.compile(
-        optimizer=distributed.distributed_optimizer(LARS(**LARS_KW), fp16_allreduce=True),
-        loss=LOSS,
-    )
-    x, y = rank_data(RANK)
-    model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
-    rows = gathered(model)
+# Stated tolerance, an fp16-compressed allreduce vs fp32 after 2 epochs of LARS: relative
+# error of each weight tensor below 1e-2 (float16 keeps 11 significant bits per gradient).
+FP16_ALLREDUCE_TOLERANCE = 1e-2
+
+
+def test_fp16_compressed_allreduce_is_close_to_fp32_and_identical_on_every_rank():
+    def trained(fp16_allreduce: bool) -> tf.keras.Model:
+        tf.keras.utils.set_random_seed(0)
+        model = make_model(seed=RANK)
+        distributed.broadcast_model(model)
+        model.compile(loss=LOSS, optimizer=distributed.distributed_optimizer(
+            LARS(**LARS_KW), fp16_allreduce=fp16_allreduce))
+        x, y = rank_data(RANK)
+        model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+        return model
+
+    full, half = trained(False), trained(True)
+    rows = gathered(half)
     np.testing.assert_array_equal(rows[0], rows[1])
+    errors = [relative_error(a, b) for a, b in zip(half.get_weights(), full.get_weights(),
+                                                    strict=True)]
+    assert max(errors) < FP16_ALLREDUCE_TOLERANCE, errors
+    assert max(errors) > 0, "the fp16 run equals the fp32 run: nothing was compressed"

@@ -1,0 +1,136 @@
+"""The one optimizer factory: the run's optimizer, LR schedule and loss from its config.
+
+Used by ``lars_hvd.train`` (through ``training.compile_model``, which adds Horovod's
+wrapper), by ``--plot-lr`` and by the benchmarks. TensorFlow only: nothing here knows of
+Horovod.
+"""
+
+from __future__ import annotations
+
+import re
+
+import tensorflow as tf
+
+from lars_hvd.config import OptimizerConfig, TrainConfig
+from lars_hvd.optimizer import LARS
+from lars_hvd.plan import Plan
+from lars_hvd.schedules import PerOptimizerStep, warmup_then_decay
+
+PRECISION_POLICIES = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16",
+                      "mixed_float16": "mixed_float16"}
+
+
+def low_rank_names(model: tf.keras.Model) -> list[str]:
+    """Exact-match regexes for the rank <= 1 variables (biases, BN gamma/beta)."""
+    return [f"^{re.escape(v.name)}$" for v in model.trainable_variables if v.shape.rank <= 1]
+
+
+def build_schedule(config: TrainConfig, plan: Plan):
+    """The LR schedule, indexed by what Keras's ``optimizer.iterations`` counts."""
+    s = config.schedule
+    schedule = warmup_then_decay(
+        plan.peak_learning_rate, plan.total_steps, plan.warmup_steps,
+        warmup_start_learning_rate=s.warmup_start_lr, decay=s.decay, poly_power=s.poly_power,
+        end_learning_rate=s.end_learning_rate, step_factor=s.step_factor,
+        step_boundaries=tuple(round(e * plan.steps_per_epoch) for e in s.step_boundaries),
+    )
+    if plan.accumulation_steps > 1:
+        # Horovod: with backward_passes_per_step = k, iterations advances on every
+        # micro-batch; the schedule must advance once per optimizer step.
+        schedule = PerOptimizerStep(schedule, plan.accumulation_steps)
+    return schedule
+
+
+def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
+                   record_trust_ratios: bool = True):
+    """LARS, Keras SGD with momentum, or LAMB (tensorflow-addons), as ``o`` says.
+
+    Args:
+      learning_rate: a float or a Keras ``LearningRateSchedule``.
+      excluded: regexes of the variables that get neither weight decay nor layer
+        adaptation (LAMB; LARS finds its own with ``exclude_low_rank``; SGD's exclusions are
+        set on the final instance by ``apply_sgd_exclusions``).
+    """
+    if o.optimizer == "lars":
+        return LARS(
+            learning_rate=learning_rate, momentum=o.momentum, nesterov=o.nesterov,
+            weight_decay_rate=o.weight_decay, trust_coefficient=o.trust_coefficient,
+            epsilon=o.lars_epsilon, trust_ratio_mode=o.trust_ratio_mode,
+            exclude_low_rank=o.exclude_low_rank, record_trust_ratios=record_trust_ratios,
+        )
+    if o.optimizer == "sgd":
+        return tf.keras.optimizers.SGD(
+            learning_rate=learning_rate, momentum=o.momentum, nesterov=o.nesterov,
+            weight_decay=o.weight_decay or None,
+        )
+    if o.optimizer == "lamb":
+        import tensorflow_addons as tfa
+
+        return tfa.optimizers.LAMB(
+            learning_rate=learning_rate, weight_decay=o.weight_decay,
+            exclude_from_weight_decay=list(excluded),
+            exclude_from_layer_adaptation=list(excluded),
+        )
+    raise AssertionError(f"optimizer {o.optimizer!r} passed validation but has no factory")
+
+
+def build_optimizer(config: TrainConfig, plan: Plan, model: tf.keras.Model):
+    """The run's optimizer with the run's schedule (not yet wrapped by Horovod)."""
+    o = config.optimizer
+    excluded = low_rank_names(model) if o.exclude_low_rank else []
+    return make_optimizer(o, build_schedule(config, plan), excluded)
+
+
+def apply_sgd_exclusions(optimizer, model: tf.keras.Model, config: TrainConfig) -> None:
+    """Keras SGD keeps weight-decay exclusions outside its config, so Horovod's rebuild drops
+    them: set them on the final (wrapped) instance instead."""
+    o = config.optimizer
+    if o.optimizer == "sgd" and o.weight_decay and o.exclude_low_rank:
+        optimizer.exclude_from_weight_decay(
+            var_list=[v for v in model.trainable_variables if v.shape.rank <= 1])
+
+
+def loss_function(num_classes: int, label_smoothing: float):
+    """Cross-entropy on integer labels and float32 logits, with optional label smoothing."""
+    if not label_smoothing:
+        return tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def smoothed_cross_entropy(y_true, logits):
+        one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes)
+        return tf.keras.losses.categorical_crossentropy(
+            one_hot, logits, from_logits=True, label_smoothing=label_smoothing)
+
+    return smoothed_cross_entropy
+
+
+def build_optimizer_state(optimizer, variables) -> None:
+    """Creates the optimizer's slots now (to restore, broadcast or trace them before step 1:
+    slots created inside a first call make a tf.function trace twice)."""
+    if hasattr(optimizer, "build"):
+        optimizer.build(variables)
+    else:  # Keras's legacy OptimizerV2 (tensorflow-addons LAMB)
+        optimizer._create_all_weights(variables)
+
+
+def optimizer_variables(optimizer) -> list:
+    variables = optimizer.variables
+    return list(variables() if callable(variables) else variables)
+
+
+def inner_optimizer(optimizer):
+    """The optimizer under a mixed-precision loss-scale wrapper, if any."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def describe_manifest(optimizer, model) -> str:
+    """One line: which variables LARS adapts and decays ("" for other optimizers)."""
+    lars = inner_optimizer(optimizer)
+    if not isinstance(lars, LARS):
+        return ""
+    rows = lars.manifest(model.trainable_variables)
+    adapted = [r["name"] for r in rows if r["layer_adaptation"]]
+    decayed = [r["name"] for r in rows if r["weight_decay"]]
+    skipped = [r["name"] for r in rows if not r["layer_adaptation"]]
+    return (f"LARS: {len(adapted)} of {len(rows)} variables adapted, {len(decayed)} decayed; "
+            f"excluded from both: {len(skipped)} ({', '.join(skipped[:6])}"
+            f"{', ...' if len(skipped) > 6 else ''})")

@@ -1,0 +1,168 @@
+"""The run plan: every derived number of a training run, computed once by ``resolve()``.
+
+Units: a *global* batch is summed over all workers and accumulation steps (one optimizer
+step); a *per-worker* batch is what one process feeds through the model at once. A *step* is
+one optimizer step (one global batch); Keras's ``optimizer.iterations`` counts micro-batches
+when accumulation is on. The same command means the same training on 1 worker or on 1024:
+only the split of the global batch changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from lars_hvd import data as datasets
+from lars_hvd import models
+from lars_hvd.config import TrainConfig, validate
+from lars_hvd.errors import UsageError
+
+
+def linear_scaled_learning_rate(base_learning_rate: float, global_batch_size: int,
+                                reference_batch_size: int = 256) -> float:
+    """The linear-scaling rule of Goyal et al. 2017: ``base_lr * global_batch / reference``
+    (they use 0.1 per 256 examples for SGD on ImageNet)."""
+    if global_batch_size <= 0 or reference_batch_size <= 0:
+        raise ValueError(
+            f"Batch sizes must be positive. Received: global_batch_size={global_batch_size}, "
+            f"reference_batch_size={reference_batch_size}."
+        )
+    return base_learning_rate * global_batch_size / reference_batch_size
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every derived number of a run, computed once by resolve()."""
+
+    world_size: int
+    global_batch_size: int  # examples per optimizer step, all workers
+    per_worker_batch: int  # examples one worker puts through the model at once
+    accumulation_steps: int  # micro-batches per worker per optimizer step
+    train_examples: int  # examples in the training set (after --train-examples)
+    steps_per_epoch: int  # optimizer steps per epoch (the remainder is dropped)
+    micro_steps_per_epoch: int  # = steps_per_epoch * accumulation_steps (Keras's steps)
+    epochs: int
+    total_steps: int  # optimizer steps
+    warmup_steps: int  # optimizer steps
+    peak_learning_rate: float  # after linear scaling, if any
+    learning_rate_rule: str  # how peak_learning_rate was obtained
+    input_shape: tuple[int, ...]
+    num_classes: int
+    eval_examples_per_worker: int  # test examples each worker evaluates
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        dropped = self.train_examples - self.steps_per_epoch * self.global_batch_size
+        lines = [
+            f"world size               {self.world_size} workers",
+            f"global batch             {self.global_batch_size} examples per optimizer step"
+            f" = {self.world_size} workers x {self.accumulation_steps} accumulation step(s) x "
+            f"{self.per_worker_batch} per-worker batch",
+            f"epoch                    {self.steps_per_epoch} optimizer steps "
+            f"({self.micro_steps_per_epoch} micro-batches per worker) over "
+            f"{self.train_examples} examples, {dropped} dropped per epoch",
+            f"training                 {self.epochs} epochs = {self.total_steps} optimizer steps",
+            f"learning rate            peak {self.peak_learning_rate:g} ({self.learning_rate_rule})"
+            f", warmup {self.warmup_steps} steps",
+            f"model input              {self.input_shape} -> {self.num_classes} classes",
+            f"evaluation               {self.eval_examples_per_worker} examples per worker",
+        ]
+        return "\n".join(lines)
+
+
+def split_global_batch(global_batch: int, world_size: int, max_per_worker: int | None
+                       ) -> tuple[int, int]:
+    """(per-worker batch, accumulation steps) with world * accumulation * per_worker = global.
+
+    The accumulation is the smallest that brings the per-worker batch under
+    ``max_per_worker``. Raises UsageError naming the nearest valid global batches.
+    """
+    if world_size < 1:
+        raise UsageError(f"the world size must be >= 1 (got {world_size}).")
+    if global_batch % world_size:
+        below = global_batch // world_size * world_size
+        above = below + world_size
+        nearest = [b for b in (below, above) if b > 0]
+        raise UsageError(
+            f"--global-batch-size {global_batch} cannot be split over {world_size} workers; "
+            f"the nearest valid sizes are {' and '.join(map(str, nearest))} (multiples of "
+            f"{world_size})."
+        )
+    per_worker = global_batch // world_size
+    if max_per_worker is None or per_worker <= max_per_worker:
+        return per_worker, 1
+    for accumulation in range(2, per_worker + 1):
+        if per_worker % accumulation == 0 and per_worker // accumulation <= max_per_worker:
+            return per_worker // accumulation, accumulation
+    raise AssertionError("unreachable: accumulation = per_worker always fits")
+
+
+def dataset_shape(config: TrainConfig) -> tuple[tuple[int, ...], int, int, int]:
+    """(input shape, classes, training examples, evaluation examples) without loading data."""
+    d = config.data
+    facts = datasets.DATASETS[d.dataset]
+    model_shape = models.input_shape(config.model.model)
+    shape = facts.shape or model_shape
+    if d.dataset == "synthetic" and d.image_size:
+        shape = (d.image_size, d.image_size, model_shape[-1])
+    classes = facts.classes or d.num_classes or 1000
+    train = facts.train if facts.train is not None else d.synthetic_examples
+    eval_examples = facts.eval
+    if d.dataset == "imagenet":
+        # A converted set that is not ImageNet itself says what it holds (make_tfrecords).
+        manifest = datasets.read_manifest(d.data_dir) or {}
+        classes = manifest.get("classes", classes)
+        train = manifest.get("train", train)
+        eval_examples = manifest.get("validation", eval_examples)
+    if d.num_classes:
+        classes = d.num_classes
+    if d.train_examples is not None:
+        train = min(train, d.train_examples)
+    return tuple(shape), classes, train, eval_examples
+
+
+def resolve(config: TrainConfig, world_size: int) -> Plan:
+    """Computes the run plan of ``config`` on ``world_size`` workers."""
+    validate(config)
+    r, s = config.run, config.schedule
+    per_worker, accumulation = split_global_batch(
+        r.global_batch_size, world_size, r.max_per_worker_batch)
+    input_shape, classes, train_examples, eval_examples = dataset_shape(config)
+    steps_per_epoch = train_examples // r.global_batch_size
+    if steps_per_epoch == 0:
+        raise UsageError(
+            f"--global-batch-size {r.global_batch_size} is larger than the {train_examples} "
+            f"training examples: not one optimizer step per epoch. Lower the global batch."
+        )
+    if s.lr_scaling == "linear":
+        peak = linear_scaled_learning_rate(s.learning_rate, r.global_batch_size,
+                                           s.reference_batch_size)
+        rule = (f"linear scaling: {s.learning_rate:g} per {s.reference_batch_size} examples x "
+                f"{r.global_batch_size}/{s.reference_batch_size}")
+    else:
+        peak = s.learning_rate
+        rule = "absolute"
+    return Plan(
+        world_size=world_size,
+        global_batch_size=r.global_batch_size,
+        per_worker_batch=per_worker,
+        accumulation_steps=accumulation,
+        train_examples=train_examples,
+        steps_per_epoch=steps_per_epoch,
+        micro_steps_per_epoch=steps_per_epoch * accumulation,
+        epochs=r.epochs,
+        total_steps=steps_per_epoch * r.epochs,
+        warmup_steps=round(s.warmup_epochs * steps_per_epoch),
+        peak_learning_rate=peak,
+        learning_rate_rule=rule,
+        input_shape=input_shape,
+        num_classes=classes,
+        eval_examples_per_worker=eval_examples // world_size,
+    )
+
+
+def plan_json(config: TrainConfig, plan: Plan) -> str:
+    return json.dumps({"config": config.to_dict(), "plan": plan.to_dict()}, indent=2)

@@ -1,0 +1,95 @@
+"""What a run tells its user: where the ranks run, whether the replicas agree, the bad
+records skipped, and the one-line summary."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from lars_hvd import distributed
+
+
+@dataclass
+class Summary:
+    test_accuracy: float | None
+    images_per_second: float
+    wall_seconds: float
+    global_batch_size: int
+    world_size: int
+    epochs_run: int
+    run_dir: str
+
+    def line(self) -> str:
+        accuracy = "n/a" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
+        return (f"test accuracy {accuracy} | {self.images_per_second:.0f} images/s | wall "
+                f"{self.wall_seconds:.1f} s | global batch {self.global_batch_size} | world "
+                f"size {self.world_size}")
+
+
+def placement(hosts: list[str]) -> str:
+    """``"node1 (ranks 0-7), node2 (ranks 8-15)"`` from each rank's host name, in rank order."""
+    groups: dict[str, list[int]] = {}
+    for rank, host in enumerate(hosts):
+        groups.setdefault(host, []).append(rank)
+
+    def spans(ranks):
+        runs: list[list[int]] = []
+        for rank in ranks:
+            if runs and rank == runs[-1][1] + 1:
+                runs[-1][1] = rank
+            else:
+                runs.append([rank, rank])
+        return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+    return ", ".join(f"{host} (rank{'s' if len(r) > 1 else ''} {spans(r)})"
+                     for host, r in groups.items())
+
+
+def print_placement() -> None:
+    """Rank 0 prints where every rank runs (the first thing to check on a new cluster)."""
+    # Horovod: every rank's host name.
+    hosts = distributed.allgather_object(socket.gethostname())
+    if distributed.is_rank0():
+        print(f"workers                  {placement(hosts)}", flush=True)
+
+
+def weights_digest(model) -> str:
+    """A SHA-256 of the trainable weights' bytes: equal digests, bitwise equal weights."""
+    digest = hashlib.sha256()
+    for variable in model.trainable_variables:
+        digest.update(variable.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_replicas(model) -> bool:
+    """Whether every rank ends with bitwise the same trained weights (printed by rank 0).
+
+    Horovod keeps replicas identical by construction (the same broadcast start, the same
+    averaged gradients); a difference means a rank trained on something else, and is worth a
+    loud line rather than a silent checkpoint of rank 0's copy only."""
+    # Horovod: each rank's digest, on every rank.
+    digests = distributed.allgather_object(weights_digest(model))
+    agree = len(set(digests)) == 1
+    if distributed.is_rank0():
+        if agree:
+            print(f"replicas agree: trained weights bitwise identical on all {len(digests)} "
+                  f"workers (sha256 {digests[0]})", flush=True)
+        else:
+            print(f"WARNING: replicas differ: trained weights per rank {digests}; the "
+                  f"checkpoint holds rank 0's", flush=True)
+    return agree
+
+
+def report_bad_records(counter, limit: int) -> int | None:
+    """Prints, on rank 0, how many bad records all workers skipped (each was printed)."""
+    if counter is None:
+        return None
+    # Horovod: every rank counted its own records.
+    total = int(distributed.allreduce_sum(tf.identity(counter)).numpy())
+    if distributed.is_rank0():
+        print(f"bad records skipped: {total} over all workers and epochs (limit {limit} per "
+              f"worker; each is printed above as 'lars_hvd: skipped bad data')", flush=True)
+    return total

@@ -1,0 +1,139 @@
+"""``python -m lars_hvd.study``: runs the sweep (resumable), then writes the table and plots."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+from lars_hvd.errors import TrainingDiverged
+from lars_hvd.study import (
+    BUDGET_FACTOR,
+    FULL,
+    QUICK,
+    Run,
+    append_row,
+    budget_settings,
+    edge_extensions,
+    grid,
+    load_rows,
+    seed_reruns,
+)
+from lars_hvd.study.report import report
+
+
+def run_one(run: Run, run_root: Path) -> dict:
+    import tensorflow as tf
+
+    from lars_hvd.train import main
+
+    run_dir = run_root / run.key()
+    if run_dir.exists():  # an interrupted attempt: its files are the past; start over
+        import shutil
+
+        shutil.rmtree(run_dir)
+    tf.keras.backend.clear_session()
+    start = time.perf_counter()
+    try:
+        summary = main([*run.argv(), "--run-dir", str(run_dir)])
+        accuracy, status = summary.test_accuracy, "ok"
+    except TrainingDiverged as err:  # a real outcome of a too-high learning rate
+        accuracy, status = None, f"diverged: {err}"
+        summary = None
+    return {
+        "key": run.key(), **run.__dict__, "argv": run.argv(), "status": status,
+        "test_accuracy": accuracy,
+        "images_per_second": summary.images_per_second if summary else None,
+        "wall_seconds": round(time.perf_counter() - start, 1), "run_dir": str(run_dir),
+    }
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lars_hvd.study", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a small subset")
+    parser.add_argument("--out", default=None,
+                        help="results folder (default: runs/study, or runs/study-quick; the "
+                             "published results are docs/results: make study-docs)")
+    parser.add_argument("--runs-dir", default="runs/study/runs",
+                        help="where each run's own logs and checkpoints go (not committed)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the epoch budget")
+    parser.add_argument("--train-examples", type=int, default=None,
+                        help="override: train on the first N examples only")
+    parser.add_argument("--batches", type=int, nargs="+", default=None,
+                        help="override the global batch sizes")
+    parser.add_argument("--no-budget", action="store_true",
+                        help=f"skip the {BUDGET_FACTOR}x-epoch runs at the largest batch "
+                             "(never run with --quick)")
+    parser.add_argument("--close", type=float, default=1.0,
+                        help="rerun with more seeds where the best optimizers are within this "
+                             "many points")
+    parser.add_argument("--max-runs", type=int, default=None,
+                        help="stop after this many new runs (the sweep resumes later)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: remake the table and plots from the saved rows")
+    return parser.parse_args(argv)
+
+
+def sweep_flags(args: argparse.Namespace) -> list[str]:
+    """The flags that define the sweep (not where it writes), to cite in the table."""
+    flags = ["--quick"] if args.quick else []
+    for name in ("epochs", "train_examples", "batches"):
+        value = getattr(args, name)
+        if value is not None:
+            flags.append("--" + name.replace("_", "-"))
+            flags += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return flags
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    settings = dict(QUICK if args.quick else FULL)
+    for name in ("epochs", "train_examples", "batches"):
+        if getattr(args, name) is not None:
+            settings[name] = tuple(getattr(args, name)) if name == "batches" else getattr(
+                args, name)
+    out = Path(args.out or ("runs/study-quick" if args.quick else "runs/study"))
+    results = out / "runs.jsonl"
+    command = " ".join(["python -m lars_hvd.study", *sweep_flags(args)])
+    from lars_hvd import distributed
+
+    distributed.init()  # one process: a Horovod world of size 1, as lars_hvd.train expects
+    budget = None if args.quick or args.no_budget else budget_settings(settings)
+    new_runs = 0
+    phases = [] if args.report_only else [
+        (sweep, phase) for sweep in (settings, budget) if sweep is not None
+        for phase in ("grid", "edges", "seeds")]
+    for sweep, phase in phases:
+        while True:  # the edge phase goes on while a best LR is still at an edge
+            rows = load_rows(results)
+            done = {r["key"] for r in rows}
+            todo = {"grid": grid, "edges": edge_extensions,
+                    "seeds": lambda r, s: seed_reruns(r, s, args.close)}[phase]
+            todo = [r for r in (todo(sweep) if phase == "grid" else todo(rows, sweep))
+                    if r.key() not in done]
+            label = f"{phase}, {sweep['epochs']} epochs"
+            print(f"study ({label}): {len(todo)} runs to do, {len(done)} done; results in "
+                  f"{out}", flush=True)
+            for i, run in enumerate(todo, 1):
+                if args.max_runs is not None and new_runs >= args.max_runs:
+                    break
+                print(f"[{label} {i}/{len(todo)}] {' '.join(run.argv())}", flush=True)
+                row = run_one(run, Path(args.runs_dir))
+                append_row(results, row)
+                new_runs += 1
+                acc = row["test_accuracy"]
+                print(f"[{label} {i}/{len(todo)}] -> {row['status']}: test accuracy "
+                      f"{acc:.4f} in {row['wall_seconds']:.0f} s" if acc is not None and
+                      math.isfinite(acc) else f"-> {row['status']}", flush=True)
+            stop = args.max_runs is not None and new_runs >= args.max_runs
+            if phase != "edges" or not todo or stop:
+                break
+        if args.max_runs is not None and new_runs >= args.max_runs:
+            break
+    report(load_rows(results), settings, out, command, budget)
+    print(f"study: table, plots and {len(load_rows(results))} rows in {out}", flush=True)
+    return out
