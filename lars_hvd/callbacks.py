@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import math
+import sys
+import time
 from pathlib import Path
 
 import tensorflow as tf
@@ -9,6 +13,7 @@ import tensorflow as tf
 from lars_hvd import distributed
 from lars_hvd.checkpoints import EpochCheckpoint, RunState
 from lars_hvd.config import TrainConfig
+from lars_hvd.evaluation import EvalResult, evaluate
 from lars_hvd.optimizer import LARS
 from lars_hvd.optimizers import inner_optimizer
 from lars_hvd.plan import Plan
@@ -38,26 +43,121 @@ class Diagnostics(tf.keras.callbacks.Callback):
         if step % self.every and step != 1:
             return
         with self.writer.as_default(step=step):
-            lr = optimizer.learning_rate
-            if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
-                lr = lr(optimizer.iterations - 1)  # legacy optimizers keep the schedule
-            tf.summary.scalar("learning_rate", float(lr))
+            tf.summary.scalar("learning_rate", current_learning_rate(optimizer))
             if isinstance(optimizer, LARS) and optimizer.record_trust_ratios:
                 for name, ratio in optimizer.trust_ratios().items():
                     tf.summary.scalar(f"trust_ratio/{name.split(':')[0]}", ratio)
         self.writer.flush()
 
 
-def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState) -> list:
-    """Horovod's callbacks first, then (rank 0 only) logs and checkpoints."""
-    result = distributed.callbacks()
-    result.append(tf.keras.callbacks.TerminateOnNaN())
+def say(text: str) -> None:
+    """A time-stamped line on rank 0's output."""
     if distributed.is_rank0():
+        print(f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} {text}", flush=True)
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Evaluate(tf.keras.callbacks.Callback):
+    """Every rank: evaluates after the epochs the plan says, exactly over all ranks, and puts
+    ``val_accuracy`` and ``val_loss`` into the epoch's logs (NaN after an epoch that is not
+    evaluated), so that the CSV log, TensorBoard and the checkpoint callback see them."""
+
+    def __init__(self, dataset, plan: Plan, every_seconds: float):
+        super().__init__()
+        self.dataset, self.plan, self.every_seconds = dataset, plan, every_seconds
+        self.last: EvalResult | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        result = None
+        if self.dataset is not None and self.plan.evaluates_after(epoch + 1):
+            result = evaluate(self.model, self.dataset, batch_size=self.plan.eval_batch_size,
+                              every_seconds=self.every_seconds,
+                              say=lambda text: say(f"epoch {epoch + 1}: {text}"))
+            self.last = result
+        if self.dataset is not None:
+            logs["val_accuracy"] = result.accuracy if result else math.nan
+            logs["val_loss"] = result.loss if result else math.nan
+
+
+class Progress(tf.keras.callbacks.Callback):
+    """Rank 0, for output that is not a terminal (a batch job's log file): a line at the
+    run's first optimizer step, every ``every_steps`` steps, at least every
+    ``every_seconds`` (at a step's end) and at each epoch's last step. Each line: epoch and
+    step, the fraction of the epoch, the epoch's mean loss so far, images/s over the last
+    interval, the learning rate, and estimates of the time left in the epoch and the run."""
+
+    def __init__(self, plan: Plan, every_steps: int, every_seconds: float):
+        super().__init__()
+        self.plan, self.every_steps, self.every_seconds = plan, every_steps, every_seconds
+        self._supports_tf_logs = True  # the loss is read (a sync) only when a line is due
+        self.printed_once = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.last_time = time.monotonic()
+        self.last_step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        plan = self.plan
+        if (batch + 1) % plan.accumulation_steps:
+            return  # mid-accumulation: no optimizer step yet
+        step = (batch + 1) // plan.accumulation_steps  # in this epoch
+        now = time.monotonic()
+        if self.printed_once and step % self.every_steps and step != plan.steps_per_epoch \
+                and now - self.last_time < self.every_seconds:
+            return
+        seconds_per_step = (now - self.last_time) / max(1, step - self.last_step)
+        images = (step - self.last_step) * plan.global_batch_size
+        left_in_epoch = (plan.steps_per_epoch - step) * seconds_per_step
+        left_in_run = left_in_epoch + (plan.epochs - self.epoch - 1) * plan.steps_per_epoch \
+            * seconds_per_step
+        loss = float((logs or {}).get("loss", math.nan))
+        say(f"epoch {self.epoch + 1}/{plan.epochs} step {step}/{plan.steps_per_epoch} "
+            f"({step / plan.steps_per_epoch:.0%}) | loss {loss:.4f} | "
+            f"{rate(images / max(now - self.last_time, 1e-9))} images/s | lr "
+            f"{current_learning_rate(self.model.optimizer):.4g} | ETA epoch "
+            f"{duration(left_in_epoch)}, run {duration(left_in_run)} (training only)")
+        self.printed_once = True
+        self.last_time, self.last_step = now, step
+
+
+def rate(value: float) -> str:
+    """A rate with three significant digits below 100 (a slow CPU step), else whole."""
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def current_learning_rate(optimizer) -> float:
+    """The learning rate of the step just taken."""
+    optimizer = inner_optimizer(optimizer)
+    lr = optimizer.learning_rate
+    if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
+        lr = lr(optimizer.iterations - 1)
+    return float(lr)
+
+
+def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState,
+              evaluation: Evaluate) -> list:
+    """In the order they must run: Horovod's callbacks; the epoch's checkpoint (rank 0),
+    before evaluation, so a failed evaluation loses no training; evaluation (every rank);
+    then, on rank 0, progress lines and the logs, which record the evaluation."""
+    rank0 = distributed.is_rank0()
+    result = [*distributed.callbacks(), tf.keras.callbacks.TerminateOnNaN()]
+    if rank0:
+        result.append(EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints))
+    result.append(evaluation)
+    if rank0:
+        if not sys.stdout.isatty():
+            result.append(Progress(plan, config.run.progress_every_steps,
+                                   config.run.progress_every_seconds))
         result += [
             tf.keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0,
                                            update_freq=config.run.log_every_steps),
             Diagnostics(run_dir / "tensorboard" / "lars", plan, config.run.log_every_steps),
-            EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints),
         ]
     return result

@@ -122,8 +122,20 @@ class RunConfig:
                                 "--host-discovery-script, Gloo): workers may leave and join; "
                                 "the global batch is held")
     log_every_steps: int = flag(5, "TensorBoard scalars (LR, trust ratios) every N steps")
+    progress_every_steps: int = flag(50, "output that is not a terminal (a batch job's log): "
+                                         "a progress line every N optimizer steps")
+    progress_every_seconds: float = flag(60.0, "... and at least every S seconds (at a step's "
+                                               "end; evaluation reports on its own)")
     keep_checkpoints: int = flag(3, "checkpoints kept (one per epoch)")
-    eval_batch_size: int = flag(1000, "per-worker batch for evaluation")
+
+
+@dataclass
+class EvalConfig:
+    eval_batch_size: int | None = flag(None, "per-worker evaluation batch (default: the "
+                                             "per-worker training batch, which fits)")
+    eval_every_epochs: int = flag(1, "evaluate every N epochs; the last epoch always")
+    eval_examples: int | None = flag(None, "evaluate on the first N examples only (a subset, "
+                                           "said so in the summary)")
     bn_recompute_examples: int = flag(0, "before the final evaluation, recompute batch-norm "
                                          "statistics over this many training examples per "
                                          "worker (0: keep the moving averages)")
@@ -136,6 +148,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -165,6 +178,12 @@ def flat_fields() -> dict[str, tuple[str, dataclasses.Field, typing.Any]]:
                 raise AssertionError(f"flag --{f.name} is declared twice")
             out[f.name] = (section, f, hints[f.name])
     return out
+
+
+def flat_values(config: TrainConfig) -> dict:
+    """``{field_name: value}`` of every setting."""
+    return {name: getattr(getattr(config, section), name)
+            for name, (section, _, _) in flat_fields().items()}
 
 
 def with_values(config: TrainConfig, values: dict) -> TrainConfig:
@@ -276,6 +295,8 @@ def path_errors(flag_name: str, path: str | None, kind: str) -> list[str]:
     if kind in ("file", "file prefix") and path.is_dir():
         return [f"{flag_text} is a folder; name a file{' prefix' if 'prefix' in kind else ''} "
                 f"inside it instead"]
+    if kind == "file" and path.exists() and not path.is_file():
+        return [f"{flag_text} is not a regular file (a device or a pipe); name a file"]
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -291,6 +312,7 @@ def validate(config: TrainConfig) -> None:
     if errors:
         raise UsageError("invalid configuration: " + "; ".join(errors) + ".")
     r, s, o, m, d = config.run, config.schedule, config.optimizer, config.model, config.data
+    e = config.evaluation
     for name, kind in PATH_FLAGS.items():
         section = flat_fields()[name][0]
         errors += path_errors(name, getattr(getattr(config, section), name), kind)
@@ -331,9 +353,18 @@ def validate(config: TrainConfig) -> None:
          f"--synthetic-examples must be > 0 (got {d.synthetic_examples})"),
         (r.log_every_steps > 0, f"--log-every-steps must be > 0 (got {r.log_every_steps})"),
         (r.keep_checkpoints > 0, f"--keep-checkpoints must be > 0 (got {r.keep_checkpoints})"),
-        (r.eval_batch_size > 0, f"--eval-batch-size must be > 0 (got {r.eval_batch_size})"),
-        (r.bn_recompute_examples >= 0,
-         f"--bn-recompute-examples must be >= 0 (got {r.bn_recompute_examples})"),
+        (r.progress_every_steps > 0,
+         f"--progress-every-steps must be > 0 (got {r.progress_every_steps})"),
+        (r.progress_every_seconds > 0,
+         f"--progress-every-seconds must be > 0 (got {r.progress_every_seconds})"),
+        (e.eval_batch_size is None or e.eval_batch_size > 0,
+         f"--eval-batch-size must be > 0 (got {e.eval_batch_size})"),
+        (e.eval_every_epochs > 0,
+         f"--eval-every-epochs must be > 0 (got {e.eval_every_epochs})"),
+        (e.eval_examples is None or e.eval_examples > 0,
+         f"--eval-examples must be > 0 (got {e.eval_examples})"),
+        (e.bn_recompute_examples >= 0,
+         f"--bn-recompute-examples must be >= 0 (got {e.bn_recompute_examples})"),
         (not (r.resume and r.run_dir is None),
          "--resume needs --run-dir: the run to continue"),
         (not (r.elastic and r.run_dir is None),

@@ -3,29 +3,79 @@
 from __future__ import annotations
 
 import math
+import re
+import time
+from dataclasses import dataclass
 
 import tensorflow as tf
 
 from lars_hvd import distributed
+from lars_hvd.errors import UsageError
 
 
-def evaluate(model, dataset: tf.data.Dataset | None) -> float | None:
-    """Top-1 accuracy over the whole evaluation set, counted exactly: each rank counts the
-    correct predictions and examples of its part (the parts may differ in size), then the
-    counts are summed over ranks. None when there is nothing to evaluate."""
+@dataclass(frozen=True)
+class EvalResult:
+    accuracy: float  # top-1, over every example evaluated on every rank
+    loss: float  # mean cross-entropy (no label smoothing)
+    examples: int  # evaluated, over all ranks
+    seconds: float
+
+
+def evaluate(model, dataset: tf.data.Dataset | None, *, batch_size: int,
+             every_seconds: float = 60.0, say=None) -> EvalResult | None:
+    """Top-1 accuracy and loss over the whole evaluation set, counted exactly: each rank
+    sums correct predictions, losses and examples of its part (the parts may differ in
+    size), then the sums are added over ranks. ``say(text)``, if given, reports the start,
+    progress at least every ``every_seconds``, and the end. None without a dataset.
+
+    Raises UsageError if TensorFlow runs out of memory (a batch too large to evaluate).
+    """
     if dataset is None:
         return None
-    predict = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1,
-                                              output_type=tf.int32))
-    correct = examples = 0
-    for x, y in dataset:
-        correct += int(tf.reduce_sum(tf.cast(
-            tf.equal(predict(x), tf.cast(tf.reshape(y, [-1]), tf.int32)), tf.int64)))
-        examples += int(x.shape[0])
+
+    @tf.function
+    def counts(x, y):
+        logits = tf.cast(model(x, training=False), tf.float32)
+        labels = tf.cast(tf.reshape(y, [-1]), tf.int32)
+        correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
+        losses = tf.keras.losses.sparse_categorical_crossentropy(labels, logits,
+                                                                 from_logits=True)
+        return (tf.reduce_sum(tf.cast(correct, tf.float64)),
+                tf.reduce_sum(tf.cast(losses, tf.float64)))
+
+    start = last = time.monotonic()
+    if say:
+        say("evaluation started")
+    correct = loss = 0.0
+    examples = 0
+    try:
+        for x, y in dataset:
+            right, summed = counts(x, y)
+            correct, loss = correct + float(right), loss + float(summed)
+            examples += int(x.shape[0])
+            if say and time.monotonic() - last >= every_seconds:
+                last = time.monotonic()
+                say(f"evaluation: {examples} examples on this worker, "
+                    f"{examples / (last - start):.0f} images/s")
+    except tf.errors.ResourceExhaustedError as err:
+        first = (err.message or "out of memory").strip().splitlines()[0]
+        first = re.sub(r"\s*\[Op:.*$", "", re.sub(r"\{\{.*?\}\}\s*", "", first))[:200]
+        raise UsageError(
+            f"evaluation ran out of memory at --eval-batch-size {batch_size} per worker "
+            f"({first}); lower --eval-batch-size (by default it is the per-worker training "
+            f"batch) and continue with --resume: the epoch's checkpoint was written first",
+            every_rank=False) from None
     # Horovod: the whole set's counts are the sums of the ranks' counts.
-    correct, examples = (float(v) for v in distributed.allreduce_sum(
-        tf.constant([correct, examples], tf.float64)).numpy())
-    return correct / examples if examples else None
+    correct, loss, examples = (float(v) for v in distributed.allreduce_sum(
+        tf.constant([correct, loss, examples], tf.float64)).numpy())
+    seconds = time.monotonic() - start
+    if not examples:
+        return None
+    result = EvalResult(correct / examples, loss / examples, int(examples), seconds)
+    if say:
+        say(f"evaluation ended in {seconds:.1f} s: accuracy {result.accuracy:.4f}, loss "
+            f"{result.loss:.4f} on {result.examples} examples")
+    return result
 
 
 def recompute_bn_statistics(model, train: tf.data.Dataset, examples: int,

@@ -49,7 +49,16 @@ class Plan:
     learning_rate_rule: str  # how peak_learning_rate was obtained
     input_shape: tuple[int, ...]
     num_classes: int
-    eval_examples_per_worker: int  # test examples each worker evaluates
+    eval_set_examples: int  # examples in the evaluation set
+    eval_examples: int  # examples evaluated, over all workers (the set, or --eval-examples)
+    eval_examples_per_worker: int  # about eval_examples / world_size
+    eval_batch_size: int  # per worker
+    eval_every_epochs: int
+
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether the run evaluates after (1-based) ``epoch``: every ``eval_every_epochs``
+        epochs, and after the last one always."""
+        return epoch % self.eval_every_epochs == 0 or epoch == self.epochs
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -68,9 +77,20 @@ class Plan:
             f"learning rate            peak {self.peak_learning_rate:g} ({self.learning_rate_rule})"
             f", warmup {self.warmup_steps} steps",
             f"model input              {self.input_shape} -> {self.num_classes} classes",
-            f"evaluation               {self.eval_examples_per_worker} examples per worker",
+            f"evaluation               {self.eval_text()}",
         ]
         return "\n".join(lines)
+
+    def eval_text(self) -> str:
+        if not self.eval_examples:
+            return "none (no evaluation set)"
+        subset = ("" if self.eval_examples == self.eval_set_examples else
+                  f" of {self.eval_set_examples} (--eval-examples)")
+        every = ("after every epoch" if self.eval_every_epochs == 1 else
+                 f"after every {self.eval_every_epochs} epochs and the last")
+        return (f"{self.eval_examples} examples{subset}, about "
+                f"{self.eval_examples_per_worker} per worker in batches of "
+                f"{self.eval_batch_size}, {every}")
 
 
 def split_global_batch(global_batch: int, world_size: int, max_per_worker: int | None
@@ -131,6 +151,8 @@ def resolve(config: TrainConfig, world_size: int) -> Plan:
     per_worker, accumulation = split_global_batch(
         r.global_batch_size, world_size, r.max_per_worker_batch)
     input_shape, classes, train_examples, eval_examples = dataset_shape(config)
+    e = config.evaluation
+    evaluated = min(eval_examples, e.eval_examples or eval_examples)
     steps_per_epoch = train_examples // r.global_batch_size
     if steps_per_epoch == 0:
         raise UsageError(
@@ -160,7 +182,13 @@ def resolve(config: TrainConfig, world_size: int) -> Plan:
         learning_rate_rule=rule,
         input_shape=input_shape,
         num_classes=classes,
-        eval_examples_per_worker=eval_examples // world_size,
+        eval_set_examples=eval_examples,
+        eval_examples=evaluated,
+        eval_examples_per_worker=evaluated // world_size,
+        # The per-worker training batch fits the worker's memory for training, which needs
+        # more than evaluation at the same batch (no gradients, no optimizer state).
+        eval_batch_size=e.eval_batch_size or per_worker,
+        eval_every_epochs=e.eval_every_epochs,
     )
 
 

@@ -4,6 +4,7 @@ records skipped, and the one-line summary."""
 from __future__ import annotations
 
 import hashlib
+import resource
 import socket
 from dataclasses import dataclass
 
@@ -21,9 +22,14 @@ class Summary:
     world_size: int
     epochs_run: int
     run_dir: str
+    test_examples: int = 0  # evaluated, over all workers
+    test_set_examples: int = 0  # in the evaluation set
+    peak_memory_mb: float = 0.0  # the largest peak resident memory of any worker
 
     def line(self) -> str:
         accuracy = "n/a" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
+        if self.test_accuracy is not None and self.test_examples < self.test_set_examples:
+            accuracy += f" (a subset: {self.test_examples} of {self.test_set_examples} examples)"
         return (f"test accuracy {accuracy} | {self.images_per_second:.0f} images/s | wall "
                 f"{self.wall_seconds:.1f} s | global batch {self.global_batch_size} | world "
                 f"size {self.world_size}")
@@ -81,6 +87,18 @@ def check_replicas(model) -> bool:
             print(f"WARNING: replicas differ: trained weights per rank {digests}; the "
                   f"checkpoint holds rank 0's", flush=True)
     return agree
+
+
+def peak_memory_mb() -> float:
+    """The largest peak resident memory of any worker, in MB (printed by rank 0)."""
+    # Linux reports ru_maxrss in KiB.
+    mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Horovod: every rank's peak, on every rank.
+    peaks = distributed.allgather_object(mine)
+    if distributed.is_rank0():
+        print(f"peak resident memory     {max(peaks):.0f} MB on the largest worker (per rank: "
+              f"{', '.join(f'{p:.0f}' for p in peaks)} MB)", flush=True)
+    return max(peaks)
 
 
 def report_bad_records(counter, limit: int) -> int | None:

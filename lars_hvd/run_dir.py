@@ -16,8 +16,10 @@ from lars_hvd.plan import Plan, plan_json
 
 # Settings that may differ between a run and its resumption.
 RESUMABLE_DIFFERENCES = {"run.resume", "run.run_dir", "run.log_every_steps",
-                         "run.keep_checkpoints", "run.eval_batch_size", "run.xla",
-                         "run.deterministic"}
+                         "run.progress_every_steps", "run.progress_every_seconds",
+                         "run.keep_checkpoints", "run.xla", "run.deterministic",
+                         "evaluation.eval_batch_size", "evaluation.eval_every_epochs",
+                         "evaluation.eval_examples"}
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:

@@ -16,6 +16,7 @@ import sys
 from lars_hvd import config as config_lib
 from lars_hvd import errors
 from lars_hvd import plan as plan_lib
+from lars_hvd.presets import PRESETS
 
 
 def plot_schedule(config, plan, path: str) -> None:
@@ -54,6 +55,7 @@ def main(argv=None, extra_callbacks=()):
     if args.dry_run or args.plot_lr:
         # Planning only: no data, no Horovod.
         plan = plan_lib.resolve(config, args.world_size or 1)
+        print(PRESETS[args.preset].describe(args.preset, config_lib.flat_values(config)))
         print(plan.describe())
         if args.plot_lr:
             plot_schedule(config, plan, args.plot_lr)

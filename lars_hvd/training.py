@@ -17,7 +17,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from lars_hvd import distributed, elastic, models
-from lars_hvd.callbacks import callbacks
+from lars_hvd.callbacks import Evaluate, callbacks, say
 from lars_hvd.checkpoints import RunState, restore
 from lars_hvd.config import TrainConfig
 from lars_hvd.data.pipeline import check as check_data
@@ -34,7 +34,13 @@ from lars_hvd.optimizers import (
     loss_function,
 )
 from lars_hvd.plan import Plan, resolve
-from lars_hvd.report import Summary, check_replicas, print_placement, report_bad_records
+from lars_hvd.report import (
+    Summary,
+    check_replicas,
+    peak_memory_mb,
+    print_placement,
+    report_bad_records,
+)
 from lars_hvd.run_dir import checkpoint_dir, prepare_run_dir
 
 
@@ -116,16 +122,19 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
     data = make_datasets(config, plan, distributed.rank(), initial_epoch)
     verbose = 0
     if distributed.is_rank0():
-        verbose = 1 if sys.stdout.isatty() else 2  # progress bar on a terminal only
+        # A progress bar on a terminal; in a log file, one line per epoch from Keras and the
+        # progress lines of callbacks.Progress.
+        verbose = 1 if sys.stdout.isatty() else 2
+    evaluation = Evaluate(data.eval, plan, config.run.progress_every_seconds)
     start = time.perf_counter()
     steps_before = int(model.optimizer.iterations) // plan.accumulation_steps
     try:
         with data_errors():
             history = model.fit(
                 data.train, epochs=plan.epochs, initial_epoch=initial_epoch,
-                steps_per_epoch=plan.micro_steps_per_epoch, validation_data=data.eval,
-                callbacks=callbacks(config, plan, run_dir, run.state) + list(extra_callbacks),
-                verbose=verbose)
+                steps_per_epoch=plan.micro_steps_per_epoch, verbose=verbose,
+                callbacks=callbacks(config, plan, run_dir, run.state, evaluation)
+                + list(extra_callbacks))
     except OSError as err:  # the logs of rank 0 (checkpoints name their own folder)
         if not disk_full(err):
             raise
@@ -138,19 +147,27 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
             f"of that epoch was saved; the checkpoints of the epochs before it are in "
             f"{checkpoint_dir(run_dir)}. Lower --learning-rate or lengthen --warmup-epochs.")
     steps = int(model.optimizer.iterations) // plan.accumulation_steps - steps_before
-    if config.run.bn_recompute_examples:
-        recompute_bn_statistics(model, data.train, config.run.bn_recompute_examples,
-                                plan.per_worker_batch)
-    with data_errors():
-        accuracy = evaluate(model, data.eval)
+    result = evaluation.last  # the last epoch is always evaluated
+    recompute = config.evaluation.bn_recompute_examples
+    if recompute:
+        recompute_bn_statistics(model, data.train, recompute, plan.per_worker_batch)
+    if data.eval is not None and (recompute or result is None):
+        with data_errors():
+            result = evaluate(model, data.eval, batch_size=plan.eval_batch_size,
+                              every_seconds=config.run.progress_every_seconds,
+                              say=lambda text: say(f"final {text}"))
     report_bad_records(data.bad_records, config.data.max_bad_records)
+    peak = peak_memory_mb()
     if plan.world_size > 1:
         check_replicas(model)
     return Summary(
-        test_accuracy=accuracy,
+        test_accuracy=result.accuracy if result else None,
+        test_examples=result.examples if result else 0,
+        test_set_examples=plan.eval_set_examples,
         images_per_second=steps * plan.global_batch_size / wall if wall > 0 else 0.0,
         wall_seconds=wall, global_batch_size=plan.global_batch_size,
-        world_size=plan.world_size, epochs_run=len(losses), run_dir=str(run_dir))
+        world_size=plan.world_size, epochs_run=len(losses), run_dir=str(run_dir),
+        peak_memory_mb=peak)
 
 
 def run_static(run: Run, extra_callbacks=()) -> Summary:

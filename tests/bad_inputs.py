@@ -44,14 +44,22 @@ class Case:
     needs: Callable[[], str | None] = lambda: None  # why it cannot run here, or None
 
 
-def train(tmp: Path, *args: str, pythonpath: Path | None = None) -> Outcome:
+def train(tmp: Path, *args: str, pythonpath: Path | None = None,
+          memory_limit: int | None = None) -> Outcome:
+    """``python -m lars_hvd.train ARGS`` in ``tmp``; ``memory_limit``: an address-space limit
+    in bytes (``ulimit -v``), under which TensorFlow reports running out of memory as an
+    error instead of the kernel killing the process."""
+    import resource
+
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath),
                                                           env.get("PYTHONPATH")]))
+    limit = None if memory_limit is None else (
+        lambda: resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit)))
     result = subprocess.run([sys.executable, "-m", "lars_hvd.train", *args],
                             capture_output=True, text=True, env=env, cwd=tmp, timeout=300,
-                            check=False)
+                            check=False, preexec_fn=limit)
     return Outcome(result.returncode, result.stdout + result.stderr, describe(tmp))
 
 
@@ -76,12 +84,9 @@ def run_dir(tmp: Path) -> list[str]:
 
 def shards(tmp: Path, damage: str | None = None) -> Path:
     """Converted Fashion-MNIST shards (300 train, 100 validation), optionally damaged."""
-    from lars_hvd.data import make_tfrecords
-
     data = tmp / "data"
     for split, count in (("train", 300), ("validation", 100)):
-        make_tfrecords.main(["default", str(data), "--source", "fashion-mnist", "--split",
-                             split, "--shards", "1", "--max-examples", str(count)])
+        make_tfrecords_quietly(data, split, count)
     shard = data / "train-00000-of-00001"
     raw = bytearray(shard.read_bytes())
     if damage == "flip":
@@ -194,6 +199,24 @@ def horovod_without_tf(tmp: Path) -> Outcome:
     shutil.copytree(Path(horovod.__file__).parent, site / "horovod",
                     ignore=shutil.ignore_patterns("mpi_lib*.so", "__pycache__"))
     return train(tmp, *SMALL, *run_dir(tmp), pythonpath=site)
+
+
+def eval_out_of_memory(tmp: Path) -> Outcome:
+    """ResNet-50 at 224 px trains one step at batch 2, then evaluates 2,048 images at once
+    under a 6 GB address-space limit."""
+    data = tmp / "data"
+    for split, count in (("train", 2), ("validation", 2048)):
+        make_tfrecords_quietly(data, split, count)
+    return train(tmp, "--dataset", "imagenet", "--data-dir", str(data), "--model", "resnet50",
+                 "--global-batch-size", "2", "--epochs", "1", "--warmup-epochs", "0",
+                 "--eval-batch-size", "2048", *run_dir(tmp), memory_limit=6 * 2**30)
+
+
+def make_tfrecords_quietly(data: Path, split: str, count: int) -> None:
+    from lars_hvd.data import make_tfrecords
+
+    make_tfrecords.main(["default", str(data), "--source", "fashion-mnist", "--split", split,
+                         "--shards", "1", "--max-examples", str(count)])
 
 
 def file_as_folder(flag: str) -> Callable[[Path], Outcome]:
@@ -321,6 +344,10 @@ CASES = [
     Case("a float flag that is not a number (`--weight-decay nan`)",
          lambda t: train(t, *SMALL, "--weight-decay", "nan", *run_dir(t)), 2,
          r"--weight-decay must be a finite number \(got nan\)", r"^nothing"),
+    Case("an evaluation batch too large for memory (`--eval-batch-size 2048`, ResNet-50, "
+         "a 6 GB limit)", eval_out_of_memory, 2,
+         r"^lars_hvd.train: error: evaluation ran out of memory at --eval-batch-size 2048 per "
+         r"worker \([^)]*\); lower --eval-batch-size", r"checkpoints of epochs \[1\]$"),
     Case("a disk that fills while a checkpoint is written (root: a 2.6 MB tmpfs)",
          disk_full, 2,
          r"^lars_hvd.train: error: no space left on the device of \S*run/checkpoints while "

@@ -182,12 +182,14 @@ def test_path_flags_are_checked_for_their_kind(tmp_path):
         c.parse_args(["--cache", str(tmp_path)])
     with pytest.raises(UsageError, match=r"--plot-lr .* is a folder; name a file"):
         c.parse_args(["--plot-lr", str(tmp_path)])
+    with pytest.raises(UsageError, match=r"--plot-lr /dev/null is not a regular file"):
+        c.parse_args(["--plot-lr", "/dev/null"])  # (it would be replaced, not written)
     with pytest.raises(UsageError, match=r"file.txt is a file, so nothing can be made below"):
         c.parse_args(["--run-dir", str(a_file / "run")])
     c.parse_args(["--run-dir", str(tmp_path / "new" / "run"), "--cache", "memory"])  # fine
 
 
-def test_planning_imports_neither_tensorflow_nor_horovod():
+def test_planning_imports_neither_tensorflow_nor_horovod(tmp_path):
     """--dry-run and the plan need no TensorFlow; --plot-lr needs TF but not Horovod."""
     import subprocess
     import sys
@@ -196,7 +198,7 @@ def test_planning_imports_neither_tensorflow_nor_horovod():
             "print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'tensorflow', "
             "'horovod'}}))")
     for argv, expected in ((["--dry-run", "--preset", "resnet50-imagenet-32k"], "[]"),
-                           (["--plot-lr", "/dev/null"], "['tensorflow']")):
+                           (["--plot-lr", str(tmp_path / "lr.png")], "['tensorflow']")):
         out = subprocess.run([sys.executable, "-c", code.format(argv=argv)], check=True,
                              capture_output=True, text=True).stdout
         assert out.strip().splitlines()[-1] == expected, out

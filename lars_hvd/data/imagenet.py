@@ -320,13 +320,17 @@ def train_dataset(files: list[str], options: ReaderOptions, *, examples_per_epoc
 
 
 def eval_dataset(files: list[str], options: ReaderOptions, *, rank: int, world_size: int,
-                 batch_size: int, counter: tf.Variable) -> tf.data.Dataset:
-    """This worker's part of the validation set, every example once across workers."""
+                 batch_size: int, counter: tf.Variable, max_examples: int | None = None
+                 ) -> tf.data.Dataset:
+    """This worker's part of the validation set, every example once across workers (at most
+    ``max_examples`` of them, for evaluating on a subset)."""
     if len(files) >= world_size:
         records = _records(files[rank::world_size], 4, True)
     else:  # fewer shards than workers: every worker reads all, keeps every n-th record
         records = _records(files, 4, True).shard(world_size, rank)
     examples = _clean(records, options, counter, False)
+    if max_examples is not None:
+        examples = examples.take(max_examples)
     if options.cache:
         examples = examples.cache(_cache_spec(options.cache, "eval", files, rank, world_size))
     return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)

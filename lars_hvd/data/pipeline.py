@@ -73,14 +73,21 @@ def make_datasets(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int
         if d.train_examples is not None:
             x, y = x[: d.train_examples], y[: d.train_examples]
         eval_x, eval_y = fashion_mnist.load("test", d.data_dir)
+        eval_x, eval_y = eval_x[: plan.eval_examples], eval_y[: plan.eval_examples]
         eval_x, eval_y = fashion_mnist.shard(eval_x, eval_y, rank, plan.world_size)
         evaluation = tf.data.Dataset.from_tensor_slices((eval_x, eval_y)).batch(
-            config.run.eval_batch_size)
+            plan.eval_batch_size)
         return Datasets(_in_memory(x, y, plan, rank, initial_epoch, config.run.seed),
                         evaluation)
     if d.dataset == "imagenet":
         return _imagenet(config, plan, rank, initial_epoch)
     raise AssertionError(f"dataset {d.dataset!r} has no pipeline")
+
+
+def eval_quota(examples: int, rank: int, world_size: int) -> int:
+    """How many of ``examples`` worker ``rank`` evaluates: an equal share, the remainder to
+    the lowest ranks."""
+    return examples // world_size + (1 if rank < examples % world_size else 0)
 
 
 def check(config: TrainConfig, plan: Plan) -> None:
@@ -124,7 +131,8 @@ def _imagenet(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int) ->
     if validation_files:
         evaluation = imagenet.eval_dataset(
             validation_files, options, rank=rank, world_size=plan.world_size,
-            batch_size=config.run.eval_batch_size, counter=counter)
+            batch_size=plan.eval_batch_size, counter=counter,
+            max_examples=eval_quota(plan.eval_examples, rank, plan.world_size))
     return Datasets(train, evaluation, bad_records=counter)
 
 

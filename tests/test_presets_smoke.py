@@ -1,0 +1,111 @@
+"""Every ImageNet preset, end to end under ``horovodrun -np 2``, as shipped.
+
+Only what makes a run small is overridden (global batch, training and evaluation examples,
+epochs and the warmup inside them); the model, precision, optimizer, schedule, evaluation
+batch and frequency and the per-worker bound are the preset's. Each run trains an epoch (one
+optimizer step) and checkpoints it, is killed, resumes for one more epoch, evaluates and
+checkpoints again, and
+writes progress lines to its log file as a batch job would. The peak resident memory of the
+largest worker is printed (``pytest -s`` shows it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lars_hvd import horovodrun
+from lars_hvd.data import fashion_mnist
+
+pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
+                                reason="dataset-fashion-mnist is not installed")
+
+PRESETS = ["resnet50-imagenet-32k", "resnet50-imagenet-mlperf", "alexnet-bn-imagenet-8k"]
+# One optimizer step an epoch, one example per worker: mixed_float16 (the MLPerf preset's
+# precision) has no fast kernels on a CPU, where one ResNet-50 step takes about a minute.
+SMALL = ["--global-batch-size", "2", "--train-examples", "2", "--eval-examples", "4",
+         "--epochs", "2", "--warmup-epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    """Fashion-MNIST as ImageNet-layout TFRecords: 2 training and 2 validation shards."""
+    from lars_hvd.data import make_tfrecords
+
+    data = tmp_path_factory.mktemp("imagenet")
+    for split, count in (("train", 16), ("validation", 16)):
+        assert make_tfrecords.main(["default", str(data), "--source", "fashion-mnist",
+                                    "--split", split, "--shards", "2", "--max-examples",
+                                    str(count)]) == 0
+    return data
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen:
+    """The training command under horovodrun -np 2, its output (not a terminal) in ``log``."""
+    cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
+           sys.executable, "-m", "lars_hvd.train", *argv]
+    with open(log, "w") as out:
+        return subprocess.Popen(cmd, env=horovodrun.env(2), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                stdin=subprocess.DEVNULL)
+
+
+def latest_checkpoint(run_dir: Path) -> str:
+    index = run_dir / "checkpoints" / "checkpoint"
+    found = re.search(r'^model_checkpoint_path: "([^"]+)"', index.read_text(), re.M) \
+        if index.is_file() else None
+    return found.group(1) if found else ""
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_trains_checkpoints_resumes_and_evaluates(preset, shards, tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["--preset", preset, "--data-dir", str(shards), *SMALL, "--run-dir", str(run_dir)]
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+
+    # Epoch 1, then the job is killed as soon as its checkpoint is the latest.
+    proc = start(argv, first_log)
+    deadline = time.monotonic() + 600
+    try:
+        while latest_checkpoint(run_dir) != "epoch-1":
+            assert proc.poll() is None, first_log.read_text()[-5000:]
+            assert time.monotonic() < deadline, first_log.read_text()[-5000:]
+            time.sleep(0.05)
+    finally:
+        stop(proc)
+    first = first_log.read_text()
+    assert re.search(r"\[0\]<stdout>:\S+ \S+ epoch 1/2 step 1/1 \(100%\) \| loss \d", first), \
+        first[-5000:]
+
+    # Resumed: epoch 2, evaluation, checkpoint, summary.
+    proc = start([*argv, "--resume"], second_log)
+    try:
+        proc.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise AssertionError(second_log.read_text()[-5000:]) from None
+    second = second_log.read_text()
+    assert proc.returncode == 0, second[-5000:]
+    assert re.search(r"resumed from \S+epoch-1: epoch 1, step 1", second), second[-5000:]
+    assert re.search(r"epoch 2/2 step 1/1 \(100%\) \| loss \d.* images/s \| lr .* ETA", second)
+    assert re.search(r"epoch 2: evaluation started", second), second[-5000:]
+    assert re.search(r"epoch 2: evaluation ended in [\d.]+ s: accuracy [\d.]+, loss [\d.]+ "
+                     r"on 4 examples", second), second[-5000:]
+    assert re.search(r"test accuracy [\d.]+ \(a subset: 4 of 16 examples\) .* world size 2",
+                     second), second[-5000:]
+    assert latest_checkpoint(run_dir) == "epoch-2"
+    peak = re.search(r"peak resident memory\s+(\d+) MB on the largest worker", second)
+    assert peak, second[-5000:]
+    print(f"\n{preset}: peak resident memory {peak.group(1)} MB on the largest worker")
