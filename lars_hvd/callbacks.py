@@ -11,12 +11,13 @@ from pathlib import Path
 import tensorflow as tf
 
 from lars_hvd import distributed
-from lars_hvd.checkpoints import EpochCheckpoint, RunState
+from lars_hvd.checkpoints import EpochCheckpoint, RunState, StepCheckpoints
 from lars_hvd.config import TrainConfig
 from lars_hvd.evaluation import EvalResult, evaluate
 from lars_hvd.optimizer import LARS
 from lars_hvd.optimizers import inner_optimizer
 from lars_hvd.plan import Plan
+from lars_hvd.preemption import StopOnSignal
 
 
 class Diagnostics(tf.keras.callbacks.Callback):
@@ -70,11 +71,13 @@ class Evaluate(tf.keras.callbacks.Callback):
         super().__init__()
         self.dataset, self.plan, self.every_seconds = dataset, plan, every_seconds
         self.last: EvalResult | None = None
+        self.stop = None  # a StopOnSignal: no evaluation of an epoch a signal cut short
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         result = None
-        if self.dataset is not None and self.plan.evaluates_after(epoch + 1):
+        stopped = self.stop is not None and self.stop.stopped
+        if self.dataset is not None and self.plan.evaluates_after(epoch + 1) and not stopped:
             result = evaluate(self.model, self.dataset, batch_size=self.plan.eval_batch_size,
                               every_seconds=self.every_seconds,
                               say=lambda text: say(f"epoch {epoch + 1}: {text}"))
@@ -91,22 +94,24 @@ class Progress(tf.keras.callbacks.Callback):
     step, the fraction of the epoch, the epoch's mean loss so far, images/s over the last
     interval, the learning rate, and estimates of the time left in the epoch and the run."""
 
-    def __init__(self, plan: Plan, every_steps: int, every_seconds: float):
+    def __init__(self, plan: Plan, every_steps: int, every_seconds: float,
+                 done: dict[int, int] | None = None):
         super().__init__()
         self.plan, self.every_steps, self.every_seconds = plan, every_steps, every_seconds
+        self.done = done or {}  # epoch -> its steps taken before this run (a resumed run)
         self._supports_tf_logs = True  # the loss is read (a sync) only when a line is due
         self.printed_once = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
         self.last_time = time.monotonic()
-        self.last_step = 0
+        self.last_step = self.done.get(epoch, 0)
 
     def on_train_batch_end(self, batch, logs=None):
         plan = self.plan
         if (batch + 1) % plan.accumulation_steps:
             return  # mid-accumulation: no optimizer step yet
-        step = (batch + 1) // plan.accumulation_steps  # in this epoch
+        step = self.done.get(self.epoch, 0) + (batch + 1) // plan.accumulation_steps
         now = time.monotonic()
         if self.printed_once and step % self.every_steps and step != plan.steps_per_epoch \
                 and now - self.last_time < self.every_seconds:
@@ -141,23 +146,34 @@ def current_learning_rate(optimizer) -> float:
 
 
 def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState,
-              evaluation: Evaluate) -> list:
-    """In the order they must run: Horovod's callbacks; the epoch's checkpoint (rank 0),
-    before evaluation, so a failed evaluation loses no training; evaluation (every rank);
-    then, on rank 0, progress lines and the logs, which record the evaluation."""
+              evaluation: Evaluate, done: dict[int, int]) -> tuple[list, StopOnSignal]:
+    """In the order they must run: Horovod's callbacks; step checkpoints (rank 0) and the
+    stop on a signal (every rank); the epoch's checkpoint (rank 0), before evaluation, so a
+    failed evaluation loses no training; evaluation (every rank); then, on rank 0, progress
+    lines and the logs, which record the evaluation. ``done``: epoch -> steps a resumed run
+    had taken of it already. Returns the list and its StopOnSignal."""
     rank0 = distributed.is_rank0()
     result = [*distributed.callbacks(), tf.keras.callbacks.TerminateOnNaN()]
+    steps = None
     if rank0:
-        result.append(EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints))
+        steps = StepCheckpoints(run_dir, state, plan, config.run.keep_checkpoints,
+                                config.run.checkpoint_every_steps)
+        result.append(steps)
+    stop = StopOnSignal(plan, steps.save_now if steps else None)
+    evaluation.stop = stop
+    result.append(stop)
+    if rank0:
+        result.append(EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints,
+                                      stop))
     result.append(evaluation)
     if rank0:
         if not sys.stdout.isatty():
             result.append(Progress(plan, config.run.progress_every_steps,
-                                   config.run.progress_every_seconds))
+                                   config.run.progress_every_seconds, done))
         result += [
             tf.keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             tf.keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0,
                                            update_freq=config.run.log_every_steps),
             Diagnostics(run_dir / "tensorboard" / "lars", plan, config.run.log_every_steps),
         ]
-    return result
+    return result, stop

@@ -1,10 +1,12 @@
-"""Checkpoints: one per epoch, written by rank 0, restored by rank 0 and broadcast.
+"""Checkpoints: written by rank 0, restored by rank 0 and broadcast.
 
-A checkpoint holds the model, the optimizer (its slots and Keras's step counter) and the run
-state (epochs and optimizer steps completed). TF writes a checkpoint's files under a
-temporary name, then ``CheckpointManager`` replaces its index atomically: an interrupted or
-failed save leaves the previous checkpoint as the latest, and a failed one leaves nothing
-behind.
+One per epoch (``checkpoints/epoch-N``), and step checkpoints (``checkpoints/steps/step-S``)
+every ``--checkpoint-every-steps`` optimizer steps and when a signal stops the run. A
+checkpoint holds the model, the optimizer (its slots and Keras's step counter) and the run
+state (epochs and optimizer steps completed): a run resumes from the newest one, mid-epoch
+too. TF writes a checkpoint's files under a temporary name, then ``CheckpointManager``
+replaces its index atomically: an interrupted or failed save leaves the previous checkpoint
+as the latest, and a failed one leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -42,9 +44,27 @@ def make_checkpoint(model, optimizer, state: RunState) -> tf.train.Checkpoint:
                                step=state.step)
 
 
+def step_dir(run_dir: Path) -> Path:
+    return checkpoint_dir(run_dir) / "steps"  # (run_dir.has_checkpoint looks there too)
+
+
+def candidates(run_dir: Path, plan: Plan) -> list[tuple[int, str]]:
+    """(optimizer step, path) of every checkpoint the indexes list, newest first (an epoch
+    checkpoint before a step checkpoint of the same step)."""
+    found = []
+    for kind, folder in ((1, checkpoint_dir(run_dir)), (0, step_dir(run_dir))):
+        index = tf.train.get_checkpoint_state(str(folder))
+        for path in index.all_model_checkpoint_paths if index else []:
+            number = int(path.rsplit("-", 1)[1])
+            step = number * plan.steps_per_epoch if kind else number
+            found.append((step, kind, path))
+    return [(step, path) for step, _, path in sorted(found, reverse=True)]
+
+
 def restore(run_dir: Path, model, optimizer, state: RunState, plan: Plan, *,
             broadcast: bool = True) -> int:
-    """Restores model, optimizer slots, epoch and step; returns the epoch to start from.
+    """Restores model, optimizer slots, epoch and step; returns the epoch to start from
+    (``state.step`` says how far into it).
 
     Rank 0 reads the checkpoint; with ``broadcast`` the other ranks receive it (no shared
     file system needed); without, the caller synchronizes them (elastic Horovod's state
@@ -54,26 +74,26 @@ def restore(run_dir: Path, model, optimizer, state: RunState, plan: Plan, *,
     build_optimizer_state(optimizer, model.trainable_variables)
     if broadcast:
         # Horovod: a refusal on rank 0 stops every rank with rank 0's message.
-        distributed.rank0_decides(lambda: restore_newest_good(run_dir, model, optimizer, state))
+        distributed.rank0_decides(
+            lambda: restore_newest_good(run_dir, model, optimizer, state, plan))
         # Horovod: every rank continues from rank 0's restored state.
         distributed.broadcast_variables(model.variables + optimizer_variables(optimizer)
                                         + [state.epoch, state.step])
     elif distributed.is_rank0():
-        restore_newest_good(run_dir, model, optimizer, state)
+        restore_newest_good(run_dir, model, optimizer, state, plan)
     optimizer.iterations.assign(int(state.step) * plan.accumulation_steps)
     return int(state.epoch)
 
 
-def restore_newest_good(run_dir: Path, model, optimizer, state: RunState) -> str:
-    """Restores the newest checkpoint that can be read into this model, skipping a damaged
-    one (a truncated or corrupt file) with a warning. Returns its path."""
+def restore_newest_good(run_dir: Path, model, optimizer, state: RunState, plan: Plan) -> str:
+    """Restores the newest checkpoint (epoch or step) that can be read into this model,
+    skipping a damaged one (a truncated or corrupt file) with a warning. Returns its path."""
     folder = checkpoint_dir(run_dir)
-    index = tf.train.get_checkpoint_state(str(folder))
-    candidates = list(reversed(index.all_model_checkpoint_paths)) if index else []
-    if not candidates:
+    paths = [path for _, path in candidates(run_dir, plan)]
+    if not paths:
         raise UsageError(f"--resume: {folder} lists no checkpoint to continue from.")
     failures = []
-    for path in candidates:
+    for path in paths:
         try:
             make_checkpoint(model, optimizer, state).restore(
                 path).assert_existing_objects_matched()
@@ -84,7 +104,9 @@ def restore_newest_good(run_dir: Path, model, optimizer, state: RunState) -> str
             print(f"WARNING: checkpoint {path} cannot be restored ({reason}); trying the "
                   f"previous one", file=sys.stderr, flush=True)
             continue
-        print(f"resumed from {path}: epoch {int(state.epoch)}, step {int(state.step)}",
+        into = int(state.step) - int(state.epoch) * plan.steps_per_epoch
+        where = f", {into} of its steps done" if into else ""
+        print(f"resumed from {path}: epoch {int(state.epoch)}, step {int(state.step)}{where}",
               flush=True)
         return path
     raise UsageError(
@@ -106,12 +128,15 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
     with the folder named; the checkpoints before it are untouched.
     """
 
-    def __init__(self, run_dir: Path, state: RunState, plan: Plan, keep: int):
+    def __init__(self, run_dir: Path, state: RunState, plan: Plan, keep: int, stop=None):
         super().__init__()
         self.run_dir, self.state, self.plan, self.keep = run_dir, state, plan, keep
+        self.stop = stop  # a StopOnSignal: an epoch cut short by a signal is not an epoch
         self.manager = None
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.stop is not None and self.stop.stopped:
+            return
         loss = (logs or {}).get("loss")
         if (loss is not None and not math.isfinite(loss)) or not weights_are_finite(self.model):
             print(f"not checkpointing epoch {epoch + 1}: the loss or the weights are not "
@@ -120,20 +145,60 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
         self.state.epoch.assign(epoch + 1)
         self.state.step.assign(int(self.model.optimizer.iterations)
                                // self.plan.accumulation_steps)
-        folder = checkpoint_dir(self.run_dir)
         if self.manager is None:
-            checkpoint = make_checkpoint(self.model, self.model.optimizer, self.state)
-            self.manager = tf.train.CheckpointManager(
-                checkpoint, folder, max_to_keep=self.keep, checkpoint_name="epoch")
-        try:
-            self.manager.save(checkpoint_number=epoch + 1)
-        except (tf.errors.OpError, OSError) as err:
-            if not disk_full(err):
-                raise
-            remove_partial_saves(folder)
-            raise disk_full_error(
-                folder, f"the checkpoint of epoch {epoch + 1}",
-                "continue with --resume (the checkpoints before it are intact)") from None
+            self.manager = manager(self.model, self.state, checkpoint_dir(self.run_dir),
+                                   "epoch", self.keep)
+        save(self.manager, epoch + 1, f"the checkpoint of epoch {epoch + 1}")
+
+
+def manager(model, state: RunState, folder: Path, name: str, keep: int):
+    return tf.train.CheckpointManager(make_checkpoint(model, model.optimizer, state), folder,
+                                      max_to_keep=keep, checkpoint_name=name)
+
+
+def save(checkpoints: tf.train.CheckpointManager, number: int, what: str) -> str:
+    """``checkpoints.save(number)``; a full disk leaves no partial files and stops the run."""
+    folder = Path(checkpoints.directory)
+    try:
+        return checkpoints.save(checkpoint_number=number)
+    except (tf.errors.OpError, OSError) as err:
+        if not disk_full(err):
+            raise
+        remove_partial_saves(folder)
+        raise disk_full_error(
+            folder, what,
+            "continue with --resume (the checkpoints before it are intact)") from None
+
+
+class StepCheckpoints(tf.keras.callbacks.Callback):
+    """Rank 0: a step checkpoint every ``every`` optimizer steps (0: none; not at an epoch's
+    end, which has its own), and ``save_now()`` for a run stopped by a signal."""
+
+    def __init__(self, run_dir: Path, state: RunState, plan: Plan, keep: int, every: int):
+        super().__init__()
+        self.run_dir, self.state, self.plan, self.keep, self.every = (
+            run_dir, state, plan, keep, every)
+        self.manager = None
+        self.last: tuple[int, str] | None = None  # (step, path) of the last save
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.every or (batch + 1) % self.plan.accumulation_steps:
+            return
+        step = int(self.model.optimizer.iterations) // self.plan.accumulation_steps
+        if step % self.every == 0 and step % self.plan.steps_per_epoch:
+            self.save_now()
+
+    def save_now(self) -> str:
+        step = int(self.model.optimizer.iterations) // self.plan.accumulation_steps
+        if self.last and self.last[0] == step:
+            return self.last[1]
+        self.state.step.assign(step)
+        self.state.epoch.assign(step // self.plan.steps_per_epoch)
+        if self.manager is None:
+            self.manager = manager(self.model, self.state, step_dir(self.run_dir), "step",
+                                   self.keep)
+        self.last = (step, save(self.manager, step, f"the checkpoint of step {step}"))
+        return self.last[1]
 
 
 def remove_partial_saves(folder: Path) -> None:

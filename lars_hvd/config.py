@@ -126,7 +126,9 @@ class RunConfig:
                                          "a progress line every N optimizer steps")
     progress_every_seconds: float = flag(60.0, "... and at least every S seconds (at a step's "
                                                "end; evaluation reports on its own)")
-    keep_checkpoints: int = flag(3, "checkpoints kept (one per epoch)")
+    keep_checkpoints: int = flag(3, "epoch checkpoints kept (and as many step checkpoints)")
+    checkpoint_every_steps: int = flag(0, "also checkpoint every N optimizer steps, mid-epoch "
+                                          "(0: at epoch ends only; a signal always does)")
 
 
 @dataclass
@@ -353,6 +355,8 @@ def validate(config: TrainConfig) -> None:
          f"--synthetic-examples must be > 0 (got {d.synthetic_examples})"),
         (r.log_every_steps > 0, f"--log-every-steps must be > 0 (got {r.log_every_steps})"),
         (r.keep_checkpoints > 0, f"--keep-checkpoints must be > 0 (got {r.keep_checkpoints})"),
+        (r.checkpoint_every_steps >= 0,
+         f"--checkpoint-every-steps must be >= 0 (got {r.checkpoint_every_steps})"),
         (r.progress_every_steps > 0,
          f"--progress-every-steps must be > 0 (got {r.progress_every_steps})"),
         (r.progress_every_seconds > 0,

@@ -101,12 +101,15 @@ def peak_memory_mb() -> float:
     return max(peaks)
 
 
-def report_bad_records(counter, limit: int) -> int | None:
-    """Prints, on rank 0, how many bad records all workers skipped (each was printed)."""
-    if counter is None:
+def report_bad_records(counters: list, limit: int) -> int | None:
+    """Prints, on rank 0, how many bad records all workers skipped (each was printed);
+    ``counters``: this worker's counters (one per input pipeline it built), or Nones."""
+    counters = [c for c in counters if c is not None]
+    if not counters:
         return None
+    mine = tf.add_n([tf.identity(c) for c in counters])
     # Horovod: every rank counted its own records.
-    total = int(distributed.allreduce_sum(tf.identity(counter)).numpy())
+    total = int(distributed.allreduce_sum(mine).numpy())
     if distributed.is_rank0():
         print(f"bad records skipped: {total} over all workers and epochs (limit {limit} per "
               f"worker; each is printed above as 'lars_hvd: skipped bad data')", flush=True)

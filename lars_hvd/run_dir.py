@@ -16,6 +16,7 @@ from lars_hvd.plan import Plan, plan_json
 
 # Settings that may differ between a run and its resumption.
 RESUMABLE_DIFFERENCES = {"run.resume", "run.run_dir", "run.log_every_steps",
+                         "run.checkpoint_every_steps",
                          "run.progress_every_steps", "run.progress_every_seconds",
                          "run.keep_checkpoints", "run.xla", "run.deterministic",
                          "evaluation.eval_batch_size", "evaluation.eval_every_epochs",
@@ -35,6 +36,12 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether an epoch or a step checkpoint of ``run_dir`` is listed in its index."""
+    folder = checkpoint_dir(run_dir)
+    return any(tf.train.latest_checkpoint(str(f)) for f in (folder, folder / "steps"))
+
+
 def prepare_run_dir(config: TrainConfig, plan: Plan) -> Path:
     """Rank 0: creates (or, with --resume, checks) the run directory and writes the plan.
 
@@ -44,7 +51,7 @@ def prepare_run_dir(config: TrainConfig, plan: Plan) -> Path:
     run_dir = Path(config.run.run_dir) if config.run.run_dir else default_run_dir()
     saved = run_dir / "plan.json"
     if config.run.resume:
-        if not saved.is_file() or tf.train.latest_checkpoint(checkpoint_dir(run_dir)) is None:
+        if not saved.is_file() or not has_checkpoint(run_dir):
             fix = ("start over with another --run-dir, or remove it yourself if nothing in "
                    "it is worth keeping" if run_dir.is_dir() and any(run_dir.iterdir())
                    else "drop --resume to start a new run there")

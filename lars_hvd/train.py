@@ -14,7 +14,7 @@ import os
 import sys
 
 from lars_hvd import config as config_lib
-from lars_hvd import errors
+from lars_hvd import errors, slurm
 from lars_hvd import plan as plan_lib
 from lars_hvd.presets import PRESETS
 
@@ -65,26 +65,45 @@ def main(argv=None, extra_callbacks=()):
         raise errors.UsageError("--world-size plans a --dry-run; a real run takes its size "
                                 "from horovodrun/mpirun.")
 
+    config, note = slurm.adopt_job(config)
+    if note and errors.launcher_rank() == 0:
+        print(note, flush=True)
     if config.run.xla and "tensorflow" not in sys.modules:
         # XLA reads its flags once, at TF start-up; without this one it clusters for GPUs only.
         flags = os.environ.get("TF_XLA_FLAGS", "")
         os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_cpu_global_jit".strip()
-    from lars_hvd import distributed  # (checks the stack: Keras 2, Horovod with TF)
+    from lars_hvd import distributed, preemption  # (checks the stack: Keras 2, Horovod + TF)
 
-    # Horovod: initialize before any TF op, so threads and GPUs are set for this rank.
-    distributed.init()
-    from lars_hvd import training
+    preemption.catch()  # a SIGTERM or SIGUSR1 from now on stops the run at a step, saved
+    try:
+        # Horovod: initialize before any TF op, so threads and GPUs are set for this rank.
+        distributed.init()
+        from lars_hvd import training
 
-    return training.run(config, extra_callbacks=extra_callbacks)
+        summary = training.run(config, extra_callbacks=extra_callbacks)
+    except preemption.Preempted:
+        raise  # (the signals stay ignored while the process leaves)
+    except BaseException:
+        preemption.release()
+        raise
+    preemption.release()
+    return summary
 
 
 def cli(argv=None) -> int:
-    """``main`` for the command line: a UsageError is one line and exit code 2; anything
-    else is a bug and keeps its traceback."""
+    """``main`` for the command line: a UsageError is one line and exit code 2; a run that a
+    signal stopped (and checkpointed) exits with 75, to be resumed; anything else is a bug
+    and keeps its traceback."""
     try:
         main(argv)
     except errors.UsageError as err:
         return errors.report(err, "lars_hvd.train")
+    except Exception as err:
+        from lars_hvd.preemption import EXIT_RESUMABLE, Preempted
+
+        if isinstance(err, Preempted):
+            return EXIT_RESUMABLE  # (rank 0 said so when it saved)
+        raise
     return 0
 
 

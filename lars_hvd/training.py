@@ -117,46 +117,66 @@ def prepare(config: TrainConfig) -> Run:
 
 
 def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary:
-    """Trains ``run.model`` from ``initial_epoch`` to the end of ``plan``, then evaluates."""
+    """Trains ``run.model`` from ``initial_epoch`` to the end of ``plan``, then evaluates.
+
+    A run resumed mid-epoch (from a step checkpoint) first finishes that epoch (one
+    ``model.fit`` over its remaining micro-batches, the data stream less those taken), then
+    goes on epoch by epoch. Raises ``Preempted`` when a signal stopped it."""
     model, config, run_dir = run.model, run.config, run.run_dir
-    data = make_datasets(config, plan, distributed.rank(), initial_epoch)
+    acc = plan.accumulation_steps
+    done = int(model.optimizer.iterations) // acc - initial_epoch * plan.steps_per_epoch
+    segments = [(initial_epoch, plan.epochs, 0)]
+    if done > 0:  # resumed mid-epoch: that epoch's rest, then the others
+        segments = [(initial_epoch, initial_epoch + 1, done),
+                    (initial_epoch + 1, plan.epochs, 0)][: 1 + (initial_epoch + 1 < plan.epochs)]
     verbose = 0
     if distributed.is_rank0():
         # A progress bar on a terminal; in a log file, one line per epoch from Keras and the
         # progress lines of callbacks.Progress.
         verbose = 1 if sys.stdout.isatty() else 2
-    evaluation = Evaluate(data.eval, plan, config.run.progress_every_seconds)
+    first = make_datasets(config, plan, distributed.rank(), initial_epoch, done * acc)
+    evaluation = Evaluate(first.eval, plan, config.run.progress_every_seconds)
+    every, stop = callbacks(config, plan, run_dir, run.state, evaluation,
+                            {initial_epoch: done})
     start = time.perf_counter()
-    steps_before = int(model.optimizer.iterations) // plan.accumulation_steps
+    steps_before = int(model.optimizer.iterations) // acc
+    losses, counters = [], []
     try:
-        with data_errors():
-            history = model.fit(
-                data.train, epochs=plan.epochs, initial_epoch=initial_epoch,
-                steps_per_epoch=plan.micro_steps_per_epoch, verbose=verbose,
-                callbacks=callbacks(config, plan, run_dir, run.state, evaluation)
-                + list(extra_callbacks))
+        for begin, end, skip in segments:
+            data = first if begin == initial_epoch else make_datasets(
+                config, plan, distributed.rank(), begin)
+            counters.append(data.bad_records)
+            with data_errors():
+                history = model.fit(
+                    data.train, epochs=end, initial_epoch=begin, verbose=verbose,
+                    steps_per_epoch=(plan.steps_per_epoch - skip) * acc,
+                    callbacks=every + list(extra_callbacks))
+            losses += history.history.get("loss", [])
+            if stop.stopped or model.stop_training:
+                break
     except OSError as err:  # the logs of rank 0 (checkpoints name their own folder)
         if not disk_full(err):
             raise
         raise disk_full_error(run_dir, "the run's logs", "continue with --resume") from None
+    if stop.stopped:
+        raise stop.stopped
     wall = time.perf_counter() - start
-    losses = history.history.get("loss", [])
     if losses and not math.isfinite(losses[-1]):
         raise TrainingDiverged(
             f"training stopped: the loss became {losses[-1]} in epoch {len(losses)}. Nothing "
             f"of that epoch was saved; the checkpoints of the epochs before it are in "
             f"{checkpoint_dir(run_dir)}. Lower --learning-rate or lengthen --warmup-epochs.")
-    steps = int(model.optimizer.iterations) // plan.accumulation_steps - steps_before
+    steps = int(model.optimizer.iterations) // acc - steps_before
     result = evaluation.last  # the last epoch is always evaluated
     recompute = config.evaluation.bn_recompute_examples
     if recompute:
         recompute_bn_statistics(model, data.train, recompute, plan.per_worker_batch)
-    if data.eval is not None and (recompute or result is None):
+    if first.eval is not None and (recompute or result is None):
         with data_errors():
-            result = evaluate(model, data.eval, batch_size=plan.eval_batch_size,
+            result = evaluate(model, first.eval, batch_size=plan.eval_batch_size,
                               every_seconds=config.run.progress_every_seconds,
                               say=lambda text: say(f"final {text}"))
-    report_bad_records(data.bad_records, config.data.max_bad_records)
+    report_bad_records(counters, config.data.max_bad_records)
     peak = peak_memory_mb()
     if plan.world_size > 1:
         check_replicas(model)

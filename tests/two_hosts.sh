@@ -17,21 +17,15 @@
 
 set -euo pipefail
 
+# shellcheck source=netns_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/netns_common.sh"
+
 NETNS=(lhvd-a lhvd-b)
 ADDRS=(10.233.7.1 10.233.7.2)
 
-die() { echo "two_hosts.sh: $*" >&2; exit 2; }
-
 check() {
-  [ "$(id -u)" = 0 ] || { echo "network namespaces need root (running as uid $(id -u))"; return 3; }
-  command -v ip >/dev/null || { echo "iproute2's ip is not installed"; return 3; }
-  command -v unshare >/dev/null || { echo "unshare (util-linux) is not installed"; return 3; }
+  check_netns || return 3
   [ -x /usr/sbin/sshd ] || { echo "sshd is not installed (apt-get install openssh-server)"; return 3; }
-  if ! ip netns add lhvd-probe 2>/dev/null; then
-    echo "ip netns add fails here (no CAP_SYS_ADMIN, or no network-namespace support)"
-    return 3
-  fi
-  ip netns del lhvd-probe
 }
 
 index_of() { case "$1" in a) echo 0 ;; b) echo 1 ;; *) die "host must be a or b (got '$1')" ;; esac; }
@@ -108,7 +102,7 @@ down() {
       rm -f "$dir/sshd_$ns.pid"
     fi
     # Anything still running inside the namespace (a stray rank) goes with it.
-    for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -9 "$pid" 2>/dev/null || true; done
+    kill_namespace_processes "$ns"
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
   done

@@ -62,9 +62,19 @@ def synthetic(plan: Plan, seed: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensors((x, y)).repeat()
 
 
-def make_datasets(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int = 0
-                  ) -> Datasets:
-    """This worker's training stream and evaluation shard."""
+def make_datasets(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int = 0,
+                  skip_micro_batches: int = 0) -> Datasets:
+    """This worker's training stream from ``initial_epoch`` on, less its first
+    ``skip_micro_batches`` (those a run resumed mid-epoch has taken already; an ImageNet
+    reader still reads and decodes them), and its evaluation shard."""
+    data = _make_datasets(config, plan, rank, initial_epoch)
+    if skip_micro_batches:
+        data.train = data.train.skip(skip_micro_batches)
+    return data
+
+
+def _make_datasets(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int
+                   ) -> Datasets:
     d = config.data
     if d.dataset == "synthetic":
         return Datasets(synthetic(plan, config.run.seed + rank), None)

@@ -1,0 +1,160 @@
+"""Stopping on a signal and resuming mid-epoch, exactly: in one process and under horovodrun.
+
+The Slurm side (sbatch, requeue, time limits, a lost node) is in tests/test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from run_horovod import wait_for
+
+from lars_hvd import horovodrun
+from lars_hvd.data import fashion_mnist
+from lars_hvd.preemption import EXIT_RESUMABLE, Preempted
+from lars_hvd.train import main
+
+pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
+                                reason="dataset-fashion-mnist is not installed")
+
+# 8 optimizer steps an epoch, 3 epochs; deterministic ops, so reruns are bitwise equal.
+FLAGS = ["--train-examples", "4096", "--global-batch-size", "512", "--epochs", "3",
+         "--warmup-epochs", "1", "--deterministic"]
+
+
+def final_tensors(run_dir: Path) -> dict[str, np.ndarray]:
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "epoch-3"))
+    # (save_counter counts one Checkpoint object's saves: bookkeeping, not training state)
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if not key.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))}
+
+
+class SignalAtStep(tf.keras.callbacks.Callback):
+    """Sends this process ``signum`` once, after optimizer step ``step``."""
+
+    def __init__(self, step: int, signum: int):
+        super().__init__()
+        self.step, self.signum, self.sent = step, signum, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.sent and int(self.model.optimizer.iterations) == self.step:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    main([*FLAGS, "--run-dir", str(run_dir)])
+    # A run that ends normally gives the signals back.
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    return run_dir
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM], ids=["USR1", "TERM"])
+def test_a_signal_mid_epoch_checkpoints_the_step_and_resumes_exactly(signum, uninterrupted,
+                                                                    tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Preempted) as stopped:
+        main([*FLAGS, "--run-dir", str(run_dir)], extra_callbacks=[SignalAtStep(11, signum)])
+    # Step 11 is the 3rd of epoch 2; the signal is seen at the next step boundary, step 12.
+    assert stopped.value.step == 12
+    assert stopped.value.checkpoint.endswith("steps/step-12")
+    out = capsys.readouterr().out
+    assert (f"lars_hvd.train: stopped by {signal.Signals(signum).name} after optimizer step "
+            f"12 of 24 (epoch 2, step 4 of 8)") in out
+    assert not (run_dir / "checkpoints" / "epoch-2.index").exists()  # not a whole epoch
+
+    main([*FLAGS, "--run-dir", str(run_dir), "--resume"])
+    out = capsys.readouterr().out
+    assert re.search(r"resumed from \S+steps/step-12: epoch 1, step 12, 4 of its steps done",
+                     out), out
+    assert re.search(r"epoch 2/3 step 5/8 \(62%\)", out), out  # the epoch goes on at step 5
+    whole, resumed = final_tensors(uninterrupted), final_tensors(run_dir)
+    assert sorted(whole) == sorted(resumed)
+    for key, value in whole.items():
+        np.testing.assert_array_equal(value, resumed[key], err_msg=key)
+
+
+def test_step_checkpoints_every_n_steps_keep_the_last_k(tmp_path):
+    run_dir = tmp_path / "run"
+    main([*FLAGS, "--epochs", "3", "--checkpoint-every-steps", "3", "--keep-checkpoints", "3",
+          "--run-dir", str(run_dir)])
+    steps = sorted(int(p.name.split("-")[1].split(".")[0])
+                   for p in (run_dir / "checkpoints" / "steps").glob("step-*.index"))
+    # Steps 3, 6, 9, 12, 15, 18, 21 (24 is an epoch's end, checkpointed as one); the last 3.
+    assert steps == [15, 18, 21]
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "steps" / "step-18"))
+    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 18
+    assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
+
+
+def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_path):
+    """SIGUSR1 to both workers of a -np 2 job mid-epoch: one step checkpoint, exit code 75
+    on both ranks, and the resumed run ends with the uninterrupted run's weights."""
+    # 32 steps an epoch (about 3 s here), so that the signal lands inside epoch 2.
+    argv = [sys.executable, "-m", "lars_hvd.train", *FLAGS, "--train-examples", "16384"]
+    whole = horovodrun.run([*argv, "--run-dir", str(tmp_path / "whole")], np_=2, timeout=300)
+    assert whole.returncode == 0, whole.stdout[-3000:]
+    digest = re.search(r"replicas agree: .*\(sha256 (\w+)\)", whole.stdout).group(1)
+
+    run_dir = tmp_path / "run"
+    cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
+           *argv, "--run-dir", str(run_dir)]
+    log = tmp_path / "job.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=horovodrun.env(2), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                stdin=subprocess.DEVNULL)
+    try:
+        wait_for(run_dir / "checkpoints" / "epoch-1.index", proc, poll=0.01)
+        workers = worker_pids(str(run_dir), exclude=proc.pid)
+        assert len(workers) == 2, workers
+        signalled = time.monotonic()
+        for pid in workers:
+            os.kill(pid, signal.SIGUSR1)
+        proc.wait(timeout=120)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert proc.returncode != 0, text[-3000:]
+    stop = re.search(r"\[0\]<stdout>:lars_hvd.train: stopped by SIGUSR1 after optimizer step "
+                     r"(\d+) of 96", text)
+    assert stop and 32 < int(stop.group(1)) < 64, text[-3000:]  # inside epoch 2
+    assert f"exit with status code {EXIT_RESUMABLE}" in text, text[-3000:]
+    assert took < 30, took  # within Slurm's default grace period
+    assert list((run_dir / "checkpoints" / "steps").glob("step-*.index"))
+
+    resumed = horovodrun.run([*argv, "--run-dir", str(run_dir), "--resume"], np_=2,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "resumed from" in resumed.stdout and "steps/step-" in resumed.stdout
+    assert f"(sha256 {digest})" in resumed.stdout, resumed.stdout[-3000:]
+
+
+def worker_pids(marker: str, exclude: int) -> list[int]:
+    """The training processes whose command line names ``marker`` (not the launcher)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == exclude:
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = [a.decode(errors="replace") for a in args]
+        launcher = any(Path(arg).name == "horovodrun" for arg in text)
+        if "lars_hvd.train" in text and marker in text and not launcher:
+            pids.append(int(entry.name))
+    return pids

@@ -1,0 +1,220 @@
+"""launch/slurm.sbatch on a real two-node Slurm cluster (tests/slurm_cluster.sh), submitted
+as a user submits it: training across both nodes through srun --mpi=pmix and through mpirun,
+a job signalled mid-epoch that requeues itself and ends as an uninterrupted one does, a job
+stopped by its time limit, and a lost node.
+
+Needs root and Debian's Slurm packages (CI installs them; elsewhere the tests skip with the
+reason, and under CI a skip is a failure).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from lars_hvd import horovodrun
+from lars_hvd.data import fashion_mnist
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER = REPO / "tests" / "slurm_cluster.sh"
+# The default job, small and deterministic: 32 optimizer steps an epoch.
+FLAGS = ["--train-examples", "16384", "--global-batch-size", "512", "--epochs", "4",
+         "--warmup-epochs", "1", "--deterministic"]
+
+
+def unavailable() -> str | None:
+    if not fashion_mnist.default_dir().is_dir():
+        return "dataset-fashion-mnist is not installed"
+    check = subprocess.run(["bash", str(CLUSTER), "check"], capture_output=True, text=True,
+                           check=False)
+    return None if check.returncode == 0 else (check.stdout + check.stderr).strip()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = unavailable()
+    if why and os.environ.get("CI"):
+        pytest.fail(f"CI must run the Slurm tests, but: {why}")
+    if why:
+        pytest.skip(why)
+    state = tmp_path_factory.mktemp("slurm")
+    subprocess.run(["bash", str(CLUSTER), "up", str(state)], check=True)
+    try:
+        yield Cluster(state, tmp_path_factory.mktemp("jobs"))
+    finally:
+        subprocess.run(["bash", str(CLUSTER), "down", str(state)], check=False)
+
+
+class Cluster:
+    def __init__(self, state: Path, jobs: Path):
+        self.state, self.jobs = state, jobs
+        self.env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf"),
+                    "LARS_HVD_PYTHON": str(horovodrun.BIN / "python"),
+                    "TF_CPP_MIN_LOG_LEVEL": "2"}
+        for name in [n for n in self.env if n.startswith(("SLURM_", "HOROVOD_"))]:
+            if name != "SLURM_CONF":
+                del self.env[name]
+
+    def submit(self, *sbatch_args: str, train: list[str], launcher: list[str] = ()) -> int:
+        """``sbatch ... launch/slurm.sbatch [LAUNCHER] -- TRAIN`` from the repository (where
+        a user submits it), the job working in this test's own folder."""
+        out = subprocess.run(
+            ["sbatch", "--parsable", "-N2", "--ntasks-per-node=1", f"--chdir={self.jobs}",
+             f"--output={self.jobs}/job-%j.out", *sbatch_args, "launch/slurm.sbatch",
+             *launcher, "--", *train],
+            cwd=REPO, env=self.env, capture_output=True, text=True, check=True).stdout
+        return int(out.strip().split(";")[0])
+
+    def job(self, job: int) -> dict[str, str]:
+        text = subprocess.run(["scontrol", "show", "job", str(job)], env=self.env,
+                              capture_output=True, text=True, check=True).stdout
+        return dict(re.findall(r"(\w+)=(\S*)", text))
+
+    def wait(self, job: int, *, timeout: float = 300, done=("COMPLETED", "FAILED",
+                                                            "CANCELLED", "TIMEOUT",
+                                                            "NODE_FAIL")) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.job(job)
+            if info["JobState"] in done:
+                return info
+            assert time.monotonic() < deadline, (info, self.output(job)[-4000:])
+            time.sleep(0.5)
+
+    def output(self, job: int) -> str:
+        path = self.jobs / f"job-{job}.out"
+        return path.read_text() if path.exists() else ""
+
+    def run_dir(self, job: int) -> Path:
+        return self.jobs / "runs" / f"slurm-{job}"
+
+    def signal(self, job: int, name: str) -> None:
+        subprocess.run(["scancel", f"--signal={name}", str(job)], env=self.env, check=True)
+
+
+def digest(output: str) -> str:
+    found = re.findall(r"replicas agree: trained weights bitwise identical on all 2 workers "
+                       r"\(sha256 (\w+)\)", output)
+    assert found, output[-4000:]
+    return found[-1]
+
+
+def wait_for_file(path: Path, cluster: Cluster, job: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, cluster.output(job)[-4000:]
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cluster) -> str:
+    job = cluster.submit(train=FLAGS)
+    info = cluster.wait(job)
+    out = cluster.output(job)
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), out[-4000:]
+    return out
+
+
+def test_sbatch_trains_across_both_nodes_through_srun(uninterrupted):
+    out = uninterrupted
+    assert "workers                  lhvd-s1 (rank 0), lhvd-s2 (rank 1)" in out, out[-4000:]
+    assert re.search(r"slurm: run directory runs/slurm-\d+ \(Slurm job \d+\)", out)
+    assert re.search(r"test accuracy 0\.\d+ \| .* world size 2", out), out[-4000:]
+    digest(out)
+
+
+def test_sbatch_trains_across_both_nodes_through_mpirun(cluster, uninterrupted):
+    job = cluster.submit(train=FLAGS, launcher=["--launcher", "mpirun"])
+    info = cluster.wait(job)
+    out = cluster.output(job)
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), out[-4000:]
+    assert "workers                  lhvd-s1 (rank 0), lhvd-s2 (rank 1)" in out, out[-4000:]
+    assert digest(out) == digest(uninterrupted)  # the same training, another launcher
+
+
+def first_step_after_resume(output: str) -> datetime:
+    after = output.split("requeued (restart 1)", 1)[1]
+    stamp = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) epoch \d+/\d+ step", after).group(1)
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")
+
+
+def test_a_signalled_job_requeues_itself_and_ends_as_an_uninterrupted_one(cluster,
+                                                                         uninterrupted):
+    job = cluster.submit(train=FLAGS)
+    wait_for_file(cluster.run_dir(job) / "checkpoints" / "epoch-1.index", cluster, job)
+    signalled = time.time()
+    cluster.signal(job, "USR1")
+    info = cluster.wait(job)
+    out = cluster.output(job)
+    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), \
+        out[-4000:]
+    stop = re.search(r"lars_hvd.train: stopped by SIGUSR1 after optimizer step (\d+) of 128",
+                     out)
+    assert stop and 32 < int(stop.group(1)) < 64, out[-4000:]  # inside epoch 2
+    assert f"requeueing job {job}" in out
+    assert re.search(rf"resumed from runs/slurm-{job}/checkpoints/steps/step-{stop.group(1)}",
+                     out), out[-4000:]
+    assert digest(out) == digest(uninterrupted)
+    saved = (cluster.run_dir(job) / "checkpoints" / "steps" /
+             f"step-{stop.group(1)}.index").stat().st_mtime
+    print(f"\nsignal to checkpoint: {saved - signalled:.1f} s; requeued job's first step "
+          f"{(first_step_after_resume(out) - datetime.fromtimestamp(saved)).total_seconds():.0f}"
+          f" s after the checkpoint (Slurm's requeue delay: the credential lifetime, "
+          f"cred_expire=10 s here)")
+    assert saved - signalled < 30  # within Slurm's default grace period
+
+
+def test_a_job_at_its_time_limit_checkpoints_and_continues_after_requeue(cluster):
+    """--time=1 with the early signal 30 s before the limit (Slurm sends it up to a minute
+    early, by its event resolution): a training of about 70 s is stopped, checkpoints,
+    requeues itself and goes on, as often as it takes, and finishes."""
+    flags = [*FLAGS, "--epochs", "40"]
+    job = cluster.submit("--time=1", "--signal=B:USR1@30", train=flags)
+    info = cluster.wait(job, timeout=600)
+    out = cluster.output(job)
+    assert info["JobState"] == "COMPLETED" and int(info["Restarts"]) >= 1, out[-4000:]
+    assert "lars_hvd: SIGUSR1 for job" in out  # the batch script passed it on
+    assert re.search(r"stopped by SIGUSR1 after optimizer step \d+ of 1280", out), out[-4000:]
+    assert re.search(r"resumed from runs/slurm-\d+/checkpoints/(steps/step|epoch)-\d+", out)
+    assert re.search(r"test accuracy 0\.\d+ .* world size 2", out), out[-4000:]
+
+
+def test_a_killed_rank_ends_the_job_and_the_next_submission_resumes(cluster):
+    job = cluster.submit(train=FLAGS)
+    run_dir = cluster.run_dir(job)
+    wait_for_file(run_dir / "checkpoints" / "epoch-1.index", cluster, job)
+    killed = time.monotonic()
+    ranks = [pid for pid in namespace_pids("lhvd-s2") if b"lars_hvd.train" in cmdline(pid)]
+    assert len(ranks) == 1, ranks
+    os.kill(ranks[0], 9)  # the rank on lhvd-s2 dies (as on an out-of-memory kill)
+    info = cluster.wait(job, timeout=120)
+    took = time.monotonic() - killed
+    out = cluster.output(job)
+    assert info["JobState"] == "FAILED" and info["ExitCode"] != "0:0", (info, out[-4000:])
+    assert took < 60, took  # nothing hangs: srun --kill-on-bad-exit ends the job
+    # The user submits again into the same run directory.
+    again = cluster.submit(train=[*FLAGS, "--run-dir", str(run_dir), "--resume"])
+    info = cluster.wait(again)
+    out = cluster.output(again)
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), out[-4000:]
+    assert re.search(r"resumed from \S+/checkpoints/(epoch|steps/step)-\d+", out), out[-4000:]
+    print(f"\na killed rank ended the job in {took:.1f} s")
+
+
+def namespace_pids(namespace: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True,
+                         check=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
