@@ -5,6 +5,7 @@ last good checkpoint; a damaged latest checkpoint falls back to the one before."
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,7 +90,9 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
         f"the kill came too late ({epoch_seconds / 4:.2f} s into an epoch of {epoch_seconds:.2f} s)"
 
     out = finish(start([*RUN, "--run-dir", str(killed), "--resume"]))
-    assert "resumed from" in out and "epoch-1: epoch 1" in out, out[-3000:]
+    # From epoch 1's checkpoint, or from the step checkpoint the workers wrote on their way
+    # out: horovodrun's per-worker middleman, killed, sends its worker a SIGTERM.
+    assert re.search(r"resumed from \S+(/epoch-1|/steps/step-\d+): epoch 1", out), out[-3000:]
     a, b = checkpoint_tensors(uninterrupted, 3), checkpoint_tensors(killed, 3)
     assert a.keys() == b.keys() and len(a) > 20
     different = [k for k in a if not np.array_equal(a[k], b[k])]

@@ -142,7 +142,9 @@ def _imagenet(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int) ->
         evaluation = imagenet.eval_dataset(
             validation_files, options, rank=rank, world_size=plan.world_size,
             batch_size=plan.eval_batch_size, counter=counter,
-            max_examples=eval_quota(plan.eval_examples, rank, plan.world_size))
+            # (a subset only when asked for: the workers' parts of the whole set may differ)
+            max_examples=None if plan.eval_examples >= plan.eval_set_examples else
+            eval_quota(plan.eval_examples, rank, plan.world_size))
     return Datasets(train, evaluation, bad_records=counter)
 
 
