@@ -202,14 +202,15 @@ def horovod_without_tf(tmp: Path) -> Outcome:
 
 
 def eval_out_of_memory(tmp: Path) -> Outcome:
-    """ResNet-50 at 224 px trains one step at batch 2, then evaluates 2,048 images at once
-    under a 6 GB address-space limit."""
+    """ResNet-50 at 224 px trains one step at batch 2, then evaluates 8,192 images at once
+    (4.9 GB for the batch alone) under a 7.5 GB address-space limit: the batch's single
+    large allocation fails, with room left for everything else."""
     data = tmp / "data"
-    for split, count in (("train", 2), ("validation", 2048)):
+    for split, count in (("train", 2), ("validation", 8192)):
         make_tfrecords_quietly(data, split, count)
     return train(tmp, "--dataset", "imagenet", "--data-dir", str(data), "--model", "resnet50",
                  "--global-batch-size", "2", "--epochs", "1", "--warmup-epochs", "0",
-                 "--eval-batch-size", "2048", *run_dir(tmp), memory_limit=6 * 2**30)
+                 "--eval-batch-size", "8192", *run_dir(tmp), memory_limit=15 * 2**29)
 
 
 def make_tfrecords_quietly(data: Path, split: str, count: int) -> None:
@@ -344,9 +345,9 @@ CASES = [
     Case("a float flag that is not a number (`--weight-decay nan`)",
          lambda t: train(t, *SMALL, "--weight-decay", "nan", *run_dir(t)), 2,
          r"--weight-decay must be a finite number \(got nan\)", r"^nothing"),
-    Case("an evaluation batch too large for memory (`--eval-batch-size 2048`, ResNet-50, "
-         "a 6 GB limit)", eval_out_of_memory, 2,
-         r"^lars_hvd.train: error: evaluation ran out of memory at --eval-batch-size 2048 per "
+    Case("an evaluation batch too large for memory (`--eval-batch-size 8192`, ResNet-50, "
+         "a 7.5 GB limit)", eval_out_of_memory, 2,
+         r"^lars_hvd.train: error: evaluation ran out of memory at --eval-batch-size 8192 per "
          r"worker \([^)]*\); lower --eval-batch-size", r"checkpoints of epochs \[1\]$"),
     Case("a disk that fills while a checkpoint is written (root: a 2.6 MB tmpfs)",
          disk_full, 2,
