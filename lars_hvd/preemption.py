@@ -2,57 +2,22 @@
 
 Slurm sends SIGTERM at a job's time limit, on ``scancel`` and on preemption (then SIGKILL
 after its ``KillWait``, 30 s by default), and any signal early with ``--signal``. Every rank
-catches SIGTERM and SIGUSR1; at the next optimizer-step boundary all ranks agree to stop (one
-collective, so that no rank saves while another trains on), rank 0 writes a checkpoint of
-that step, every rank waits for it, and the run exits with ``EXIT_RESUMABLE``: stopped, to be
-resumed with ``--resume`` (a requeued Slurm job resumes by itself).
+notes SIGTERM and SIGUSR1 from start-up (``lars_hvd.signals``); at the next optimizer-step
+boundary all ranks agree to stop (one collective, so that no rank saves while another trains
+on), rank 0 writes a checkpoint of that step, every rank waits for it, and the run exits with
+``signals.EXIT_RESUMABLE``: stopped, to be resumed with ``--resume`` (a requeued Slurm job
+resumes by itself).
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 
 import tensorflow as tf
 
-from lars_hvd import distributed
+from lars_hvd import distributed, signals
 from lars_hvd.plan import Plan
-
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-EXIT_RESUMABLE = 75  # EX_TEMPFAIL of sysexits.h: a temporary failure, run it again
-
-_received: list[int] = []  # the signals caught since catch()
-
-
-def catch() -> None:
-    """From now on SIGTERM and SIGUSR1 are noted, not fatal (``python -m lars_hvd.train``
-    calls it first: a signal while the model is built stops the run at its first step)."""
-    _received.clear()
-    for signum in SIGNALS:
-        signal.signal(signum, _note)
-
-
-def release() -> None:
-    """SIGTERM and SIGUSR1 are the default (fatal) again."""
-    for signum in SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
-
-
-def _note(signum, frame) -> None:
-    _received.append(signum)
-
-
-class Preempted(Exception):
-    """The run stopped on a signal after checkpointing its current step."""
-
-    def __init__(self, signal_name: str, step: int, plan: Plan, checkpoint: str):
-        epoch, into = divmod(step, plan.steps_per_epoch)
-        super().__init__(
-            f"stopped by {signal_name} after optimizer step {step} of {plan.total_steps} "
-            f"(epoch {epoch + 1}, step {into} of {plan.steps_per_epoch}); checkpoint "
-            f"{checkpoint}. Continue with the same flags and --resume (a requeued Slurm job "
-            f"resumes by itself).")
-        self.step, self.checkpoint = step, checkpoint
+from lars_hvd.signals import Preempted
 
 
 class StopOnSignal(tf.keras.callbacks.Callback):
@@ -66,19 +31,19 @@ class StopOnSignal(tf.keras.callbacks.Callback):
         self.caught_here = False
 
     def on_train_begin(self, logs=None):
-        if signal.getsignal(signal.SIGUSR1) is not _note:  # (not caught since start-up)
-            catch()
+        if not signals.caught():  # (fit called from Python, not by python -m lars_hvd.train)
+            signals.catch()
             self.caught_here = True
 
     def on_train_batch_end(self, batch, logs=None):
         if self.stopped or (batch + 1) % self.plan.accumulation_steps:
             return  # stopped already, or mid-accumulation: not a step boundary
-        # Horovod: every rank learns whether any rank was signalled, at the same step.
-        signalled = distributed.allreduce_sum(tf.constant(1 if _received else 0, tf.int32))
-        if int(signalled) == 0:
+        # Horovod: every rank learns which signals any rank caught, at the same step.
+        seen = distributed.allreduce_sum(tf.constant(signals.noted(), tf.int32)).numpy()
+        if not seen.any():
             return
         step = int(self.model.optimizer.iterations) // self.plan.accumulation_steps
-        name = signal.Signals(_received[0]).name if _received else "a signal on a peer"
+        name = signals.names(seen)
         path = None
         if self.save_step:
             path = self.save_step()
@@ -91,11 +56,9 @@ class StopOnSignal(tf.keras.callbacks.Callback):
         self.model.stop_training = True
         # From here on the process leaves with EXIT_RESUMABLE. A launcher's SIGTERM to the
         # ranks still running (srun --kill-on-bad-exit, when the first rank has left) must not
-        # turn that exit code into a death by signal: ignore them (Python's shutdown resets a
-        # handler of its own to the default, but leaves an ignored signal ignored).
-        for signum in SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
+        # turn that exit code into a death by signal.
+        signals.ignore()
 
     def on_train_end(self, logs=None):
         if self.caught_here and not self.stopped:  # (stopped: they stay ignored, see above)
-            release()
+            signals.release()

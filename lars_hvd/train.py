@@ -14,7 +14,7 @@ import os
 import sys
 
 from lars_hvd import config as config_lib
-from lars_hvd import errors, slurm
+from lars_hvd import errors, signals, slurm
 from lars_hvd import plan as plan_lib
 from lars_hvd.presets import PRESETS
 
@@ -65,6 +65,19 @@ def main(argv=None, extra_callbacks=()):
         raise errors.UsageError("--world-size plans a --dry-run; a real run takes its size "
                                 "from horovodrun/mpirun.")
 
+    # Before TensorFlow loads (seconds): a SIGTERM or SIGUSR1 from now on stops the run at an
+    # optimizer step, checkpointed, instead of killing this rank mid-import.
+    signals.catch()
+    try:
+        return _train(config, extra_callbacks)
+    except signals.Preempted:
+        raise  # (the signals stay ignored while the process leaves)
+    except BaseException:
+        signals.release()
+        raise
+
+
+def _train(config, extra_callbacks):
     config, note = slurm.adopt_job(config)
     if note and errors.launcher_rank() == 0:
         print(note, flush=True)
@@ -72,21 +85,14 @@ def main(argv=None, extra_callbacks=()):
         # XLA reads its flags once, at TF start-up; without this one it clusters for GPUs only.
         flags = os.environ.get("TF_XLA_FLAGS", "")
         os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_cpu_global_jit".strip()
-    from lars_hvd import distributed, preemption  # (checks the stack: Keras 2, Horovod + TF)
+    from lars_hvd import distributed  # (checks the stack: Keras 2, Horovod + TF)
 
-    preemption.catch()  # a SIGTERM or SIGUSR1 from now on stops the run at a step, saved
-    try:
-        # Horovod: initialize before any TF op, so threads and GPUs are set for this rank.
-        distributed.init()
-        from lars_hvd import training
+    # Horovod: initialize before any TF op, so threads and GPUs are set for this rank.
+    distributed.init()
+    from lars_hvd import training
 
-        summary = training.run(config, extra_callbacks=extra_callbacks)
-    except preemption.Preempted:
-        raise  # (the signals stay ignored while the process leaves)
-    except BaseException:
-        preemption.release()
-        raise
-    preemption.release()
+    summary = training.run(config, extra_callbacks=extra_callbacks)
+    signals.release()
     return summary
 
 
@@ -98,12 +104,8 @@ def cli(argv=None) -> int:
         main(argv)
     except errors.UsageError as err:
         return errors.report(err, "lars_hvd.train")
-    except Exception as err:
-        from lars_hvd.preemption import EXIT_RESUMABLE, Preempted
-
-        if isinstance(err, Preempted):
-            return EXIT_RESUMABLE  # (rank 0 said so when it saved)
-        raise
+    except signals.Preempted:
+        return signals.EXIT_RESUMABLE  # (rank 0 said so when it saved)
     return 0
 
 

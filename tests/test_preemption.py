@@ -20,7 +20,7 @@ from run_horovod import wait_for
 
 from lars_hvd import horovodrun
 from lars_hvd.data import fashion_mnist
-from lars_hvd.preemption import EXIT_RESUMABLE, Preempted
+from lars_hvd.signals import EXIT_RESUMABLE, Preempted
 from lars_hvd.train import main
 
 pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
@@ -108,13 +108,8 @@ def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_p
     digest = re.search(r"replicas agree: .*\(sha256 (\w+)\)", whole.stdout).group(1)
 
     run_dir = tmp_path / "run"
-    cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
-           *argv, "--run-dir", str(run_dir)]
     log = tmp_path / "job.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, env=horovodrun.env(2), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                stdin=subprocess.DEVNULL)
+    proc = start_horovodrun([*argv, "--run-dir", str(run_dir)], log)
     try:
         wait_for(run_dir / "checkpoints" / "epoch-1.index", proc, poll=0.01)
         workers = worker_pids(str(run_dir), exclude=proc.pid)
@@ -141,6 +136,58 @@ def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_p
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert "resumed from" in resumed.stdout and "steps/step-" in resumed.stdout
     assert f"(sha256 {digest})" in resumed.stdout, resumed.stdout[-3000:]
+
+
+def test_a_signal_while_tensorflow_loads_stops_the_run_at_its_first_step(tmp_path):
+    """Slurm's early warning can come while a rank still imports TensorFlow: the ranks catch
+    it from before that import, stop after their first step with a checkpoint and exit 75."""
+    run_dir = tmp_path / "run"
+    log = tmp_path / "job.log"
+    proc = start_horovodrun([sys.executable, "-m", "lars_hvd.train", *FLAGS, "--run-dir",
+                             str(run_dir)], log)
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while len(workers) < 2 or not all(map(catches_usr1, workers)):
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            workers = worker_pids(str(run_dir), exclude=proc.pid)
+            time.sleep(0.005)
+        loaded = [pid for pid in workers if b"libtensorflow" in read(f"/proc/{pid}/maps")]
+        for pid in workers:
+            os.kill(pid, signal.SIGUSR1)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert not loaded, f"ranks {loaded} caught SIGUSR1 only after TensorFlow had loaded"
+    assert "lars_hvd.train: stopped by SIGUSR1 after optimizer step 1 of 24" in text, \
+        text[-3000:]
+    assert f"exit with status code {EXIT_RESUMABLE}" in text, text[-3000:]
+    assert (run_dir / "checkpoints" / "steps" / "step-1.index").exists()
+
+
+def start_horovodrun(argv: list[str], log: Path) -> subprocess.Popen:
+    """``horovodrun -np 2 --gloo ARGV`` in its own session, its output into ``log``."""
+    cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", *argv]
+    with open(log, "w") as out:
+        return subprocess.Popen(cmd, env=horovodrun.env(2), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                stdin=subprocess.DEVNULL)
+
+
+def catches_usr1(pid: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for SIGUSR1 (/proc: SigCgt)."""
+    status = read(f"/proc/{pid}/status").decode()
+    caught = re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.MULTILINE)
+    return bool(caught) and bool(int(caught.group(1), 16) >> (signal.SIGUSR1 - 1) & 1)
+
+
+def read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
 
 
 def worker_pids(marker: str, exclude: int) -> list[int]:

@@ -26,6 +26,7 @@ CLUSTER = REPO / "tests" / "slurm_cluster.sh"
 # The default job, small and deterministic: 32 optimizer steps an epoch.
 FLAGS = ["--train-examples", "16384", "--global-batch-size", "512", "--epochs", "4",
          "--warmup-epochs", "1", "--deterministic"]
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
 
 
 def unavailable() -> str | None:
@@ -76,13 +77,15 @@ class Cluster:
                               capture_output=True, text=True, check=True).stdout
         return dict(re.findall(r"(\w+)=(\S*)", text))
 
-    def wait(self, job: int, *, timeout: float = 300, done=("COMPLETED", "FAILED",
-                                                            "CANCELLED", "TIMEOUT",
-                                                            "NODE_FAIL")) -> dict:
+    def wait(self, job: int, *, timeout: float = 300, done=FINAL) -> dict[str, str]:
+        """Waits until the job's state is one of ``done``; returns ``scontrol show job``."""
+        return self.wait_until(job, lambda info: info["JobState"] in done, timeout)
+
+    def wait_until(self, job: int, ready, timeout: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while True:
             info = self.job(job)
-            if info["JobState"] in done:
+            if ready(info):
                 return info
             assert time.monotonic() < deadline, (info, self.output(job)[-4000:])
             time.sleep(0.5)
@@ -168,6 +171,72 @@ def test_a_signalled_job_requeues_itself_and_ends_as_an_uninterrupted_one(cluste
           f" s after the checkpoint (Slurm's requeue delay: the credential lifetime, "
           f"cred_expire=10 s here)")
     assert saved - signalled < 30  # within Slurm's default grace period
+
+
+def test_a_signal_while_the_job_starts_is_not_fatal(cluster, uninterrupted):
+    """Slurm's early warning comes up to a minute early, so it can reach the job as it starts
+    (ranks importing TensorFlow): the job stops at its first step, requeues, and ends as an
+    uninterrupted one."""
+    job = cluster.submit(train=FLAGS)
+    cluster.wait(job, timeout=60, done=("RUNNING",))
+    time.sleep(0.3)  # (the batch script has started; srun or the ranks are starting)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", str(job)], env=cluster.env,
+                   check=True)
+    info = cluster.wait(job)
+    out = cluster.output(job)
+    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), \
+        out[-4000:]
+    assert ("stopped by SIGUSR1 after optimizer step 1 of 128" in out
+            or "before the ranks started: not starting them" in out), out[-4000:]
+    assert f"requeueing job {job}" in out
+    assert digest(out) == digest(uninterrupted)
+
+
+def test_a_job_at_its_time_limit_checkpoints_and_continues_after_requeue(cluster):
+    """--time=1: Slurm's SIGTERM at the limit (60-90 s in, Slurm checks every 30 s) stops the
+    ranks at a step with a checkpoint inside the grace period (KillWait=30 s); the script
+    requeues the job and it finishes from that step."""
+    # About 120 s of training, so that the limit falls mid-run. The early warning is made a
+    # harmless SIGURG here, so that what stops the job is the time limit itself.
+    train = [*FLAGS[:4], "--epochs", "200", "--warmup-epochs", "1", "--deterministic",
+             "--eval-every-epochs", "200"]
+    job = cluster.submit("--time=1", "--signal=B:URG@1", train=train)
+    info = cluster.wait_until(job, lambda i: i["Restarts"] != "0" or i["JobState"] in FINAL,
+                              timeout=240)
+    if info["JobState"] not in FINAL:
+        # The requeued job gets a longer limit (as from an admin), to finish in one go.
+        subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=10"], env=cluster.env,
+                       check=True)
+    info = cluster.wait(job, timeout=240)
+    out = cluster.output(job)
+    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), \
+        out[-4000:]
+    limit = re.search(rf"JOB {job} ON \S+ CANCELLED AT (\S+) DUE TO TIME LIMIT", out)
+    stop = re.search(r"lars_hvd.train: stopped by SIGTERM after optimizer step (\d+) of 6400",
+                     out)
+    assert limit and stop and 0 < int(stop.group(1)) < 6400, out[-4000:]
+    assert f"requeueing job {job}" in out
+    assert re.search(rf"resumed from runs/slurm-{job}/checkpoints/steps/step-{stop.group(1)}",
+                     out), out[-4000:]
+    saved = (cluster.run_dir(job) / "checkpoints" / "steps" /
+             f"step-{stop.group(1)}.index").stat().st_mtime
+    took = saved - datetime.fromisoformat(limit.group(1)).timestamp()
+    print(f"\ntime limit to checkpoint: {took:.1f} s (step {stop.group(1)} of 6400)")
+    assert took < 30  # within the grace period
+
+
+def test_a_cancelled_job_checkpoints_and_stays_cancelled(cluster):
+    """scancel: the ranks checkpoint their step (SIGTERM) but the job is not requeued."""
+    job = cluster.submit(train=FLAGS)
+    wait_for_file(cluster.run_dir(job) / "checkpoints" / "epoch-1.index", cluster, job)
+    subprocess.run(["scancel", str(job)], env=cluster.env, check=True)
+    info = cluster.wait(job, timeout=60)
+    time.sleep(2)  # (the end of the batch script's output)
+    out = cluster.output(job)
+    assert (info["JobState"], info["Restarts"]) == ("CANCELLED", "0"), out[-4000:]
+    assert "lars_hvd.train: stopped by SIGTERM after optimizer step" in out, out[-4000:]
+    assert f"job {job} is ending (COMPLETING None): not requeued here" in out, out[-4000:]
+    assert list((cluster.run_dir(job) / "checkpoints" / "steps").glob("step-*.index"))
 
 
 def test_a_killed_rank_ends_the_job_and_the_next_submission_resumes(cluster):
