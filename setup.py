@@ -1,8 +1,11 @@
 """Packaging for lars_hvd.
 
-TensorFlow is chosen through an extra because the CPU and GPU builds are different
-distributions: ``pip install -e .[cpu]`` (the default that ``make install`` uses) or
-``pip install -e .[gpu]``. Horovod is built from source *after* TensorFlow by
+TensorFlow is chosen through an extra, one per stack (docs/stacks.md) and build: the pinned
+stack ``.[cpu]`` / ``.[gpu]`` (TensorFlow 2.15.1, Python 3.10-3.11) or the current one
+``.[current-cpu]`` / ``.[current-gpu]`` (TensorFlow 2.21 with tf-keras, Python 3.10-3.13;
+with ``current-cpu`` install ``tf-keras`` with ``--no-deps``, as ``make install`` does, or it
+replaces tensorflow-cpu by the full ``tensorflow``). ``crosscheck`` is tensorflow-addons, for
+the tests on the pinned stack only. Horovod is built from source *after* TensorFlow by
 ``make install`` (``.ci/install.sh``), so it is not a pip requirement here: pip would try to
 build it in an isolated environment without TensorFlow and get a Horovod without TF ops.
 
@@ -13,7 +16,8 @@ anyone's ``sys.path``.
 
 from setuptools import setup
 
-TF_VERSION = "2.15.1"
+PINNED_TF = "2.15.1"
+CURRENT_TF = "2.21.0"
 
 setup(
     name="lars_hvd",
@@ -22,18 +26,24 @@ setup(
         "LARS (You, Gitman, Ginsburg 2017) for TensorFlow/Keras 2, trained at a fixed "
         "global batch with Horovod"
     ),
-    python_requires=">=3.10,<3.12",
+    python_requires=">=3.10,<3.14",
     packages=["lars_hvd", "lars_hvd.data", "lars_hvd.bench", "lars_hvd.study", "lars_hvd.models"],
     package_dir={"lars_hvd": "lars_hvd", "lars_hvd.models": "models"},
     install_requires=[
-        "numpy<2",
+        "numpy",  # (each TensorFlow bounds it: < 2 for 2.15, >= 1.26 for 2.21)
         "mpi4py",
         "matplotlib",
         "pillow",  # make_tfrecords reads and re-encodes source images
     ],
     extras_require={
-        "cpu": [f"tensorflow-cpu=={TF_VERSION}", "tensorflow-addons==0.23.0"],
-        "gpu": [f"tensorflow[and-cuda]=={TF_VERSION}", "tensorflow-addons==0.23.0"],
+        "cpu": [f"tensorflow-cpu=={PINNED_TF}"],
+        "gpu": [f"tensorflow[and-cuda]=={PINNED_TF}"],
+        # (TensorFlow 2.21 no longer brings TensorBoard, which tf.summary needs)
+        "current-cpu": [f"tensorflow-cpu=={CURRENT_TF}", "tensorboard==2.21.0"],  # + tf-keras
+
+        "current-gpu": [f"tensorflow[and-cuda]=={CURRENT_TF}", f"tf-keras=={CURRENT_TF}",
+                        "tensorboard==2.21.0"],
+        "crosscheck": ["tensorflow-addons==0.23.0"],
         "test": ["pytest>=8", "ruff==0.17.6", "pyyaml"],
     },
 )

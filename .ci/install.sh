@@ -1,31 +1,50 @@
 #!/usr/bin/env bash
 # Installs lars_hvd and its whole stack into .venv/ at the repo root; `make install` runs it.
 #
-#   bash .ci/install.sh            # CPU stack (tensorflow-cpu), Horovod with MPI + Gloo
-#   GPU=1 bash .ci/install.sh      # tensorflow[and-cuda], Horovod with NCCL (needs CUDA)
+#   bash .ci/install.sh                  # the stack for this Python, CPU (tensorflow-cpu)
+#   STACK=current bash .ci/install.sh    # TensorFlow 2.21 + tf-keras 2.21 (Keras 2 API)
+#   STACK=pinned bash .ci/install.sh     # TensorFlow 2.15.1 (Keras 2.15), Python 3.10-3.11
+#   GPU=1 bash .ci/install.sh            # tensorflow[and-cuda], Horovod with NCCL (needs CUDA)
 #
-# Steps: Debian packages -> .venv -> pinned TensorFlow stack -> Horovod built from source
-# against that TensorFlow (wheel cached outside the repo) -> lars_hvd (editable) ->
-# `horovodrun --check-build` must show TensorFlow, MPI and Gloo. Safe to run again.
+# Two stacks, one code base (docs/stacks.md). "pinned" is TensorFlow 2.15.1, whose tf.keras
+# is Keras 2.15; it has wheels for Python <= 3.11 only. "current" is TensorFlow 2.21 with
+# tf-keras 2.21, the Keras 2 API that TensorFlow ships for code like Horovod's Keras wrapper
+# (Keras 3, TF's default since 2.16, silently breaks it); lars_hvd sets TF_USE_LEGACY_KERAS=1.
+# STACK=auto (the default) takes pinned on Python 3.10-3.11 and current on 3.12-3.13.
+#
+# Steps: Debian packages -> .venv -> the TensorFlow stack -> Horovod built from source
+# against that TensorFlow (wheel cached outside the repo, per stack) -> lars_hvd (editable)
+# -> `horovodrun --check-build` must show TensorFlow, MPI and Gloo. Safe to run again.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 GPU=${GPU:-0}
-TF_VERSION=2.15.1
+STACK=${STACK:-auto}
+PINNED_TF=2.15.1
+CURRENT_TF=2.21.0
 HOROVOD_VERSION=0.28.1
 
-say() { printf '\n==> %s\n' "$*"; }
+say() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*"; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 
-# 1. Python: TensorFlow 2.15 publishes wheels for CPython 3.9-3.11; lars_hvd needs 3.10+.
-command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found. Install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv) or set PYTHON=/path/to/python3.11."
+# 1. Python and the stack: TensorFlow 2.15 has wheels for CPython 3.9-3.11, 2.21 for
+#    3.10-3.13; lars_hvd needs 3.10+.
+command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found. Install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv) or set PYTHON=/path/to/python3."
 pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-case "$pyver" in
-  3.10|3.11) ;;
-  *) die "Python $pyver ($PYTHON) is not supported: lars_hvd needs Python >= 3.10, and TensorFlow $TF_VERSION (pinned because Horovod's Keras integration needs Keras 2) ships wheels for Python <= 3.11. Run again with PYTHON=python3.11." ;;
+case "$STACK:$pyver" in
+  auto:3.10|auto:3.11) STACK=pinned ;;
+  auto:3.12|auto:3.13) STACK=current ;;
+  pinned:3.10|pinned:3.11|current:3.10|current:3.11|current:3.12|current:3.13) ;;
+  pinned:3.12|pinned:3.13) die "STACK=pinned needs Python 3.10 or 3.11 (TensorFlow $PINNED_TF has no wheels for Python $pyver). Use STACK=current (TensorFlow $CURRENT_TF + tf-keras), or PYTHON=python3.11." ;;
+  auto:*|pinned:*|current:*) die "Python $pyver ($PYTHON) is not supported: lars_hvd needs Python 3.10-3.13 (the TensorFlow wheels it can use). Run again with PYTHON=python3.11 (or 3.12, 3.13)." ;;
+  *) die "STACK must be auto, pinned or current (got '$STACK')." ;;
 esac
+if [ "$STACK" = pinned ]; then TF_VERSION=$PINNED_TF; else TF_VERSION=$CURRENT_TF; fi
+if [ -f "$VENV/.lars_hvd-stack" ] && [ "$(cat "$VENV/.lars_hvd-stack")" != "$STACK" ]; then
+  die "$VENV holds the $(cat "$VENV/.lars_hvd-stack") stack, not $STACK. Install the $STACK stack into another environment (make install STACK=$STACK uses .venv-$STACK), or remove $VENV first."
+fi
 
 # 2. System packages: Open MPI (Horovod's MPI controller and mpi4py), the Fashion-MNIST
 #    data set (the offline default), and a C++ toolchain for the Horovod build.
@@ -57,11 +76,21 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=23" "setuptools>=69" wheel
 
-# 4. The pinned stack. Horovod must see TensorFlow at build time, so TF comes first.
+# 4. The TensorFlow stack. Horovod must see TensorFlow at build time, so TF comes first.
 extra=cpu
 [ "$GPU" = 1 ] && extra=gpu
-say "Installing the pinned stack (.[${extra},test]: TensorFlow $TF_VERSION, tensorflow-addons, mpi4py, pytest, ruff)"
-"${PIP[@]}" install -q -e ".[${extra},test]"
+if [ "$STACK" = pinned ]; then
+  # tensorflow-addons imports on this stack only: the test suite checks our LAMB against it.
+  say "Installing the pinned stack (.[${extra},test,crosscheck]: TensorFlow $TF_VERSION, mpi4py, pytest, ruff, tensorflow-addons)"
+  "${PIP[@]}" install -q -e ".[${extra},test,crosscheck]"
+else
+  say "Installing the current stack (.[current-${extra},test]: TensorFlow $TF_VERSION, tf-keras $TF_VERSION, mpi4py, pytest, ruff)"
+  "${PIP[@]}" install -q -e ".[current-${extra},test]"
+  # tf-keras requires `tensorflow`; beside tensorflow-cpu that would pull in the full CUDA
+  # wheel over it. Its only dependency is TensorFlow itself, installed just above.
+  "${PIP[@]}" install -q --no-deps "tf-keras==$TF_VERSION"
+fi
+echo "$STACK" > "$VENV/.lars_hvd-stack"
 
 # 5. Horovod from source, against the TensorFlow just installed; the wheel is cached.
 export HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITH_MPI=1
@@ -85,8 +114,26 @@ else
     mkdir -p "$(dirname "$CACHE")"
     tmp=$(mktemp -d "$(dirname "$CACHE")/.build.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
+    src=horovod==$HOROVOD_VERSION
+    if [ "$STACK" = current ]; then
+      # TensorFlow >= 2.19 moved or stopped shipping the headers that horovod/tensorflow/
+      # xla_mpi_ops.cc includes (XLA's builder, highwayhash, farmhash, LLVM); that file's body
+      # is compiled only for GPU builds, so a CPU build drops it from the build. Upstream's
+      # fix is unreleased: https://github.com/horovod/horovod/pull/4302
+      "${PIP[@]}" download -q --no-deps --no-binary :all: -d "$tmp" "$src"
+      tar -xzf "$tmp/horovod-$HOROVOD_VERSION.tar.gz" -C "$tmp"
+      src="$tmp/horovod-$HOROVOD_VERSION"
+      lists="$src/horovod/tensorflow/CMakeLists.txt"
+      grep -q 'xla_mpi_ops.cc' "$lists" || die "the Horovod patch no longer applies: $lists does not name xla_mpi_ops.cc"
+      if [ "$GPU" = 1 ]; then
+        say "WARNING: a GPU build without xla_mpi_ops.cc is untested (no XLA Horovod ops)"
+      fi
+      sed -i '/xla_mpi_ops\.cc/d' "$lists"
+      say "Patched Horovod $HOROVOD_VERSION for TensorFlow $TF_VERSION: xla_mpi_ops.cc left out of $lists"
+    fi
     MAKEFLAGS="-j$(nproc)" "${PIP[@]}" wheel --no-build-isolation --no-deps --no-cache-dir \
-      -w "$tmp" "horovod==$HOROVOD_VERSION"
+      -w "$tmp" "$src"
+    rm -rf "$tmp/horovod-$HOROVOD_VERSION" "$tmp/horovod-$HOROVOD_VERSION.tar.gz"
     # Publish the cache entry atomically: a killed build never leaves a half wheel behind.
     rm -rf "$CACHE"
     mv "$tmp" "$CACHE"

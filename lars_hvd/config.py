@@ -74,7 +74,7 @@ class ModelConfig:
 @dataclass
 class OptimizerConfig:
     optimizer: str = flag("lars", "lars (ours), sgd (Keras SGD + momentum), lamb "
-                                  "(tensorflow-addons)", OPTIMIZERS)
+                                  "(lars_hvd.lamb)", OPTIMIZERS)
     momentum: float = flag(0.9, "momentum (lars, sgd)")
     nesterov: bool = flag(False, "Nesterov momentum (lars, sgd)")
     weight_decay: float = flag(5e-4, "weight decay: coupled L2 for lars (its "

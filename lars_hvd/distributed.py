@@ -13,10 +13,12 @@ import os
 
 import tensorflow as tf
 
+from lars_hvd import compat
 from lars_hvd.errors import UsageError
-from lars_hvd.stack import check_horovod_tensorflow, check_keras
+from lars_hvd.stack import check_horovod_tensorflow, check_keras, check_tf_keras
 
 check_keras(tf.keras)
+check_tf_keras(tf.__version__)
 check_horovod_tensorflow()
 
 import horovod.tensorflow as hvd_tf  # noqa: E402  (after the stack checks)
@@ -212,7 +214,7 @@ def callbacks(root_rank: int = 0) -> list[tf.keras.callbacks.Callback]:
         # Horovod: make all ranks' model and optimizer state rank 0's.
         hvd.callbacks.BroadcastGlobalVariablesCallback(root_rank),
         # Horovod: log metrics averaged over all ranks, not rank 0's shard alone.
-        hvd.callbacks.MetricAverageCallback(),
+        compat.metric_average_callback(hvd),
     ]
 
 

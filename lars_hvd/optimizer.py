@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
 
+from lars_hvd import compat
 from lars_hvd.stack import check_keras
 
 check_keras(tf.keras)
@@ -64,18 +65,10 @@ def trust_ratio(
     return tf.where(both_positive, ratio, tf.ones_like(ratio))
 
 
-def _l2_norm(tensor):
+def l2_norm(tensor):
     # One fused pass over the tensor (tf.nn.l2_loss = sum(x**2) / 2), no temporary the size
     # of the tensor: the norms are LARS's only extra memory traffic over SGD.
     return tf.sqrt(2.0 * tf.nn.l2_loss(tensor))
-
-
-def _in_xla_compilation() -> bool:
-    """True while tracing inside an XLA compilation (``jit_compile=True``)."""
-    # Keras 2.15's own helper (the stack is pinned; imported after check_keras has run).
-    from keras.src.utils.control_flow_util import GraphOrParentsInXlaContext
-
-    return GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def _l2_norms(weight, grad):
@@ -86,11 +79,11 @@ def _l2_norms(weight, grad):
     fused into it, never materialized), which XLA splits across two threads (the effect is
     measured by ``python -m lars_hvd.bench optimizer``).
     """
-    if _in_xla_compilation():
+    if compat.in_xla_compilation():
         stacked = tf.stack([tf.reshape(weight, [-1]), tf.reshape(grad, [-1])])
         squares = tf.reduce_sum(tf.square(stacked), axis=1)
         return tf.sqrt(squares[0]), tf.sqrt(squares[1])
-    return _l2_norm(weight), _l2_norm(grad)
+    return l2_norm(weight), l2_norm(grad)
 
 
 def _handle(variable):
@@ -98,7 +91,7 @@ def _handle(variable):
     return getattr(variable, "_variable", variable).handle
 
 
-def _compile_patterns(patterns, argument: str) -> list[str]:
+def compile_patterns(patterns, argument: str) -> list[str]:
     if patterns is None:
         return []
     if isinstance(patterns, str):
@@ -120,6 +113,41 @@ def _compile_patterns(patterns, argument: str) -> list[str]:
                 f"{argument} holds an invalid regular expression {pattern!r}: {err}."
             ) from err
     return patterns
+
+
+def exclusions(weight_decay, layer_adaptation) -> tuple[list[str], list[str]]:
+    """The checked ``exclude_from_weight_decay`` and ``exclude_from_layer_adaptation``
+    patterns; the second defaults to the first."""
+    decay = compile_patterns(weight_decay, "exclude_from_weight_decay")
+    if layer_adaptation is None:
+        return decay, decay
+    return decay, compile_patterns(layer_adaptation, "exclude_from_layer_adaptation")
+
+
+def refuse_base_weight_decay(kwargs: dict, how: str) -> None:
+    """The Keras base class's ``weight_decay`` is a separate, decoupled decay: refused, so
+    that it cannot be mixed up with the optimizer's own ``weight_decay_rate``."""
+    if kwargs.get("weight_decay"):  # the base config round-trips it as None or 0
+        raise ValueError(
+            f"{how}; pass it as weight_decay_rate=..., not weight_decay (the Keras base "
+            f"class's decoupled decay). Received: weight_decay={kwargs['weight_decay']!r}.")
+
+
+def check_learning_rate(learning_rate) -> None:
+    if isinstance(learning_rate, (int, float)) and not learning_rate >= 0:
+        raise ValueError(f"learning_rate must be >= 0 (or a LearningRateSchedule). "
+                         f"Received: learning_rate={learning_rate!r}.")
+
+
+def check_weight_decay_rate(weight_decay_rate) -> None:
+    if not isinstance(weight_decay_rate, (int, float)) or not weight_decay_rate >= 0:
+        raise ValueError(f"weight_decay_rate must be a float >= 0. "
+                         f"Received: weight_decay_rate={weight_decay_rate!r}.")
+
+
+def patterns_match(patterns: Iterable[str], variable) -> bool:
+    """Whether a regular expression of ``patterns`` is found in ``variable.name``."""
+    return any(re.search(pattern, variable.name) for pattern in patterns)
 
 
 @tf.keras.utils.register_keras_serializable(package="lars_hvd")
@@ -197,27 +225,15 @@ class LARS(tf.keras.optimizers.Optimizer):
         name: str = "LARS",
         **kwargs,
     ):
-        if kwargs.get("weight_decay"):  # the base config round-trips it as None or 0
-            raise ValueError(
-                "LARS couples weight decay into the gradient before the trust ratio; pass it "
-                "as weight_decay_rate=..., not weight_decay (the Keras base class's decoupled "
-                f"decay). Received: weight_decay={kwargs['weight_decay']!r}."
-            )
+        refuse_base_weight_decay(kwargs, "LARS couples weight decay into the gradient before "
+                                         "the trust ratio")
         super().__init__(name=name, **kwargs)
-        if isinstance(learning_rate, (int, float)) and not learning_rate >= 0:
-            raise ValueError(
-                f"learning_rate must be >= 0 (or a LearningRateSchedule). "
-                f"Received: learning_rate={learning_rate!r}."
-            )
+        check_learning_rate(learning_rate)
         if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
             raise ValueError(
                 f"momentum must be a float in [0, 1). Received: momentum={momentum!r}."
             )
-        if not isinstance(weight_decay_rate, (int, float)) or not weight_decay_rate >= 0:
-            raise ValueError(
-                f"weight_decay_rate must be a float >= 0. "
-                f"Received: weight_decay_rate={weight_decay_rate!r}."
-            )
+        check_weight_decay_rate(weight_decay_rate)
         if not isinstance(trust_coefficient, (int, float)) or not trust_coefficient > 0:
             raise ValueError(
                 f"trust_coefficient must be a float > 0 (the paper uses 0.001). "
@@ -241,14 +257,8 @@ class LARS(tf.keras.optimizers.Optimizer):
         self.epsilon = float(epsilon)
         self.nesterov = bool(nesterov)
         self.trust_ratio_mode = trust_ratio_mode
-        self.exclude_from_weight_decay = _compile_patterns(
-            exclude_from_weight_decay, "exclude_from_weight_decay"
-        )
-        self.exclude_from_layer_adaptation = (
-            self.exclude_from_weight_decay
-            if exclude_from_layer_adaptation is None
-            else _compile_patterns(exclude_from_layer_adaptation, "exclude_from_layer_adaptation")
-        )
+        self.exclude_from_weight_decay, self.exclude_from_layer_adaptation = exclusions(
+            exclude_from_weight_decay, exclude_from_layer_adaptation)
         self.exclude_low_rank = bool(exclude_low_rank)
         self.record_trust_ratios = bool(record_trust_ratios)
 
@@ -257,7 +267,7 @@ class LARS(tf.keras.optimizers.Optimizer):
     def _excluded(self, variable, patterns: Iterable[str]) -> bool:
         if self.exclude_low_rank and variable.shape.rank is not None and variable.shape.rank <= 1:
             return True
-        return any(re.search(pattern, variable.name) for pattern in patterns)
+        return patterns_match(patterns, variable)
 
     def uses_weight_decay(self, variable) -> bool:
         """Whether ``variable`` gets the coupled weight decay."""

@@ -12,6 +12,7 @@ import re
 import tensorflow as tf
 
 from lars_hvd.config import OptimizerConfig, TrainConfig
+from lars_hvd.lamb import LAMB
 from lars_hvd.optimizer import LARS
 from lars_hvd.plan import Plan
 from lars_hvd.schedules import PerOptimizerStep, warmup_then_decay
@@ -43,7 +44,7 @@ def build_schedule(config: TrainConfig, plan: Plan):
 
 def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
                    record_trust_ratios: bool = True):
-    """LARS, Keras SGD with momentum, or LAMB (tensorflow-addons), as ``o`` says.
+    """LARS, Keras SGD with momentum, or LAMB (lars_hvd.lamb), as ``o`` says.
 
     Args:
       learning_rate: a float or a Keras ``LearningRateSchedule``.
@@ -64,10 +65,8 @@ def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
             weight_decay=o.weight_decay or None,
         )
     if o.optimizer == "lamb":
-        import tensorflow_addons as tfa
-
-        return tfa.optimizers.LAMB(
-            learning_rate=learning_rate, weight_decay=o.weight_decay,
+        return LAMB(
+            learning_rate=learning_rate, weight_decay_rate=o.weight_decay,
             exclude_from_weight_decay=list(excluded),
             exclude_from_layer_adaptation=list(excluded),
         )
@@ -106,10 +105,7 @@ def loss_function(num_classes: int, label_smoothing: float):
 def build_optimizer_state(optimizer, variables) -> None:
     """Creates the optimizer's slots now (to restore, broadcast or trace them before step 1:
     slots created inside a first call make a tf.function trace twice)."""
-    if hasattr(optimizer, "build"):
-        optimizer.build(variables)
-    else:  # Keras's legacy OptimizerV2 (tensorflow-addons LAMB)
-        optimizer._create_all_weights(variables)
+    optimizer.build(variables)
 
 
 def optimizer_variables(optimizer) -> list:

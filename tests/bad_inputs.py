@@ -45,19 +45,20 @@ class Case:
 
 
 def train(tmp: Path, *args: str, pythonpath: Path | None = None,
-          memory_limit: int | None = None) -> Outcome:
+          memory_limit: int | None = None, python: Path | None = None,
+          env_extra: dict[str, str] | None = None) -> Outcome:
     """``python -m lars_hvd.train ARGS`` in ``tmp``; ``memory_limit``: an address-space limit
     in bytes (``ulimit -v``), under which TensorFlow reports running out of memory as an
-    error instead of the kernel killing the process."""
+    error instead of the kernel killing the process; ``python``: another environment's."""
     import resource
 
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath),
                                                           env.get("PYTHONPATH")]))
     limit = None if memory_limit is None else (
         lambda: resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit)))
-    result = subprocess.run([sys.executable, "-m", "lars_hvd.train", *args],
+    result = subprocess.run([str(python or sys.executable), "-m", "lars_hvd.train", *args],
                             capture_output=True, text=True, env=env, cwd=tmp, timeout=300,
                             check=False, preexec_fn=limit)
     return Outcome(result.returncode, result.stdout + result.stderr, describe(tmp))
@@ -201,6 +202,46 @@ def horovod_without_tf(tmp: Path) -> Outcome:
     return train(tmp, *SMALL, *run_dir(tmp), pythonpath=site)
 
 
+# The current stack's environment (make install STACK=current), for the rows of its broken
+# combinations; the suite itself runs on the pinned stack.
+CURRENT_PYTHON = Path(__file__).resolve().parent.parent / ".venv-current" / "bin" / "python"
+
+
+def needs_current() -> str | None:
+    if not CURRENT_PYTHON.exists():
+        return f"the current stack is not installed ({CURRENT_PYTHON}: make install STACK=current)"
+    return None
+
+
+def current_without_tf_keras(tmp: Path) -> Outcome:
+    """The current stack as if tf-keras were not installed: a `sitecustomize` makes
+    ``import tf_keras`` fail (and find_spec find nothing), so TensorFlow 2.21 gives Keras 3."""
+    site = tmp / "no-tf-keras-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['tf_keras'] = None\n")
+    return train(tmp, *SMALL, *run_dir(tmp), pythonpath=site, python=CURRENT_PYTHON)
+
+
+def current_with_tf_keras_of_another_tf(tmp: Path) -> Outcome:
+    """The current stack with the package metadata of tf-keras 2.20.0 first on PYTHONPATH
+    (what ``pip install tf-keras`` of another release leaves)."""
+    info = tmp / "site" / "tf_keras-2.20.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tf-keras\nVersion: 2.20.0\n")
+    return train(tmp, *SMALL, *run_dir(tmp), pythonpath=info.parent, python=CURRENT_PYTHON)
+
+
+def horovod_of_another_tf(tmp: Path) -> Outcome:
+    """The pinned stack's Horovod (built against TensorFlow 2.15.1, this environment's)
+    first on the current stack's PYTHONPATH."""
+    import horovod
+
+    site = tmp / "horovod-site"
+    shutil.copytree(Path(horovod.__file__).parent, site / "horovod",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return train(tmp, *SMALL, *run_dir(tmp), pythonpath=site, python=CURRENT_PYTHON)
+
+
 def eval_out_of_memory(tmp: Path) -> Outcome:
     """ResNet-50 at 224 px trains one step at batch 2, then evaluates 8,192 images at once
     (4.9 GB for the batch alone) under a 7.5 GB address-space limit: the batch's single
@@ -326,6 +367,26 @@ CASES = [
            r"tf.keras resolves to Keras 3\.3\.3[^\n]*never averages"),
           ("Horovod built without TensorFlow", horovod_without_tf,
            r"Horovod \S+ was built without TensorFlow[^\n]*HOROVOD_WITH_TENSORFLOW")]),
+    # The current stack's wrong combinations (TensorFlow 2.21 + tf-keras 2.21).
+    *(Case(name, run, 2, rf"^lars_hvd.train: error: {message}", r"^nothing",
+           needs=needs_current) for name, run, message in [
+          ("the current stack without tf-keras (TensorFlow 2.21's tf.keras is then Keras 3)",
+           current_without_tf_keras,
+           r"tf.keras resolves to Keras 3\.[^\n]*Fix: install tf-keras for this TensorFlow: "
+           r"pip install --no-deps tf-keras==2\.21\.\*"),
+          ("`TF_USE_LEGACY_KERAS=0` on the current stack",
+           lambda t: train(t, *SMALL, *run_dir(t), python=CURRENT_PYTHON,
+                           env_extra={"TF_USE_LEGACY_KERAS": "0"}),
+           r"tf.keras resolves to Keras 3\.[^\n]*TF_USE_LEGACY_KERAS=0 keeps TensorFlow on "
+           r"Keras 3: unset it"),
+          ("tf-keras of another TensorFlow (its metadata says 2.20.0) beside TensorFlow 2.21",
+           current_with_tf_keras_of_another_tf,
+           r"tf-keras 2\.20\.0 is installed beside TensorFlow 2\.21\.0[^\n]*--no-deps "
+           r"tf-keras==2\.21\.\*"),
+          ("Horovod built against another TensorFlow (the pinned stack's, on the current one)",
+           horovod_of_another_tf,
+           r"Horovod 0\.28\.1 was built against another TensorFlow \(2\.15\.1\) than the "
+           r"installed 2\.21\.0\. Fix: rebuild it")]),
     Case("a file where a folder is expected (`--run-dir notes.txt`)",
          file_as_folder("--run-dir"), 2,
          r"^lars_hvd.train: error: invalid configuration: --run-dir \S*notes.txt is a file, "

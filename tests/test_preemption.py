@@ -146,21 +146,24 @@ def test_a_signal_while_tensorflow_loads_stops_the_run_at_its_first_step(tmp_pat
     proc = start_horovodrun([sys.executable, "-m", "lars_hvd.train", *FLAGS, "--run-dir",
                              str(run_dir)], log)
     try:
+        # Each rank is signalled the moment /proc shows it catching SIGUSR1, and whether
+        # TensorFlow was mapped into it by then is noted.
         deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while len(workers) < 2 or not all(map(catches_usr1, workers)):
+        loaded: dict[int, bool] = {}
+        while len(loaded) < 2:
             assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            workers = worker_pids(str(run_dir), exclude=proc.pid)
+            for pid in worker_pids(str(run_dir), exclude=proc.pid):
+                if pid not in loaded and catches_usr1(pid):
+                    loaded[pid] = b"libtensorflow" in read(f"/proc/{pid}/maps")
+                    os.kill(pid, signal.SIGUSR1)
             time.sleep(0.005)
-        loaded = [pid for pid in workers if b"libtensorflow" in read(f"/proc/{pid}/maps")]
-        for pid in workers:
-            os.kill(pid, signal.SIGUSR1)
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     text = log.read_text()
-    assert not loaded, f"ranks {loaded} caught SIGUSR1 only after TensorFlow had loaded"
+    late = [pid for pid, was_loaded in loaded.items() if was_loaded]
+    assert not late, f"ranks {late} caught SIGUSR1 only after TensorFlow had loaded"
     assert "lars_hvd.train: stopped by SIGUSR1 after optimizer step 1 of 24" in text, \
         text[-3000:]
     assert f"exit with status code {EXIT_RESUMABLE}" in text, text[-3000:]

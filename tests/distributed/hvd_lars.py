@@ -188,3 +188,20 @@ def test_fp16_compressed_allreduce_is_close_to_fp32_and_identical_on_every_rank(
                                                     strict=True)]
     assert max(errors) < FP16_ALLREDUCE_TOLERANCE, errors
     assert max(errors) > 0, "the fp16 run equals the fp32 run: nothing was compressed"
+
+
+def test_metric_average_callback_logs_the_mean_over_ranks():
+    """Horovod's MetricAverageCallback (through distributed.callbacks()) on this stack: a
+    metric that is the rank itself is logged as the mean over ranks, 0.5, on every rank."""
+    model = make_model(seed=0)
+    rank_metric = tf.keras.metrics.MeanMetricWrapper(
+        lambda y_true, y_pred: tf.fill(tf.shape(y_true)[:1], float(RANK)), name="rank")
+    model.compile(optimizer=distributed.distributed_optimizer(LARS(**LARS_KW)), loss=LOSS,
+                  metrics=[rank_metric])
+    seen = []
+    record = tf.keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(logs["rank"]))
+    x, y = rank_data(RANK)
+    model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+              callbacks=[*distributed.callbacks(), record])
+    assert seen == [0.5, 0.5], seen  # unaveraged: [0.0, 0.0] on rank 0, [1.0, 1.0] on rank 1

@@ -1,0 +1,132 @@
+"""LAMB (lars_hvd.lamb) against a NumPy reference and, on the pinned stack, against
+tensorflow-addons' LAMB; its config round trip and input checks."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from lars_reference import relative_error
+
+from lars_hvd.lamb import LAMB
+
+STEPS = 6
+PATTERNS = ["bias", "skip_me"]  # found in tfa's names (no ":0") and in ours alike
+PINNED = tf.__version__.startswith("2.15.")
+
+
+def make_variables():
+    """Adapted, excluded (bias, regex), zero-weight and zero-gradient variables."""
+    rng = np.random.default_rng(1)
+    init = {
+        "dense/kernel": rng.normal(size=(5, 4)),
+        "dense/bias": rng.normal(size=(4,)),
+        "skip_me/kernel": rng.normal(size=(3, 3)),
+        "zero/kernel": np.zeros((2, 3)),  # ||w|| = 0 -> trust = 1
+        "frozen/kernel": rng.normal(size=(2, 2)),  # zero gradients -> ||u|| = 0 -> trust = 1
+    }
+    return [tf.Variable(value.astype(np.float32), name=name) for name, value in init.items()]
+
+
+def gradients_for(step: int, variables) -> list[np.ndarray]:
+    rng = np.random.default_rng(200 + step)
+    grads = []
+    for variable in variables:
+        g = rng.normal(scale=0.5, size=variable.shape).astype(np.float32)
+        grads.append(np.zeros_like(g) if variable.name.startswith("frozen") else g)
+    return grads
+
+
+def lamb_reference(weights, grads_per_step, lr, beta_1, beta_2, epsilon, weight_decay_rate,
+                   excluded):
+    """Algorithm 2 of You et al. 2019 in float64, step t = 1, 2, ..."""
+    w = [x.astype(np.float64) for x in weights]
+    m = [np.zeros_like(x) for x in w]
+    v = [np.zeros_like(x) for x in w]
+    for t, grads in enumerate(grads_per_step, start=1):
+        for i, g in enumerate(grads):
+            g = g.astype(np.float64)
+            m[i] = beta_1 * m[i] + (1 - beta_1) * g
+            v[i] = beta_2 * v[i] + (1 - beta_2) * g * g
+            u = (m[i] / (1 - beta_1**t)) / (np.sqrt(v[i] / (1 - beta_2**t)) + epsilon)
+            trust = 1.0
+            if not excluded[i]:
+                u = u + weight_decay_rate * w[i]
+                w_norm, u_norm = np.linalg.norm(w[i]), np.linalg.norm(u)
+                trust = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+            w[i] = w[i] - lr * trust * u
+    return w
+
+
+@pytest.mark.parametrize("weight_decay_rate", [0.0, 0.01])
+def test_matches_numpy_reference(weight_decay_rate):
+    lr, beta_1, beta_2, epsilon = 0.05, 0.9, 0.99, 1e-6
+    variables = make_variables()
+    start = [v.numpy() for v in variables]
+    optimizer = LAMB(learning_rate=lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                     weight_decay_rate=weight_decay_rate, exclude_from_weight_decay=PATTERNS)
+    all_grads = [gradients_for(step, variables) for step in range(STEPS)]
+    for grads in all_grads:
+        optimizer.apply_gradients(zip([tf.constant(g) for g in grads], variables, strict=True))
+    excluded = [any(p in v.name for p in PATTERNS) for v in variables]
+    expected = lamb_reference(start, all_grads, lr, beta_1, beta_2, epsilon, weight_decay_rate,
+                              excluded)
+    for variable, want, before in zip(variables, expected, start, strict=True):
+        if not variable.name.startswith("frozen"):
+            assert not np.allclose(variable.numpy(), before), variable.name  # it moved
+        assert relative_error(variable.numpy(), want) < 1e-5, variable.name
+
+
+def test_layer_adaptation_changes_the_step():
+    """Guards the comparison above: the trust ratio makes adapted layers step differently."""
+    grads = [tf.constant(g) for g in gradients_for(0, make_variables())]
+    adapted, plain = make_variables(), make_variables()
+    LAMB(learning_rate=0.05).apply_gradients(zip(grads, adapted, strict=True))
+    LAMB(learning_rate=0.05, exclude_from_layer_adaptation=[".*"]).apply_gradients(
+        zip(grads, plain, strict=True))
+    assert not np.allclose(adapted[0].numpy(), plain[0].numpy())
+
+
+@pytest.mark.skipif(not PINNED, reason="tensorflow-addons imports on the pinned stack only")
+@pytest.mark.parametrize("weight_decay_rate", [0.0, 0.01])
+def test_matches_tensorflow_addons(weight_decay_rate):
+    """The LAMB that the study used before: the same weights within 1e-6 after 6 steps."""
+    import tensorflow_addons as tfa  # (make install puts it on the pinned stack: .[crosscheck])
+
+    ours_vars, theirs_vars = make_variables(), make_variables()
+    kwargs = dict(learning_rate=0.05, beta_1=0.9, beta_2=0.99, epsilon=1e-6,
+                  exclude_from_weight_decay=PATTERNS)
+    ours = LAMB(weight_decay_rate=weight_decay_rate, **kwargs)
+    theirs = tfa.optimizers.LAMB(weight_decay=weight_decay_rate, **kwargs)
+    for step in range(STEPS):
+        grads = gradients_for(step, ours_vars)
+        ours.apply_gradients(zip([tf.constant(g) for g in grads], ours_vars, strict=True))
+        theirs.apply_gradients(zip([tf.constant(g) for g in grads], theirs_vars, strict=True))
+    for a, b in zip(ours_vars, theirs_vars, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-6, err_msg=a.name)
+
+
+def test_config_round_trip_and_serialization():
+    schedule = tf.keras.optimizers.schedules.PolynomialDecay(0.01, 100, 0.0, power=2.0)
+    optimizer = LAMB(learning_rate=schedule, beta_2=0.98, weight_decay_rate=0.01,
+                     exclude_from_weight_decay=["bias"], exclude_from_layer_adaptation=["bn"])
+    config = optimizer.get_config()
+    again = LAMB.from_config(copy.deepcopy(config))  # (from_config rewrites its argument)
+    assert again.get_config() == config
+    restored = tf.keras.optimizers.deserialize(tf.keras.optimizers.serialize(optimizer))
+    assert isinstance(restored, LAMB) and restored.get_config() == config
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    (dict(learning_rate=-1.0), "learning_rate=-1.0"),
+    (dict(beta_1=1.0), "beta_1=1.0"),
+    (dict(epsilon=0.0), "epsilon=0.0"),
+    (dict(weight_decay_rate=-0.1), "weight_decay_rate=-0.1"),
+    (dict(weight_decay=0.1), "weight_decay=0.1"),
+    (dict(exclude_from_weight_decay="bias"), "exclude_from_weight_decay='bias'"),
+])
+def test_bad_arguments_are_named(kwargs, named):
+    with pytest.raises(ValueError, match=named.replace("(", r"\(").replace(".", r"\.")):
+        LAMB(**kwargs)
