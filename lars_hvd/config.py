@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the resolved plan and exit (no data, no Horovod job)")
     parser.add_argument("--world-size", type=int, default=None,
                         help="with --dry-run: plan for this many workers (default: 1)")
+    parser.add_argument("--hardware", metavar="PROFILE", default=None,
+                        help="with --dry-run: project step, epoch and run time on this "
+                             "hardware (`--hardware list` shows the profiles; docs/cost.md)")
+    parser.add_argument("--network-gbits", type=float, default=None,
+                        help="with --hardware: a node's network in Gb/s, all its adapters "
+                             "(default: the profile's)")
     parser.add_argument("--plot-lr", metavar="FILE.png", default=None,
                         help="draw the resolved learning-rate schedule to FILE.png and exit")
     groups = {}

@@ -49,14 +49,38 @@ def plot_schedule(config, plan, path: str) -> None:
     plt.close(fig)
 
 
+def projection(config, plan, hardware: str, network_gbits: float | None) -> str:
+    """What ``plan`` costs on ``hardware`` (lars_hvd.cost: published numbers, no TF)."""
+    from lars_hvd import cost
+
+    if network_gbits is not None and not network_gbits > 0:
+        raise errors.UsageError(f"--network-gbits must be > 0 (got {network_gbits:g}).")
+    p = cost.project(cost.hardware(hardware, network_gbits), config.model.model,
+                     plan.world_size, plan.per_worker_batch, plan.accumulation_steps,
+                     fp16_allreduce=config.run.fp16_allreduce)
+    return cost.describe(p, plan.steps_per_epoch, plan.total_steps)
+
+
 def main(argv=None, extra_callbacks=()):
     """Runs the training command line ``argv``; returns the Summary (None for --dry-run)."""
     config, args = config_lib.parse_args(argv)
+    if args.hardware == "list":
+        from lars_hvd import cost
+
+        print(cost.describe_hardware())
+        return None
+    if (args.hardware or args.network_gbits) and not args.dry_run:
+        raise errors.UsageError("--hardware and --network-gbits project a --dry-run; add "
+                                "--dry-run (or drop them to train).")
     if args.dry_run or args.plot_lr:
         # Planning only: no data, no Horovod.
         plan = plan_lib.resolve(config, args.world_size or 1)
+        projected = (projection(config, plan, args.hardware, args.network_gbits)
+                     if args.hardware else None)
         print(PRESETS[args.preset].describe(args.preset, config_lib.flat_values(config)))
         print(plan.describe())
+        if projected:
+            print(projected)
         if args.plot_lr:
             plot_schedule(config, plan, args.plot_lr)
             print(f"learning-rate schedule drawn to {args.plot_lr}")

@@ -399,6 +399,15 @@ CASES = [
          lambda t: train(t, "--plot-lr", str(t)), 2,
          r"^lars_hvd.train: error: --plot-lr \S+ is a folder; name a file inside it",
          r"^nothing"),
+    Case("a hardware profile that does not exist (`--dry-run --hardware dgx9`)",
+         lambda t: train(t, "--dry-run", "--hardware", "dgx9"), 2,
+         r"^lars_hvd.train: error: unknown --hardware 'dgx9'; choose one of dgx1-p100, ",
+         r"^nothing"),
+    Case("a projection for a model no profile has numbers for (`--dry-run --hardware "
+         "dgx-a100` of the default small CNN)",
+         lambda t: train(t, "--dry-run", "--hardware", "dgx-a100"), 2,
+         r"^lars_hvd.train: error: no published small_cnn_bn throughput for dgx-a100",
+         r"^nothing"),
     Case("a float flag that is not finite (`--learning-rate inf`)",
          lambda t: train(t, *SMALL, "--learning-rate", "inf", *run_dir(t)), 2,
          r"^lars_hvd.train: error: invalid configuration: --learning-rate must be a finite "

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import run_horovod
 
+from lars_hvd import cost
 from lars_hvd.bench import results, scaling, summary
 from lars_hvd.bench.__main__ import main as bench_main
 
@@ -29,42 +30,17 @@ def test_interval95_is_the_student_t_interval():
     assert r["rounds"] == [2.0, 2.0] and r["ratio"] == 2.0 and r["ci95"] == 0.0
 
 
-# -- the scaling model ---------------------------------------------------------------------
+# -- the scaling view of lars_hvd.cost (the model itself: tests/test_cost.py) ---------------
 
-def test_ring_allreduce_formula():
-    # 2 ranks, 1 GB at 1 GB/s, no latency: each rank sends and receives half, twice: 1 s.
-    assert scaling.ring_seconds(2, 1e9, 1.0, 0.0) == pytest.approx(1.0)
-    assert scaling.ring_seconds(1, 1e9, 1.0, 5.0) == 0.0
-    # Latency term: 2 (p - 1) hops.
-    assert scaling.ring_seconds(4, 0.0, 1.0, 10.0) == pytest.approx(6 * 10e-6)
-
-
-def test_projection_holds_the_global_batch_and_accumulates_past_the_memory_bound():
-    profile = scaling.PROFILES["dgx1"]
+def test_scaling_holds_the_global_batch_and_accumulates_past_the_memory_bound():
+    hw = cost.HARDWARE["dgx1-v100"]
     for gpus in (8, 64, 1024):
-        p = scaling.project(gpus, 32768, profile)
-        assert p.per_gpu_batch * gpus == 32768
-        assert p.per_gpu_batch / p.accumulation_steps <= profile.max_batch_per_gpu
-    assert scaling.project(8, 32768, profile).accumulation_steps == 16
-
-
-def test_projection_efficiency_follows_communication():
-    free = scaling.replace(scaling.PROFILES["dgx1"], intra_node_gbytes_per_second=1e9,
-                           inter_node_gbytes_per_second=1e9, intra_node_latency_us=0,
-                           inter_node_latency_us=0)
-    assert scaling.project(1024, 32768, free).efficiency == pytest.approx(1.0)
-    slow = scaling.PROFILES["dgx1"]
-    effs = [scaling.project(n, 32768, slow, overlap=0.0).efficiency for n in (64, 256, 1024)]
-    assert effs == sorted(effs, reverse=True) and effs[-1] < 1.0
-    # With no overlap, step = compute + allreduce exactly.
-    p = scaling.project(1024, 32768, slow, overlap=0.0)
-    assert p.step_ms == pytest.approx(p.compute_ms + p.allreduce_ms)
-    # Hierarchical beats a flat ring when the flat ring is latency-bound.
-    h100 = scaling.PROFILES["dgx-h100"]
-    assert (scaling.project(1024, 32768, h100, hierarchical=True).step_ms
-            < scaling.project(1024, 32768, h100, hierarchical=False).step_ms)
+        p, efficiency = scaling.project(hw, gpus, 32768, 256)
+        assert p.per_gpu_batch * p.accumulation_steps * gpus == 32768
+        assert p.per_gpu_batch <= 256 and 0 < efficiency <= 1
+    assert scaling.project(hw, 8, 32768, 256)[0].accumulation_steps == 16
     with pytest.raises(ValueError, match="gpus=64, global_batch=32"):
-        scaling.project(64, 32, slow)
+        scaling.project(hw, 64, 32, 256)
 
 
 def test_parameter_counts_are_the_models():
@@ -78,14 +54,15 @@ def test_parameter_counts_are_the_models():
 
 
 def test_scaling_command_writes_json_plot_and_summary(tmp_path, capsys):
-    bench_main(["scaling", "--gpus", "8", "64", "--profiles", "dgx1", "--out", str(tmp_path)])
+    bench_main(["scaling", "--gpus", "8", "64", "--profiles", "dgx1-v100", "--out",
+                str(tmp_path)])
     saved = json.loads((tmp_path / "scaling.json").read_text())
-    assert [p["gpus"] for p in saved["profiles"]["dgx1"]["hierarchical"]] == [8, 64]
+    assert [p["gpus"] for p in saved["profiles"]["dgx1-v100"]["hierarchical"]] == [8, 64]
     assert saved["command"].startswith("python -m lars_hvd.bench scaling")
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
     assert "efficiency" in capsys.readouterr().out
     text = summary.render(tmp_path)
-    assert "projected ResNet-50 scaling, batch 32,768, dgx1" in text
+    assert "projected ResNet-50 scaling, batch 32,768, dgx1-v100" in text
 
 
 # -- measurements, small -------------------------------------------------------------------

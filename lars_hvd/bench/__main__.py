@@ -25,7 +25,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from lars_hvd.bench import scaling
+    from lars_hvd import cost
 
     top = argparse.ArgumentParser(prog="python -m lars_hvd.bench",
                                   description=__doc__,
@@ -94,19 +94,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--global-batch", type=int, default=32768)
     p.add_argument("--gpus", type=int, nargs="+",
                    default=[8, 16, 32, 64, 128, 256, 512, 1024])
-    p.add_argument("--profiles", nargs="+", default=list(scaling.PROFILES),
-                   choices=list(scaling.PROFILES))
-    p.add_argument("--parameters", type=int, default=scaling.RESNET50_PARAMETERS)
-    p.add_argument("--gpu-images-per-second", type=float, default=None,
-                   help="override the profiles' per-GPU training throughput")
-    p.add_argument("--inter-node-gbps", type=float, default=None,
-                   help="override the network bandwidth of a node, Gb/s")
-    p.add_argument("--overlap", type=float, default=0.9,
-                   help="share of the last backward pass that hides communication")
+    p.add_argument("--profiles", nargs="+", default=list(cost.HARDWARE),
+                   choices=list(cost.HARDWARE))
+    p.add_argument("--max-per-gpu-batch", type=int, default=256,
+                   help="above it, a GPU accumulates gradients over micro-batches")
+    p.add_argument("--network-gbits", type=float, default=None,
+                   help="override a node's network bandwidth, Gb/s")
     p.add_argument("--fp16-allreduce", action="store_true")
-    p.add_argument("--alexnet-images-per-second", type=float, default=3000.0,
-                   help="per-GPU AlexNet-BN throughput for the check against the paper's "
-                        "DGX-1 speed-up (an assumption: a round value)")
     add_common(p)
 
     p = sub.add_parser("input", formatter_class=fmt,

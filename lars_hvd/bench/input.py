@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lars_hvd.bench import results, scaling
+from lars_hvd import cost
+from lars_hvd.bench import results
 
 RECIPES = {  # name: (model input size, training?, augment)
     "resnet-train-224": (224, True, "inception"),
@@ -94,7 +95,7 @@ def run(args) -> dict:
                                   "rounds": rates}
             print(f"input {recipe:>18}: {mean:8.1f} +-{ci:.1f} images/s, "
                   f"{mean / cores:.1f} per core ({cores} cores)", flush=True)
-    gpu = scaling.PROFILES["dgx1"].gpu_images_per_second
+    gpu = 1 / cost.HARDWARE["dgx1-v100"].compute["resnet50"].per_example_seconds
     per_core = per_recipe["resnet-train-224"]["images_per_second_per_core"][0]
     return {"source": source, "cores": cores, "batch": args.batch, "recipes": per_recipe,
             "gpu_images_per_second": gpu, "cores_per_gpu_resnet": gpu / per_core}

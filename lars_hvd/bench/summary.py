@@ -52,10 +52,11 @@ def render(out: Path) -> str:
             lines.append(f"| allreduce -np 2, {key} | {text} | - | `{a['command']}` |")
     if s:
         for name, prof in s["profiles"].items():
-            eff = ", ".join(f"{p['gpus']}: {100 * p['efficiency']:.0f}%"
-                            for p in prof["hierarchical"])
-            lines.append(f"| projected ResNet-50 scaling, batch {s['global_batch']:,}, {name} "
-                         f"(hierarchical) | {eff} | - | `{s['command']}` |")
+            for kind in ("ring", "hierarchical"):
+                eff = ", ".join(f"{p['gpus']}: {100 * p['efficiency']:.0f}%"
+                                for p in prof[kind])
+                lines.append(f"| projected ResNet-50 scaling, batch {s['global_batch']:,}, "
+                             f"{name} ({kind}) | {eff} | - | `{s['command']}` |")
     if i:
         for recipe, r in i["recipes"].items():
             rate, per_core = r["images_per_second"], r["images_per_second_per_core"]

@@ -1,0 +1,284 @@
+"""What a run will cost on N GPUs: step, epoch and run time projected from published hardware
+numbers, with the resource that bounds the step. No TensorFlow.
+
+The model (docs/cost.md; every parameter below names its source, or says it is assumed):
+
+- **Compute** of a micro-batch of b examples on one GPU: ``t(b) = fixed + b * per_example``.
+  Two published single-GPU throughputs at two batches give both terms (a small per-GPU batch
+  runs below peak); where a source gives one batch, ``fixed`` is 0 and the rate is constant.
+  Backward is 2/3 of it (forward:backward flops 1:2).
+- **Input**: each GPU decodes with ``cores_per_gpu`` CPU cores at a per-core rate measured by
+  ``python -m lars_hvd.bench input``; it runs beside compute, so a micro-batch takes the
+  longer of the two.
+- **Allreduce** as Horovod does it: the gradients (parameters x 4 bytes, 2 with fp16
+  compression) in fusion buffers of ``HOROVOD_FUSION_THRESHOLD`` bytes, one collective per
+  buffer; a ring over all GPUs (t = 2 (p-1) latency + 2 (p-1)/p * bytes / bandwidth, the
+  bandwidth the slower of NVLink and the node's network), or hierarchical (a ring inside the
+  node, then one across nodes). Gradients become ready from the last layer to the first
+  during the **last** micro-batch's backward (with accumulation, the earlier ones finish
+  first) and are sent as they come, one cycle (``HOROVOD_CYCLE_TIME``) late: the exposed
+  part is ``max(allreduce + cycle - backward, cycle + latency)``: the first layers' gradients,
+  ready last, are never hidden.
+- **Optimizer**: LARS reads and writes 7 parameter-sized float32 arrays (weights, gradient,
+  velocity, two norms' passes) at the GPU's memory bandwidth.
+- Step = k micro-batches + exposed allreduce + optimizer; epoch = steps per epoch x step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from lars_hvd.errors import UsageError
+
+FUSION_THRESHOLD_BYTES = 128 * 2**20  # Horovod >= 0.21 default (release notes, PR #2468)
+CYCLE_SECONDS = 1e-3  # HOROVOD_CYCLE_TIME default, 1 ms since Horovod 0.21 (PR #2468)
+BACKWARD_FRACTION = 2 / 3  # backward = 2x forward flops (Goyal et al. 2017, sec. 4)
+OPTIMIZER_PASSES = 7  # LARS: read w, g, v, 2 norm passes; write w, v (lars_hvd/optimizer.py)
+
+PARAMETERS = {  # trainable parameters, counted from models/ (tests/test_bench.py checks two)
+    "resnet50": 25_557_032,
+    "alexnet_bn": 62_379_720,
+    "inception_v3": 23_851_784,  # Keras applications InceptionV3 (validation only)
+    "vgg16": 138_357_544,  # Keras applications VGG16 (validation only)
+}
+
+
+@dataclass(frozen=True)
+class Compute:
+    """One GPU's training throughput for one model: published (batch, images/s) points. Two
+    points give the fixed and the per-example cost; with one, the fixed cost is
+    ``assumed_fixed_seconds`` (0 unless stated)."""
+    points: tuple[tuple[int, float], ...]
+    precision: str
+    source: str
+    assumed_fixed_seconds: float = 0.0
+
+    @property
+    def fixed_seconds(self) -> float:
+        if len(self.points) == 1:
+            return self.assumed_fixed_seconds
+        (b1, r1), (b2, r2) = sorted(self.points)[:2]
+        return b1 / r1 - b1 * (b2 / r2 - b1 / r1) / (b2 - b1)
+
+    @property
+    def per_example_seconds(self) -> float:
+        if len(self.points) == 1:
+            (b, r), = self.points
+            return (b / r - self.assumed_fixed_seconds) / b
+        (b1, r1), (b2, r2) = sorted(self.points)[:2]
+        return (b2 / r2 - b1 / r1) / (b2 - b1)
+
+    def seconds(self, batch: float) -> float:
+        return self.fixed_seconds + batch * self.per_example_seconds
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    about: str
+    gpus_per_node: int
+    cores_per_gpu: float
+    memory_gbytes_per_second: float  # one GPU's memory bandwidth
+    nvlink_gbytes_per_second: float  # allreduce bus bandwidth inside a node
+    network_gbytes_per_second: float  # one node's network, all its adapters
+    compute: dict[str, Compute] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+    intra_latency_seconds: float = 5e-6  # assumed: an NVLink hop with NCCL's protocol
+    inter_latency_seconds: float = 10e-6  # assumed: an InfiniBand/RoCE hop, NCCL over verbs
+
+
+TF_BENCH_P100 = ("TensorFlow performance benchmarks, DGX-1 (8x P100), May 2017, synthetic "
+                 "data, fp32 (tensorflow/docs_src/performance/benchmarks.md)")
+NVIDIA_DLE = ("NVIDIA DeepLearningExamples, TensorFlow ResNet-50 v1.5, AMP + XLA, batch 256, "
+              "1 GPU")
+P100_COMPUTE = {
+    "resnet50": Compute(((32, 195.0), (64, 219.0)), "fp32", TF_BENCH_P100),
+    # One published point; the fixed per-step cost is assumed to be ResNet-50's on the same
+    # GPU and framework (36 ms): docs/cost.md, the paper's DGX-1 claim.
+    "alexnet_bn": Compute(((512, 2987.0),), "fp32", TF_BENCH_P100 + "; AlexNet at batch 512; "
+                          "the fixed cost a step is ResNet-50's (assumed)",
+                          assumed_fixed_seconds=32 / 195.0 - 32 * (64 / 219 - 32 / 195) / 32),
+    "inception_v3": Compute(((64, 142.0),), "fp32", TF_BENCH_P100),
+    "vgg16": Compute(((64, 154.0),), "fp32", TF_BENCH_P100),
+}
+
+HARDWARE = {
+    "dgx1-p100": Hardware(
+        "dgx1-p100", "DGX-1, 8x Tesla P100 SXM2 (NVLink 1), 4x EDR InfiniBand: the paper's",
+        8, 40 / 8, 732, 40, 50, P100_COMPUTE,
+        ("DGX-1 datasheet: 2x 20-core Xeon E5-2698 v4 (5 cores a GPU), 4x 100 Gb/s EDR IB",
+         "P100 SXM2 datasheet: 732 GB/s HBM2; NVLink 1: 4 links x 20 GB/s each way",
+         "NVLink bus bandwidth for a ring: half of 80 GB/s each way on the cube-mesh "
+         "(assumed: a ring uses 2 of the 4 links)")),
+    "dgx1-v100": Hardware(
+        "dgx1-v100", "DGX-1V, 8x Tesla V100 SXM2 (NVLink 2), 4x EDR InfiniBand",
+        8, 40 / 8, 900, 75, 50,
+        {"resnet50": Compute(((256, 1270.0),), "mixed", NVIDIA_DLE + " (V100 16 GB)")},
+        ("DGX-1 datasheet (as dgx1-p100)",
+         "V100 SXM2 datasheet: 900 GB/s HBM2; NVLink 2: 6 links x 25 GB/s each way",
+         "NVLink bus bandwidth: half of 150 GB/s on the cube-mesh (assumed, as dgx1-p100)")),
+    "dgx-a100": Hardware(
+        "dgx-a100", "DGX A100, 8x A100 SXM4 (NVSwitch), 8x HDR InfiniBand",
+        8, 128 / 8, 1555, 240, 200,
+        {"resnet50": Compute(((256, 2375.0),), "mixed", NVIDIA_DLE + " (A100 40 GB)")},
+        ("DGX A100 datasheet: 2x 64-core EPYC 7742 (16 cores a GPU), 8x 200 Gb/s HDR IB",
+         "A100 40 GB datasheet: 1,555 GB/s HBM2; NVLink 3: 300 GB/s each way",
+         "NVSwitch bus bandwidth: 80% of 300 GB/s (assumed)")),
+    "dgx-h100": Hardware(
+        "dgx-h100", "DGX H100, 8x H100 SXM5 (NVSwitch), 8x NDR InfiniBand",
+        8, 112 / 8, 3350, 360, 400,
+        {"resnet50": Compute(((400, 1.28e6 * 37 / (13.5 * 60) / 8),), "mixed",
+                             "MLPerf Training v3.0, NVIDIA 8x H100: batch 3,200, 37 epochs in "
+                             "13.5 min (as images/s a GPU: a lower bound, evaluation included)")},
+        ("DGX H100 datasheet: 2x 56-core Xeon 8480C (14 cores a GPU), 8x 400 Gb/s NDR",
+         "H100 SXM5 datasheet: 3,350 GB/s HBM3; NVLink 4: 450 GB/s each way",
+         "NVSwitch bus bandwidth: 80% of 450 GB/s (assumed, as dgx-a100)")),
+}
+
+# Per CPU core, images/s of the training input pipeline (decode, crop, flip), measured here by
+# `python -m lars_hvd.bench input --images 256 --batches 3 --rounds 3` (docs/results/bench).
+DECODE_PER_CORE = {"resnet50": 217.0, "alexnet_bn": 200.0, "inception_v3": 217.0,
+                   "vgg16": 217.0}
+
+
+@dataclass(frozen=True)
+class Projection:
+    hardware: str
+    model: str
+    gpus: int
+    nodes: int
+    per_gpu_batch: float  # per micro-batch
+    accumulation_steps: int
+    compute_ms: float  # forward + backward, all micro-batches of one step
+    input_ms: float  # decode for one step, per GPU, beside compute
+    allreduce_ms: float  # the whole allreduce, as if alone
+    exposed_ms: float  # the part backprop does not hide
+    optimizer_ms: float
+    step_ms: float
+    images_per_second: float
+    bound: str  # compute, input or allreduce
+    precision: str = ""  # what the published compute numbers were measured at
+
+    def epoch_seconds(self, steps_per_epoch: int) -> float:
+        return steps_per_epoch * self.step_ms / 1e3
+
+
+def ring_seconds(ranks: int, nbytes: float, gbytes_per_second: float, latency: float,
+                 buffers: int = 1) -> float:
+    """Ring allreduce of ``nbytes`` in ``buffers`` collectives over ``ranks``."""
+    if ranks <= 1 or nbytes <= 0:
+        return 0.0
+    return (buffers * 2 * (ranks - 1) * latency
+            + 2 * (ranks - 1) / ranks * nbytes / (gbytes_per_second * 1e9))
+
+
+def allreduce_seconds(hw: Hardware, gpus: int, nbytes: float, *, hierarchical: bool = False,
+                      fusion_bytes: float = FUSION_THRESHOLD_BYTES) -> tuple[float, float]:
+    """(the whole allreduce, the latency of one collective) for ``nbytes`` of gradients."""
+    buffers = max(1, math.ceil(nbytes / fusion_bytes)) if fusion_bytes > 0 else 1
+    local, nodes = min(gpus, hw.gpus_per_node), math.ceil(gpus / hw.gpus_per_node)
+    inside = ring_seconds(local, nbytes, hw.nvlink_gbytes_per_second, hw.intra_latency_seconds,
+                          buffers)
+    if nodes == 1:
+        return inside, 2 * (local - 1) * hw.intra_latency_seconds
+    if hierarchical:
+        across = ring_seconds(nodes, nbytes, hw.network_gbytes_per_second,
+                              hw.inter_latency_seconds, buffers)
+        return inside + across, (2 * (local - 1) * hw.intra_latency_seconds
+                                 + 2 * (nodes - 1) * hw.inter_latency_seconds)
+    bandwidth = min(hw.nvlink_gbytes_per_second, hw.network_gbytes_per_second)
+    return (ring_seconds(gpus, nbytes, bandwidth, hw.inter_latency_seconds, buffers),
+            2 * (gpus - 1) * hw.inter_latency_seconds)
+
+
+def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
+            accumulation_steps: int = 1, *, fp16_allreduce: bool = False,
+            hierarchical: bool = False, parameters: int | None = None,
+            input_pipeline: bool = True) -> Projection:
+    """One optimizer step of ``model`` on ``gpus`` GPUs of ``hw``, each taking
+    ``accumulation_steps`` micro-batches of ``per_gpu_batch`` examples."""
+    if model not in hw.compute:
+        raise UsageError(f"no published {model} throughput for {hw.name} in lars_hvd.cost "
+                         f"(it has: {', '.join(sorted(hw.compute))}); add one with its "
+                         f"source to project this run.")
+    if gpus < 1 or per_gpu_batch <= 0 or accumulation_steps < 1:
+        raise ValueError(f"need gpus >= 1, per-GPU batch > 0, accumulation >= 1; got "
+                         f"{gpus}, {per_gpu_batch}, {accumulation_steps}")
+    compute = hw.compute[model].seconds(per_gpu_batch)
+    decode = (per_gpu_batch / (hw.cores_per_gpu * DECODE_PER_CORE[model]) if input_pipeline
+              else 0.0)  # (synthetic data, or a pipeline that is not the bound)
+    micro = max(compute, decode)
+    params = parameters or PARAMETERS[model]
+    nbytes = params * (2 if fp16_allreduce else 4)
+    allreduce, latency = allreduce_seconds(hw, gpus, nbytes, hierarchical=hierarchical)
+    if gpus == 1:
+        exposed = 0.0
+    else:
+        backward = BACKWARD_FRACTION * micro  # the last micro-batch's only
+        exposed = max(allreduce + CYCLE_SECONDS - backward, CYCLE_SECONDS + latency)
+    optimizer = OPTIMIZER_PASSES * 4 * params / (hw.memory_gbytes_per_second * 1e9)
+    step = accumulation_steps * micro + exposed + optimizer
+    parts = {"compute": accumulation_steps * compute, "input": accumulation_steps * decode,
+             "allreduce": exposed}
+    return Projection(
+        hardware=hw.name, model=model, gpus=gpus, nodes=math.ceil(gpus / hw.gpus_per_node),
+        per_gpu_batch=per_gpu_batch, accumulation_steps=accumulation_steps,
+        compute_ms=1e3 * accumulation_steps * compute, input_ms=1e3 * accumulation_steps * decode,
+        allreduce_ms=1e3 * allreduce, exposed_ms=1e3 * exposed, optimizer_ms=1e3 * optimizer,
+        step_ms=1e3 * step, images_per_second=gpus * per_gpu_batch * accumulation_steps / step,
+        bound=max(parts, key=parts.get), precision=hw.compute[model].precision)
+
+
+def hardware(name: str, network_gbits: float | None = None) -> Hardware:
+    """A profile by name (``--hardware``), its network optionally replaced (Gb/s a node)."""
+    if name not in HARDWARE:
+        raise UsageError(f"unknown --hardware {name!r}; choose one of "
+                         f"{', '.join(HARDWARE)} (--hardware list describes them).")
+    hw = HARDWARE[name]
+    return hw if network_gbits is None else replace(hw, network_gbytes_per_second=network_gbits / 8)
+
+
+def describe_hardware() -> str:
+    """``--hardware list``: every profile with its numbers and their sources."""
+    lines = []
+    for hw in HARDWARE.values():
+        lines.append(f"{hw.name:<10} {hw.about}: {hw.gpus_per_node} GPUs a node, "
+                     f"{hw.cores_per_gpu:g} CPU cores a GPU, {hw.memory_gbytes_per_second:g} "
+                     f"GB/s memory, NVLink ring {hw.nvlink_gbytes_per_second:g} GB/s, network "
+                     f"{hw.network_gbytes_per_second:g} GB/s a node")
+        for model, c in sorted(hw.compute.items()):
+            points = ", ".join(f"{r:.0f} img/s at {b}" for b, r in c.points)
+            lines.append(f"{'':<10}   {model} ({c.precision}): {points}; fixed "
+                         f"{1e3 * c.fixed_seconds:.1f} ms a step: {c.source}")
+        lines.extend(f"{'':<10}   source: {s}" for s in hw.sources)
+    return "\n".join(lines)
+
+
+def describe(p: Projection, steps_per_epoch: int, total_steps: int) -> str:
+    """The lines ``--dry-run --hardware`` adds to the plan."""
+    epoch = p.epoch_seconds(steps_per_epoch)
+    return "\n".join([
+        f"projected on               {p.gpus} GPUs of {p.hardware} ({p.nodes} "
+        f"node{'s' if p.nodes > 1 else ''}), {p.model} at the published {p.precision} rate: "
+        f"docs/cost.md",
+        f"  per micro-batch          {p.compute_ms / p.accumulation_steps:.1f} ms compute "
+        f"({p.per_gpu_batch:g} examples a GPU), input {p.input_ms / p.accumulation_steps:.1f}"
+        f" ms beside it",
+        f"  per optimizer step       {p.step_ms:.1f} ms = {p.accumulation_steps} micro-batch(es)"
+        f" + allreduce {p.exposed_ms:.2f} ms exposed of {p.allreduce_ms:.2f} ms + optimizer "
+        f"{p.optimizer_ms:.2f} ms",
+        f"  throughput               {p.images_per_second:,.0f} images/s",
+        f"  epoch                    {duration(epoch)} ({steps_per_epoch} steps)",
+        f"  run                      {duration(total_steps * p.step_ms / 1e3)} "
+        f"({total_steps} steps; training only: no evaluation, start-up or checkpoints)",
+        f"  bound by                 {p.bound}",
+    ])
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"

@@ -1,0 +1,135 @@
+"""lars_hvd.cost: its parts, the --dry-run --hardware view, and the published-run table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lars_hvd import cost, cost_validation
+from lars_hvd.errors import UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+P100 = cost.HARDWARE["dgx1-p100"]
+
+
+def test_ring_allreduce_formula():
+    # 2 ranks, 1 GB at 1 GB/s, no latency: each rank sends and receives half, twice: 1 s.
+    assert cost.ring_seconds(2, 1e9, 1.0, 0.0) == pytest.approx(1.0)
+    assert cost.ring_seconds(1, 1e9, 1.0, 5.0) == 0.0
+    # Latency: 2 (p - 1) hops a collective, one collective a fusion buffer.
+    assert cost.ring_seconds(4, 1.0, 1e9, 10e-6, buffers=3) == pytest.approx(
+        3 * 6 * 10e-6, rel=1e-3)
+
+
+def test_compute_reproduces_its_published_points():
+    resnet = P100.compute["resnet50"]
+    for batch, rate in resnet.points:
+        assert resnet.seconds(batch) == pytest.approx(batch / rate)
+    assert 1e3 * resnet.fixed_seconds == pytest.approx(36.0, abs=0.1)  # small batches pay it
+    alexnet = P100.compute["alexnet_bn"]
+    assert alexnet.seconds(512) == pytest.approx(512 / 2987)
+    assert alexnet.fixed_seconds == pytest.approx(resnet.fixed_seconds)
+    single = cost.HARDWARE["dgx1-v100"].compute["resnet50"]
+    assert single.fixed_seconds == 0 and single.seconds(128) == pytest.approx(128 / 1270)
+
+
+def test_fusion_buffers_and_fp16_compression():
+    hw = replace(P100, intra_latency_seconds=1e-3)
+    one, _ = cost.allreduce_seconds(hw, 8, 100 * 2**20)
+    three, _ = cost.allreduce_seconds(hw, 8, 300 * 2**20)  # 3 buffers of <= 128 MB
+    bandwidth = 2 * 7 / 8 / (hw.nvlink_gbytes_per_second * 1e9)
+    assert one == pytest.approx(14e-3 + 100 * 2**20 * bandwidth)
+    assert three == pytest.approx(3 * 14e-3 + 300 * 2**20 * bandwidth)
+    no_latency = replace(P100, intra_latency_seconds=0, inter_latency_seconds=0)
+    fp32 = cost.project(no_latency, "resnet50", 64, 32)
+    fp16 = cost.project(no_latency, "resnet50", 64, 32, fp16_allreduce=True)
+    assert fp16.allreduce_ms == pytest.approx(fp32.allreduce_ms / 2)
+
+
+def test_overlap_hides_what_backprop_can_and_never_the_last_buffer():
+    fast = cost.project(P100, "resnet50", 8, 64, input_pipeline=False)
+    assert fast.exposed_ms < fast.allreduce_ms  # hidden behind backprop ...
+    assert fast.exposed_ms >= 1e3 * cost.CYCLE_SECONDS  # ... but one cycle is never hidden
+    slow_hw = replace(P100, network_gbytes_per_second=0.2)
+    slow = cost.project(slow_hw, "resnet50", 64, 64, input_pipeline=False)
+    backward = cost.BACKWARD_FRACTION * slow.compute_ms
+    assert slow.exposed_ms == pytest.approx(slow.allreduce_ms + 1e3 * cost.CYCLE_SECONDS
+                                            - backward)
+    assert slow.bound == "allreduce"
+    # With accumulation only the last micro-batch's backward hides the allreduce.
+    whole = cost.project(slow_hw, "resnet50", 64, 64, 1, input_pipeline=False)
+    split = cost.project(slow_hw, "resnet50", 64, 32, 2, input_pipeline=False)
+    assert split.exposed_ms > whole.exposed_ms
+
+
+def test_the_bound_is_named():
+    assert cost.project(P100, "resnet50", 8, 64).bound == "compute"
+    starved = replace(P100, cores_per_gpu=0.2)
+    assert cost.project(starved, "resnet50", 8, 64).bound == "input"
+
+
+def test_profiles_cite_their_numbers():
+    for hw in cost.HARDWARE.values():
+        assert len(hw.sources) >= 2 and hw.compute, hw.name
+        assert all(c.source and c.points for c in hw.compute.values()), hw.name
+    with pytest.raises(UsageError, match="unknown --hardware 'dgx9'"):
+        cost.hardware("dgx9")
+    with pytest.raises(UsageError, match="no published alexnet_bn throughput for dgx-a100"):
+        cost.project(cost.HARDWARE["dgx-a100"], "alexnet_bn", 8, 64)
+
+
+def train(*args: str) -> subprocess.CompletedProcess:
+    """``python -m lars_hvd.train ARGS``, which must not load TensorFlow or Horovod."""
+    code = ("import sys\nfrom lars_hvd.train import cli\nrc = cli(sys.argv[1:])\n"
+            "assert not {'tensorflow', 'horovod'} & set(sys.modules), 'TF or Horovod loaded'\n"
+            "sys.exit(rc)\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=REPO)
+
+
+def test_dry_run_projects_the_32k_preset_on_1024_p100s_without_tensorflow():
+    out = train("--preset", "resnet50-imagenet-32k", "--dry-run", "--world-size", "1024",
+                "--hardware", "dgx1-p100")
+    assert out.returncode == 0, out.stderr
+    p = cost.project(P100, "resnet50", 1024, 32)
+    text = out.stdout
+    assert ("projected on               1024 GPUs of dgx1-p100 (128 nodes), resnet50 at the "
+            "published fp32 rate") in text
+    assert f"per optimizer step       {p.step_ms:.1f} ms" in text
+    assert f"epoch                    {cost.duration(39 * p.step_ms / 1e3)} (39 steps)" in text
+    assert f"run                      {cost.duration(3510 * p.step_ms / 1e3)} (3510 steps" in text
+    assert "bound by                 compute" in text
+
+
+def test_hardware_list_and_mistakes_are_one_line():
+    listed = train("--hardware", "list")
+    assert listed.returncode == 0 and "dgx1-p100" in listed.stdout and "source:" in listed.stdout
+    for args, message in [
+        (("--dry-run", "--hardware", "dgx9"), "unknown --hardware 'dgx9'"),
+        (("--hardware", "dgx1-p100"), "--hardware and --network-gbits project a --dry-run"),
+        (("--dry-run", "--hardware", "dgx-a100"), "no published small_cnn_bn throughput"),
+        (("--dry-run", "--hardware", "dgx1-p100", "--network-gbits", "0"),
+         "--network-gbits must be > 0"),
+    ]:
+        out = train(*args)
+        assert out.returncode == 2 and out.stdout == "", (args, out.stdout)
+        assert out.stderr.startswith("lars_hvd.train: error: ") and message in out.stderr
+        assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_validation_table_is_recomputed_and_committed():
+    rows = cost_validation.rows()
+    assert len(rows) >= 5 and len({r["source"].split(",")[0] for r in rows}) >= 5
+    for r in rows:
+        assert r["projected"] > 0 and r["assumptions"] and r["source"]
+        if abs(r["error"]) > 0.25:
+            assert r["miss"], f"{r['run']}: a miss needs its reason"
+    within = sum(abs(r["error"]) <= 0.25 for r in rows)
+    assert within > len(rows) / 2
+    committed = (REPO / "docs" / "results" / "cost-validation.md").read_text()
+    assert committed == cost_validation.table(), \
+        "rerun: python -m lars_hvd.cost_validation docs/results/cost-validation.md"
