@@ -92,13 +92,14 @@ TF_BENCH_P100 = ("TensorFlow performance benchmarks, DGX-1 (8x P100), May 2017, 
                  "data, fp32 (tensorflow/docs_src/performance/benchmarks.md)")
 NVIDIA_DLE = ("NVIDIA DeepLearningExamples, TensorFlow ResNet-50 v1.5, AMP + XLA, batch 256, "
               "1 GPU")
+P100_RESNET50 = Compute(((32, 195.0), (64, 219.0)), "fp32", TF_BENCH_P100)
 P100_COMPUTE = {
-    "resnet50": Compute(((32, 195.0), (64, 219.0)), "fp32", TF_BENCH_P100),
+    "resnet50": P100_RESNET50,
     # One published point; the fixed per-step cost is assumed to be ResNet-50's on the same
     # GPU and framework (36 ms): docs/cost.md, the paper's DGX-1 claim.
     "alexnet_bn": Compute(((512, 2987.0),), "fp32", TF_BENCH_P100 + "; AlexNet at batch 512; "
                           "the fixed cost a step is ResNet-50's (assumed)",
-                          assumed_fixed_seconds=32 / 195.0 - 32 * (64 / 219 - 32 / 195) / 32),
+                          assumed_fixed_seconds=P100_RESNET50.fixed_seconds),
     "inception_v3": Compute(((64, 142.0),), "fp32", TF_BENCH_P100),
     "vgg16": Compute(((64, 154.0),), "fp32", TF_BENCH_P100),
 }

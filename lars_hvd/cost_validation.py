@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from lars_hvd import cost
+from lars_hvd.data import DATASETS
 
-IMAGENET = 1_281_167  # training images
+IMAGENET = DATASETS["imagenet"].train  # training images
 
 
 @dataclass(frozen=True)
