@@ -1,7 +1,8 @@
 """lars_hvd: LARS for Keras 2, trained at a fixed global batch with Horovod.
 
-``from lars_hvd import LARS`` imports TensorFlow (lazily, on first use), so that
-``python -m lars_hvd.stack`` can report a broken stack instead of crashing on import.
+``from lars_hvd import LARS, LAMB, LinearWarmup`` (the optimizers and schedules of
+``lars_hvd.optim``) imports TensorFlow lazily, on first use, so that ``python -m
+lars_hvd.stack`` can report a broken stack instead of crashing on import.
 Importing lars_hvd before TensorFlow sets ``TF_USE_LEGACY_KERAS=1`` when tf-keras is
 installed (the current stack, docs/stacks.md).
 """
@@ -16,16 +17,13 @@ if "TF_USE_LEGACY_KERAS" not in os.environ and importlib.util.find_spec("tf_kera
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 __version__ = "0.1.0"
-__all__ = ["LARS", "LinearWarmup"]  # noqa: F822 (imported lazily by __getattr__)
+# What a Keras user imports (lars_hvd.optim), loaded on first use.
+__all__ = ["LARS", "LAMB", "LinearWarmup", "PerOptimizerStep", "warmup_then_decay"]  # noqa: F822
 
 
 def __getattr__(name: str):
-    if name == "LARS":
-        from lars_hvd.optimizer import LARS
+    if name in __all__:
+        from lars_hvd import optim
 
-        return LARS
-    if name == "LinearWarmup":
-        from lars_hvd.schedules import LinearWarmup
-
-        return LinearWarmup
+        return getattr(optim, name)
     raise AttributeError(f"module 'lars_hvd' has no attribute {name!r}")

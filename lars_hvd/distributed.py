@@ -1,6 +1,6 @@
 """Every Horovod call of lars_hvd lives here.
 
-The optimizer (``lars_hvd.optimizer``) knows nothing of distribution; this module initializes
+The optimizer (``lars_hvd.optim.lars``) knows nothing of distribution; this module initializes
 Horovod, sizes TensorFlow's thread pools to the cores a rank owns, pins GPUs, wraps any Keras
 optimizer in ``hvd.DistributedOptimizer`` and gives the callbacks every Horovod Keras job
 needs, in the order they must run. Run under ``horovodrun -np N`` (or ``mpirun``), or as a
@@ -89,14 +89,6 @@ def rank() -> int:
 
 def size() -> int:
     return hvd.size()
-
-
-def local_rank() -> int:
-    return hvd.local_rank()
-
-
-def local_size() -> int:
-    return hvd.local_size()
 
 
 def is_rank0() -> bool:
@@ -218,22 +210,12 @@ def callbacks(root_rank: int = 0) -> list[tf.keras.callbacks.Callback]:
     ]
 
 
-def allgather(tensor):
-    """Concatenates ``tensor`` from all ranks along axis 0 (rank order)."""
-    return hvd_tf.allgather(tensor)
-
-
 def allreduce(value, *, average: bool = True, fp16: bool = False, name: str | None = None):
     """The mean (or sum) of ``value`` over all ranks, optionally sent as float16."""
     # Horovod: fp16 compression halves the bytes on the wire; the result is cast back.
     return hvd_tf.allreduce(value, op=hvd_tf.Average if average else hvd_tf.Sum,
                             compression=hvd.Compression.fp16 if fp16 else hvd.Compression.none,
                             name=name)
-
-
-def allreduce_mean(value):
-    """The mean of ``value`` over all ranks."""
-    return hvd_tf.allreduce(value, op=hvd_tf.Average)
 
 
 def allreduce_sum(value):

@@ -4,14 +4,17 @@ Slurm sends SIGTERM at a job's time limit, on ``scancel`` and on preemption, and
 ``--signal``) an early SIGUSR1 up to a minute before it was asked to. Either can reach a rank
 while it still imports TensorFlow, so ``python -m lars_hvd.train`` catches them before it
 imports anything heavy: this module imports nothing but the standard library. A signal caught
-here is only noted; ``preemption.StopOnSignal`` stops the run at the next optimizer step.
+here is only noted; ``lars_hvd.run.preemption.StopOnSignal`` stops the run at an optimizer
+step that every rank agrees on.
 """
 
 from __future__ import annotations
 
 import signal
+from typing import TYPE_CHECKING
 
-from lars_hvd.plan import Plan
+if TYPE_CHECKING:  # (for the annotation only: nothing of lars_hvd is imported at run time)
+    from lars_hvd.planning.plan import Plan
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 

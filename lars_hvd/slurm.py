@@ -14,7 +14,8 @@ import dataclasses
 import os
 from pathlib import Path
 
-from lars_hvd.config import TrainConfig
+from lars_hvd.planning.config import TrainConfig
+from lars_hvd.run.layout import lists_checkpoint
 
 
 def adopt_job(config: TrainConfig, environ=None) -> tuple[TrainConfig, str | None]:
@@ -36,9 +37,3 @@ def adopt_job(config: TrainConfig, environ=None) -> tuple[TrainConfig, str | Non
     if not notes:
         return config, None
     return dataclasses.replace(config, run=run), "slurm: " + "; ".join(notes)
-
-
-def lists_checkpoint(run_dir: Path) -> bool:
-    """Whether a checkpoint index (epoch or step checkpoints) exists in ``run_dir``."""
-    folder = run_dir / "checkpoints"
-    return (folder / "checkpoint").is_file() or (folder / "steps" / "checkpoint").is_file()

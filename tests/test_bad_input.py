@@ -9,10 +9,7 @@ from pathlib import Path
 import bad_inputs
 import pytest
 
-from lars_hvd.data import fashion_mnist
-
-pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
-                                reason="dataset-fashion-mnist is not installed")
+pytestmark = pytest.mark.fashion_mnist
 
 
 def needs(case) -> None:

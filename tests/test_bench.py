@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import run_horovod
 
-from lars_hvd import cost
 from lars_hvd.bench import results, scaling, summary
 from lars_hvd.bench.__main__ import main as bench_main
+from lars_hvd.planning import cost
 
 BENCH = [sys.executable, "-m", "lars_hvd.bench"]
 
@@ -30,7 +30,7 @@ def test_interval95_is_the_student_t_interval():
     assert r["rounds"] == [2.0, 2.0] and r["ratio"] == 2.0 and r["ci95"] == 0.0
 
 
-# -- the scaling view of lars_hvd.cost (the model itself: tests/test_cost.py) ---------------
+# -- the scaling view of lars_hvd.planning.cost (the model itself: tests/test_cost.py) -------
 
 def test_scaling_holds_the_global_batch_and_accumulates_past_the_memory_bound():
     hw = cost.HARDWARE["dgx1-v100"]

@@ -8,14 +8,15 @@ import re
 
 import pytest
 
-from lars_hvd import config as c
-from lars_hvd import plan as p
 from lars_hvd.errors import UsageError
+from lars_hvd.planning import cli
+from lars_hvd.planning import config as c
+from lars_hvd.planning import plan as p
 from lars_hvd.train import main
 
 
 def test_one_kebab_case_flag_per_field_with_its_default_in_help():
-    parser = c.build_parser()
+    parser = cli.build_parser()
     options = {a.dest: a for a in parser._actions}
     for name, (_, f, _) in c.flat_fields().items():
         action = options[name]
@@ -30,13 +31,13 @@ def test_one_kebab_case_flag_per_field_with_its_default_in_help():
 
 
 def test_preset_then_flags_override():
-    config, _ = c.parse_args(["--preset", "resnet50-imagenet-32k", "--global-batch-size",
+    config, _ = cli.parse_args(["--preset", "resnet50-imagenet-32k", "--global-batch-size",
                               "16384", "--no-exclude-low-rank", "--step-boundaries", "5", "9"])
     assert config.model.model == "resnet50" and config.run.epochs == 90
     assert config.run.global_batch_size == 16384  # the flag beat the preset's 32768
     assert config.optimizer.exclude_low_rank is False
     assert config.schedule.step_boundaries == (5.0, 9.0)
-    default, _ = c.parse_args([])
+    default, _ = cli.parse_args([])
     assert default == c.preset("fashion-mnist")  # the default preset
 
 
@@ -82,7 +83,7 @@ def test_dry_run_plans_32k_for_any_world_size(world, capsys):
 
 
 def test_linear_scaling_rule_and_rule_is_logged():
-    config, _ = c.parse_args(["--optimizer", "sgd", "--lr-scaling", "linear",
+    config, _ = cli.parse_args(["--optimizer", "sgd", "--lr-scaling", "linear",
                               "--learning-rate", "0.1", "--global-batch-size", "8192"])
     plan = p.resolve(config, 4)
     assert plan.peak_learning_rate == pytest.approx(3.2)
@@ -102,17 +103,17 @@ def test_linear_scaling_rule_and_rule_is_logged():
 )
 def test_bad_settings_name_the_value(argv, message):
     with pytest.raises(UsageError, match=re.escape(message)):
-        c.parse_args(argv)
+        cli.parse_args(argv)
 
 
 def test_bad_choice_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit):
-        c.parse_args(["--optimizer", "adam"])
+        cli.parse_args(["--optimizer", "adam"])
     assert "invalid choice: 'adam'" in capsys.readouterr().err
 
 
 def test_global_batch_larger_than_the_data():
-    config, _ = c.parse_args(["--train-examples", "1000", "--global-batch-size", "2048"])
+    config, _ = cli.parse_args(["--train-examples", "1000", "--global-batch-size", "2048"])
     with pytest.raises(UsageError, match="larger than the 1000 training examples"):
         p.resolve(config, 1)
 
@@ -168,25 +169,25 @@ def test_every_preset_resolves_to_the_numbers_its_source_cites(name):
 ])
 def test_non_finite_floats_are_refused(argv, message):
     with pytest.raises(UsageError, match=re.escape(message)):
-        c.parse_args(argv)
+        cli.parse_args(argv)
 
 
 def test_path_flags_are_checked_for_their_kind(tmp_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(UsageError, match=r"--run-dir .*file.txt is a file, not a folder"):
-        c.parse_args(["--run-dir", str(a_file)])
+        cli.parse_args(["--run-dir", str(a_file)])
     with pytest.raises(UsageError, match=r"--data-dir .*file.txt is a file, not a folder"):
-        c.parse_args(["--data-dir", str(a_file)])
+        cli.parse_args(["--data-dir", str(a_file)])
     with pytest.raises(UsageError, match=r"--cache .* is a folder; name a file prefix"):
-        c.parse_args(["--cache", str(tmp_path)])
+        cli.parse_args(["--cache", str(tmp_path)])
     with pytest.raises(UsageError, match=r"--plot-lr .* is a folder; name a file"):
-        c.parse_args(["--plot-lr", str(tmp_path)])
+        cli.parse_args(["--plot-lr", str(tmp_path)])
     with pytest.raises(UsageError, match=r"--plot-lr /dev/null is not a regular file"):
-        c.parse_args(["--plot-lr", "/dev/null"])  # (it would be replaced, not written)
+        cli.parse_args(["--plot-lr", "/dev/null"])  # (it would be replaced, not written)
     with pytest.raises(UsageError, match=r"file.txt is a file, so nothing can be made below"):
-        c.parse_args(["--run-dir", str(a_file / "run")])
-    c.parse_args(["--run-dir", str(tmp_path / "new" / "run"), "--cache", "memory"])  # fine
+        cli.parse_args(["--run-dir", str(a_file / "run")])
+    cli.parse_args(["--run-dir", str(tmp_path / "new" / "run"), "--cache", "memory"])  # fine
 
 
 def test_planning_imports_neither_tensorflow_nor_horovod(tmp_path):
@@ -198,7 +199,34 @@ def test_planning_imports_neither_tensorflow_nor_horovod(tmp_path):
             "print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'tensorflow', "
             "'horovod'}}))")
     for argv, expected in ((["--dry-run", "--preset", "resnet50-imagenet-32k"], "[]"),
+                           (["--dry-run", "--world-size", "1024", "--preset",
+                             "resnet50-imagenet-32k", "--hardware", "dgx1-p100"], "[]"),
+                           (["--hardware", "list"], "[]"),
                            (["--plot-lr", str(tmp_path / "lr.png")], "['tensorflow']")):
         out = subprocess.run([sys.executable, "-c", code.format(argv=argv)], check=True,
                              capture_output=True, text=True).stdout
         assert out.strip().splitlines()[-1] == expected, out
+
+
+def test_the_layers_state_their_rules_in_sys_modules():
+    """planning/ imports neither TensorFlow nor Horovod; optim/ no Horovod and no config."""
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib\n"
+            "for name in sys.argv[1:]: importlib.import_module(name)\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'horovod') or m.startswith('lars_hvd.'))))")
+
+    def loaded(*modules):
+        return subprocess.run([sys.executable, "-c", code, *modules], check=True,
+                              capture_output=True, text=True).stdout.split()
+
+    planning = loaded("lars_hvd.planning.cli", "lars_hvd.planning.dry_run",
+                      "lars_hvd.planning.cost_validation", "lars_hvd.slurm",
+                      "lars_hvd.signals")
+    assert not [m for m in planning if m.startswith(("tensorflow", "horovod"))], planning
+    optim = loaded("lars_hvd.optim.lars", "lars_hvd.optim.lamb", "lars_hvd.optim.schedules")
+    assert "tensorflow" in optim
+    assert not [m for m in optim if m.startswith(("horovod", "lars_hvd.planning",
+                                                  "lars_hvd.run", "lars_hvd.distributed"))]

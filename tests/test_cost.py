@@ -1,4 +1,4 @@
-"""lars_hvd.cost: its parts, the --dry-run --hardware view, and the published-run table."""
+"""lars_hvd.planning.cost: its parts, the --dry-run --hardware view, and the published-run table."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lars_hvd import cost, cost_validation
 from lars_hvd.errors import UsageError
+from lars_hvd.planning import cost, cost_validation
 
 REPO = Path(__file__).resolve().parent.parent
 P100 = cost.HARDWARE["dgx1-p100"]
@@ -132,4 +132,4 @@ def test_validation_table_is_recomputed_and_committed():
     assert within > len(rows) / 2
     committed = (REPO / "docs" / "results" / "cost-validation.md").read_text()
     assert committed == cost_validation.table(), \
-        "rerun: python -m lars_hvd.cost_validation docs/results/cost-validation.md"
+        "rerun: python -m lars_hvd.planning.cost_validation docs/results/cost-validation.md"

@@ -16,10 +16,8 @@ import tensorflow as tf
 from run_horovod import wait_for
 
 from lars_hvd import horovodrun
-from lars_hvd.data import fashion_mnist
 
-pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
-                                reason="dataset-fashion-mnist is not installed")
+pytestmark = pytest.mark.fashion_mnist
 
 
 EPOCHS = 40

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from lars_hvd.data import fashion_mnist, imagenet, make_tfrecords, preprocess
+from lars_hvd.data import imagenet, make_tfrecords, preprocess
 from lars_hvd.data.make_tfrecords import Item
 from lars_hvd.errors import UsageError
 
@@ -395,8 +395,7 @@ def test_clean_shards_count_nothing(id_shards):
 
 # -- through the training entry point -------------------------------------------------------
 
-needs_fashion_mnist = pytest.mark.skipif(
-    not fashion_mnist.default_dir().is_dir(), reason="dataset-fashion-mnist is not installed")
+needs_fashion_mnist = pytest.mark.fashion_mnist
 
 
 @pytest.fixture(scope="module")

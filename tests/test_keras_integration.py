@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from lars_reference import relative_error
 
-from lars_hvd.optimizer import LARS
+from lars_hvd.optim.lars import LARS
 
 
 def train(jit_compile: bool = False, policy: str = "float32", steps: int = 5):

@@ -1,4 +1,4 @@
-"""LAMB (lars_hvd.lamb) against a NumPy reference and, on the pinned stack, against
+"""LAMB (lars_hvd.optim.lamb) against a NumPy reference and, on the pinned stack, against
 tensorflow-addons' LAMB; its config round trip and input checks."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from lars_reference import relative_error
 
-from lars_hvd.lamb import LAMB
+from lars_hvd.optim.lamb import LAMB
 
 STEPS = 6
 PATTERNS = ["bias", "skip_me"]  # found in tfa's names (no ":0") and in ours alike

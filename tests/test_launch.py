@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lars_hvd.data import fashion_mnist
-
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCH = ROOT / "launch"
 SCRIPTS = ["local.sh", "horovodrun.sh", "mpirun.sh", "slurm.sbatch", "k8s.sh"]
@@ -180,8 +178,7 @@ def test_more_ranks_than_slots_is_refused(hostfile):
     assert result.returncode == 2 and "--np 17 is more than the 16 slots" in result.stderr
 
 
-@pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
-                    reason="dataset-fashion-mnist is not installed")
+@pytest.mark.fashion_mnist
 def test_local_script_really_trains_two_workers(tmp_path):
     env = {**os.environ, "LARS_HVD_PYTHON": sys.executable,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from lars_hvd import models
 from lars_hvd.errors import UsageError
-from lars_hvd.optimizer import LARS
+from lars_hvd.optim.lars import LARS
 
 
 def conv(k, cin, cout, bias):

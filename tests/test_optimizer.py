@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from lars_reference import excluded, lars_step, relative_error
 
-from lars_hvd.optimizer import LARS, trust_ratio
+from lars_hvd.optim.lars import LARS, trust_ratio
 
 STEPS = 6
 TOLERANCE = 1e-5  # float32 vs float64 reference, norm-wise relative error per variable
@@ -196,7 +196,7 @@ def test_momentum_zero_creates_no_slots():
 
 def test_package_exports():
     import lars_hvd
-    from lars_hvd.optimizer import LARS
+    from lars_hvd.optim.lars import LARS
 
     assert lars_hvd.LARS is LARS
 

@@ -19,12 +19,10 @@ import tensorflow as tf
 from run_horovod import wait_for
 
 from lars_hvd import horovodrun
-from lars_hvd.data import fashion_mnist
 from lars_hvd.signals import EXIT_RESUMABLE, Preempted
 from lars_hvd.train import main
 
-pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
-                                reason="dataset-fashion-mnist is not installed")
+pytestmark = pytest.mark.fashion_mnist
 
 # 8 optimizer steps an epoch, 3 epochs; deterministic ops, so reruns are bitwise equal.
 FLAGS = ["--train-examples", "4096", "--global-batch-size", "512", "--epochs", "3",
@@ -65,8 +63,10 @@ def test_a_signal_mid_epoch_checkpoints_the_step_and_resumes_exactly(signum, uni
                                                                     tmp_path, capsys):
     run_dir = tmp_path / "run"
     with pytest.raises(Preempted) as stopped:
-        main([*FLAGS, "--run-dir", str(run_dir)], extra_callbacks=[SignalAtStep(11, signum)])
-    # Step 11 is the 3rd of epoch 2; the signal is seen at the next step boundary, step 12.
+        main([*FLAGS, "--run-dir", str(run_dir), "--signal-check-seconds", "0"],
+             extra_callbacks=[SignalAtStep(11, signum)])
+    # Step 11 is the 3rd of epoch 2; checked at every step (--signal-check-seconds 0), the
+    # signal is seen at the next step boundary, step 12.
     assert stopped.value.step == 12
     assert stopped.value.checkpoint.endswith("steps/step-12")
     out = capsys.readouterr().out
@@ -102,7 +102,9 @@ def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_p
     """SIGUSR1 to both workers of a -np 2 job mid-epoch: one step checkpoint, exit code 75
     on both ranks, and the resumed run ends with the uninterrupted run's weights."""
     # 32 steps an epoch (about 3 s here), so that the signal lands inside epoch 2.
-    argv = [sys.executable, "-m", "lars_hvd.train", *FLAGS, "--train-examples", "16384"]
+    # Checks about every 0.1 s (a few steps of about 20 ms), not at every step.
+    argv = [sys.executable, "-m", "lars_hvd.train", *FLAGS, "--train-examples", "16384",
+            "--signal-check-seconds", "0.1"]
     whole = horovodrun.run([*argv, "--run-dir", str(tmp_path / "whole")], np_=2, timeout=300)
     assert whole.returncode == 0, whole.stdout[-3000:]
     digest = re.search(r"replicas agree: .*\(sha256 (\w+)\)", whole.stdout).group(1)
@@ -208,3 +210,27 @@ def worker_pids(marker: str, exclude: int) -> list[int]:
         if "lars_hvd.train" in text and marker in text and not launcher:
             pids.append(int(entry.name))
     return pids
+
+
+def test_the_ranks_agree_on_signals_about_every_check_seconds():
+    """The next check step comes from integers every rank received from one allreduce."""
+    from lars_hvd.run.preemption import steps_until_next_check
+
+    assert steps_until_next_check(elapsed_ms=500, steps=10, check_seconds=1.0) == 20
+    assert steps_until_next_check(elapsed_ms=3000, steps=1, check_seconds=1.0) == 1  # slow
+    assert steps_until_next_check(elapsed_ms=0, steps=5, check_seconds=1.0) == 1000  # cap
+    assert steps_until_next_check(elapsed_ms=500, steps=10, check_seconds=0.0) == 1
+
+
+def test_with_checks_seconds_apart_a_signal_still_stops_at_a_checked_step(tmp_path, capsys):
+    """The default: agreement about every second; a signal after step 2 stops the run at a
+    later step, checkpointed there, and --resume finishes it."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(Preempted) as stopped:
+        main([*FLAGS, "--run-dir", str(run_dir), "--signal-check-seconds", "0.5"],
+             extra_callbacks=[SignalAtStep(2, signal.SIGUSR1)])
+    assert 2 < stopped.value.step < 24
+    assert stopped.value.checkpoint.endswith(f"steps/step-{stopped.value.step}")
+    summary = main([*FLAGS, "--run-dir", str(run_dir), "--resume", "--signal-check-seconds",
+                    "0.5"])
+    assert summary.epochs_run >= 1

@@ -22,10 +22,8 @@ from pathlib import Path
 import pytest
 
 from lars_hvd import horovodrun
-from lars_hvd.data import fashion_mnist
 
-pytestmark = pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
-                                reason="dataset-fashion-mnist is not installed")
+pytestmark = pytest.mark.fashion_mnist
 
 PRESETS = ["resnet50-imagenet-32k", "resnet50-imagenet-mlperf", "alexnet-bn-imagenet-8k"]
 # One optimizer step an epoch, one example per worker: mixed_float16 (the MLPerf preset's

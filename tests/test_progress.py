@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import re
 from types import SimpleNamespace
 
 import pytest
 
-from lars_hvd import callbacks
-from lars_hvd.config import parse_args
-from lars_hvd.data import fashion_mnist
-from lars_hvd.plan import resolve
+from lars_hvd.planning.cli import parse_args
+from lars_hvd.planning.plan import resolve
+from lars_hvd.run import callbacks
 
 
 def plan_of(*argv: str, world: int = 1):
@@ -54,8 +54,8 @@ def progress_lines(monkeypatch, capsys, *, steps_per_epoch, every_steps, every_s
     distributed.init(pin_gpu=False, set_threads=False)  # a world of one: rank 0 prints
     clock = Clock()
     monkeypatch.setattr(callbacks.time, "monotonic", clock)
-    plan = SimpleNamespace(accumulation_steps=accumulation, steps_per_epoch=steps_per_epoch,
-                           epochs=2, global_batch_size=100)
+    plan = dataclasses.replace(plan_of("--global-batch-size", "100", "--epochs", "2"),
+                               steps_per_epoch=steps_per_epoch, accumulation_steps=accumulation)
     progress = callbacks.Progress(plan, every_steps, every_seconds)
     progress.model = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=0.5,
                                                                iterations=0))
@@ -94,8 +94,7 @@ def test_progress_counts_optimizer_steps_not_micro_batches(monkeypatch, capsys):
     assert "| 50 images/s |" in lines[1]  # 100 images per 2 s optimizer step
 
 
-@pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
-                    reason="dataset-fashion-mnist is not installed")
+@pytest.mark.fashion_mnist
 def test_a_run_evaluates_a_subset_every_n_epochs_and_says_so(tmp_path, capsys):
     from lars_hvd.train import main
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from lars_hvd.optimizer import LARS
-from lars_hvd.schedules import LinearWarmup, linear_scaled_learning_rate
+from lars_hvd.optim.lars import LARS
+from lars_hvd.optim.schedules import LinearWarmup
+from lars_hvd.planning.plan import linear_scaled_learning_rate
 
 NON_DEFAULT = dict(
     learning_rate=7.5,
@@ -134,7 +136,7 @@ def test_linear_scaling_rule():
 class TestPolicy:
     @pytest.mark.parametrize("decay", ["poly", "cosine", "step", "none"])
     def test_warmup_then_decay(self, decay):
-        from lars_hvd.schedules import warmup_then_decay
+        from lars_hvd.optim.schedules import warmup_then_decay
 
         schedule = warmup_then_decay(8.0, 100, 10, warmup_start_learning_rate=1.0, decay=decay,
                                      end_learning_rate=0.5, step_boundaries=(40, 70),
@@ -155,7 +157,7 @@ class TestPolicy:
             [lr[0], lr[33], lr[77]])
 
     def test_per_optimizer_step_divides_micro_batches(self):
-        from lars_hvd.schedules import PerOptimizerStep
+        from lars_hvd.optim.schedules import PerOptimizerStep
 
         inner = paper_schedule()
         schedule = PerOptimizerStep(inner, 4)
@@ -169,7 +171,39 @@ class TestPolicy:
             PerOptimizerStep(inner, 0)
 
     def test_warmup_must_end_before_training(self):
-        from lars_hvd.schedules import warmup_then_decay
+        from lars_hvd.optim.schedules import warmup_then_decay
 
         with pytest.raises(ValueError, match="warmup_steps=100"):
             warmup_then_decay(1.0, 100, 100)
+
+
+def test_a_model_saved_before_the_package_moved_loads_and_trains_on():
+    """tests/fixtures/lars_linear_warmup.keras was saved by the code before issue 22 moved
+    LARS and the schedules into lars_hvd.optim (tests/fixtures/make_lars_fixture.py): the
+    Keras names (lars_hvd>LARS, lars_hvd>LinearWarmup, ...) still resolve, and one more step
+    gives the kernel that the old code gave."""
+    import lars_hvd.optim  # noqa: F401  (the package a user imports)
+    from lars_hvd.optim.lars import LARS as Lars
+    from lars_hvd.optim.schedules import PerOptimizerStep
+
+    fixtures = Path(__file__).parent / "fixtures"
+    model = tf.keras.models.load_model(fixtures / "lars_linear_warmup.keras")
+    data = np.load(fixtures / "lars_linear_warmup_data.npz")
+    assert type(model.optimizer) is Lars
+    schedule = model.optimizer._learning_rate  # (.learning_rate is the current value)
+    assert isinstance(schedule, PerOptimizerStep)
+    assert isinstance(schedule.schedule, LinearWarmup)
+    assert model.optimizer.exclude_from_weight_decay == ["bn"]
+    assert int(model.optimizer.iterations) == 2
+    model.fit(data["x"][:16], data["y"][:16], batch_size=16, epochs=1, verbose=0,
+              shuffle=False)
+    np.testing.assert_allclose(model.get_layer("hidden").kernel.numpy(),
+                               data["hidden_kernel_after_step"], rtol=1e-6, atol=1e-7)
+
+
+def test_the_top_level_names_are_the_optim_package_s():
+    import lars_hvd
+    from lars_hvd import optim
+
+    for name in lars_hvd.__all__:
+        assert getattr(lars_hvd, name) is getattr(optim, name), name

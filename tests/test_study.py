@@ -7,7 +7,6 @@ import json
 import pytest
 
 from lars_hvd import study
-from lars_hvd.data import fashion_mnist
 from lars_hvd.study import report, sweep
 
 
@@ -89,8 +88,7 @@ def test_every_optimizer_gets_as_many_learning_rates():
     assert all(len(grid) >= 3 for _, grid in study.LR_GRIDS.values())
 
 
-@pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
-                    reason="dataset-fashion-mnist is not installed (make install installs it)")
+@pytest.mark.fashion_mnist
 def test_tiny_sweep_is_real_and_resumable(tmp_path, capsys):
     argv = ["--quick", "--epochs", "2", "--train-examples", "2048", "--batches", "256", "1024",
             "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]

@@ -14,9 +14,7 @@ from lars_hvd.data import fashion_mnist
 from lars_hvd.errors import UsageError
 from lars_hvd.train import main
 
-pytestmark = pytest.mark.skipif(
-    not fashion_mnist.default_dir().is_dir(),
-    reason="dataset-fashion-mnist is not installed (make install installs it)")
+pytestmark = pytest.mark.fashion_mnist
 
 SMALL = ["--train-examples", "2048", "--global-batch-size", "512", "--epochs", "2",
          "--log-every-steps", "1", "--deterministic"]
@@ -167,7 +165,7 @@ def test_every_optimizer_and_mode_trains(extra, tmp_path):
 
 def test_recompute_bn_statistics_averages_training_batches():
     from lars_hvd import distributed
-    from lars_hvd.evaluation import recompute_bn_statistics
+    from lars_hvd.run.evaluation import recompute_bn_statistics
 
     distributed.init(pin_gpu=False, set_threads=False)
     inputs = tf.keras.Input((3,))
@@ -194,11 +192,11 @@ def test_elastic_rewrap_for_more_accumulation_continues_the_optimizer():
     from types import SimpleNamespace
 
     from lars_hvd import distributed
-    from lars_hvd.config import parse_args
-    from lars_hvd.elastic import recompile_for_plan
-    from lars_hvd.optimizers import build_optimizer_state
-    from lars_hvd.plan import resolve
-    from lars_hvd.training import compile_model
+    from lars_hvd.planning.cli import parse_args
+    from lars_hvd.planning.plan import resolve
+    from lars_hvd.run.elastic import recompile_for_plan
+    from lars_hvd.run.optimizer_factory import build_optimizer_state
+    from lars_hvd.run.training import compile_model
 
     distributed.init(pin_gpu=False, set_threads=False)
     # One optimizer step per epoch; the LR warms up from 0.1 over 3 steps, so the step

@@ -10,11 +10,7 @@ import pytest
 import run_horovod
 import tensorflow as tf
 
-from lars_hvd.data import fashion_mnist
-
-pytestmark = pytest.mark.skipif(
-    not fashion_mnist.default_dir().is_dir(),
-    reason="dataset-fashion-mnist is not installed (make install installs it)")
+pytestmark = pytest.mark.fashion_mnist
 
 TRAIN = [sys.executable, "-m", "lars_hvd.train"]
 

@@ -13,16 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from lars_hvd.data import fashion_mnist
-
 ROOT = Path(__file__).resolve().parent.parent
 TWO_HOSTS = ["bash", str(ROOT / "tests" / "two_hosts.sh")]
 
 check = subprocess.run([*TWO_HOSTS, "check"], capture_output=True, text=True, check=False)
-pytestmark = [
-    pytest.mark.skipif(not fashion_mnist.default_dir().is_dir(),
-                       reason="dataset-fashion-mnist is not installed"),
-]
+pytestmark = [pytest.mark.fashion_mnist]
 
 TRAIN = ["--train-examples", "1024", "--global-batch-size", "256", "--epochs", "2",
          "--warmup-epochs", "0.5"]

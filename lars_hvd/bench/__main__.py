@@ -25,7 +25,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from lars_hvd import cost
+    from lars_hvd.planning import cost
 
     top = argparse.ArgumentParser(prog="python -m lars_hvd.bench",
                                   description=__doc__,

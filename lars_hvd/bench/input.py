@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lars_hvd import cost
 from lars_hvd.bench import results
+from lars_hvd.planning import cost
 
 RECIPES = {  # name: (model input size, training?, augment)
     "resnet-train-224": (224, True, "inception"),

@@ -21,14 +21,14 @@ import numpy as np
 import tensorflow as tf
 
 from lars_hvd.bench import results
-from lars_hvd.optimizers import build_optimizer_state
+from lars_hvd.run.optimizer_factory import build_optimizer_state
 
 
 def make_optimizer(name: str):
     """The run factory's optimizer ``name`` at a small constant LR (it keeps the weights sane
     over many benchmark steps; speed does not depend on it)."""
-    from lars_hvd.config import OptimizerConfig
-    from lars_hvd.optimizers import make_optimizer as factory
+    from lars_hvd.planning.config import OptimizerConfig
+    from lars_hvd.run.optimizer_factory import make_optimizer as factory
 
     return factory(OptimizerConfig(optimizer=name), 1e-4 if name == "lamb" else 1e-3,
                    record_trust_ratios=False)

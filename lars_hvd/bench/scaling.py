@@ -1,5 +1,5 @@
 """Projected step time and scaling efficiency at a fixed global batch: a view of
-``lars_hvd.cost`` (the same model ``python -m lars_hvd.train --dry-run --hardware`` prints;
+``lars_hvd.planning.cost`` (the same model ``python -m lars_hvd.train --dry-run --hardware`` prints;
 its parameters, their sources, and its check against published runs are in docs/cost.md).
 
 N GPUs hold the global batch B: each takes B / N examples per optimizer step, in as many
@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
-from lars_hvd import cost
-from lars_hvd.cost_validation import epoch_speedup
+from lars_hvd.planning import cost
+from lars_hvd.planning.cost_validation import epoch_speedup
 
 RESNET50_PARAMETERS = cost.PARAMETERS["resnet50"]
 ALEXNET_BN_PARAMETERS = cost.PARAMETERS["alexnet_bn"]
@@ -80,7 +80,7 @@ def run(args) -> dict:
     ax.set_ylabel("scaling efficiency (%)")
     ax.set_ylim(0, 105)
     ax.set_title(f"ResNet-50 at a global batch of {args.global_batch:,}: projected "
-                 f"(lars_hvd.cost)")
+                 f"(lars_hvd.planning.cost)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     out["_figure"] = fig

@@ -61,7 +61,7 @@ def synthetic_data(batch: int, input_shape, num_classes: int, seed: int = 0):
 def throughput(args) -> dict:
     """Horovod's synthetic benchmark, with LARS through Keras fit."""
     from lars_hvd.models import build
-    from lars_hvd.optimizer import LARS
+    from lars_hvd.optim.lars import LARS
 
     distributed.init()
     model = build(args.model, tuple(args.input_shape), args.num_classes)

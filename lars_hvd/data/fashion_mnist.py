@@ -19,8 +19,6 @@ FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-NUM_CLASSES = 10
-IMAGE_SHAPE = (28, 28, 1)
 _IDX_DTYPES = {0x08: np.uint8}
 
 

@@ -41,7 +41,6 @@ from lars_hvd.data import preprocess
 from lars_hvd.errors import UsageError
 
 SPLITS = ("train", "validation")
-BAD_RECORD_MODES = ("skip", "error")
 SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})$")
 _FRAME_BYTES = 16  # TFRecord framing per record: length (8), its CRC (4), the data's CRC (4)
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from lars_hvd.config import TrainConfig
 from lars_hvd.data import fashion_mnist
 from lars_hvd.errors import UsageError
-from lars_hvd.plan import Plan
+from lars_hvd.planning.config import TrainConfig
+from lars_hvd.planning.plan import Plan
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from lars_hvd.plan import linear_scaled_learning_rate
+from lars_hvd.planning.plan import linear_scaled_learning_rate
 from lars_hvd.study import (
     EXTEND,
     FASHION_MNIST_TRAIN,

@@ -16,7 +16,7 @@ distributed.init()
 
 from lars_reference import excluded, lars_step, relative_error  # noqa: E402
 
-from lars_hvd.optimizer import LARS  # noqa: E402
+from lars_hvd.optim.lars import LARS  # noqa: E402
 
 RANK, SIZE = distributed.rank(), distributed.size()
 LARS_KW = dict(learning_rate=3.0, momentum=0.9, weight_decay_rate=1e-3, trust_coefficient=0.02,
@@ -45,8 +45,8 @@ def rank_data(r: int, n: int = BATCH):
 
 def gathered(model: tf.keras.Model) -> np.ndarray:
     """Every rank's flattened weights, one row per rank."""
-    flat = np.concatenate([w.ravel() for w in model.get_weights()])[None]
-    return distributed.allgather(tf.constant(flat)).numpy()
+    flat = np.concatenate([w.ravel() for w in model.get_weights()])
+    return np.stack(distributed.allgather_object(flat))
 
 
 def reference_run(w0, batches_per_step, *, average_over_ranks=True, steps=STEPS):

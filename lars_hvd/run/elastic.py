@@ -16,12 +16,12 @@ from pathlib import Path
 import tensorflow as tf
 
 from lars_hvd import distributed
-from lars_hvd.config import TrainConfig
 from lars_hvd.errors import UsageError
 from lars_hvd.files import atomic_write_text
-from lars_hvd.optimizers import build_optimizer_state, optimizer_variables
-from lars_hvd.plan import Plan
-from lars_hvd.run_dir import prepare_run_dir
+from lars_hvd.planning.config import TrainConfig
+from lars_hvd.planning.plan import Plan
+from lars_hvd.run.optimizer_factory import build_optimizer_state, optimizer_variables
+from lars_hvd.run.run_dir import prepare_run_dir
 
 MARKER = "elastic-job.txt"
 
@@ -87,8 +87,7 @@ def recompile_for_plan(model, plan: Plan, state, compile_model: Callable[[Plan],
             raise AssertionError(f"optimizer variable {source.name} {source.shape} does not "
                                  f"fit {target.name} {target.shape}")
         target.assign(source)
-    model.optimizer.iterations.assign(
-        int(state.epoch) * plan.steps_per_epoch * plan.accumulation_steps)
+    model.optimizer.iterations.assign(plan.iterations_at(int(state.epoch) * plan.steps_per_epoch))
     # Horovod: commits, rollbacks and syncs now cover the new optimizer's variables.
     state.optimizer = model.optimizer
     state.save()

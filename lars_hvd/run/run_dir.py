@@ -9,14 +9,15 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from lars_hvd.config import TrainConfig
 from lars_hvd.errors import UsageError
 from lars_hvd.files import atomic_write_text
-from lars_hvd.plan import Plan, plan_json
+from lars_hvd.planning.config import TrainConfig
+from lars_hvd.planning.plan import Plan, plan_json
+from lars_hvd.run.layout import checkpoint_folders
 
 # Settings that may differ between a run and its resumption.
 RESUMABLE_DIFFERENCES = {"run.resume", "run.run_dir", "run.log_every_steps",
-                         "run.checkpoint_every_steps",
+                         "run.checkpoint_every_steps", "run.signal_check_seconds",
                          "run.progress_every_steps", "run.progress_every_seconds",
                          "run.keep_checkpoints", "run.xla", "run.deterministic",
                          "evaluation.eval_batch_size", "evaluation.eval_every_epochs",
@@ -32,14 +33,9 @@ def default_run_dir(root: Path = Path("runs")) -> Path:
     return candidate
 
 
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
-
-
 def has_checkpoint(run_dir: Path) -> bool:
     """Whether an epoch or a step checkpoint of ``run_dir`` is listed in its index."""
-    folder = checkpoint_dir(run_dir)
-    return any(tf.train.latest_checkpoint(str(f)) for f in (folder, folder / "steps"))
+    return any(tf.train.latest_checkpoint(str(f)) for f in checkpoint_folders(run_dir))
 
 
 def prepare_run_dir(config: TrainConfig, plan: Plan) -> Path:

@@ -2,17 +2,17 @@
 
 Schedules are indexed by *optimizer step* (one step = one global batch). The decay part is
 Keras's own (``PolynomialDecay`` with power 2 as in the paper, ``CosineDecay``,
-``PiecewiseConstantDecay``); this module adds the linear warmup in front of it and the
-linear-scaling rule. Horovod's LR callbacks cannot drive a ``LearningRateSchedule``, so the
-warmup lives in the schedule object, which Horovod's optimizer rebuild keeps (it is in the
-optimizer's config).
+``PiecewiseConstantDecay``); this module adds the linear warmup in front of it and the index
+by optimizer step under gradient accumulation. Horovod's LR callbacks cannot drive a
+``LearningRateSchedule``, so the warmup lives in the schedule object, which Horovod's
+optimizer rebuild keeps (it is in the optimizer's config). The linear-scaling rule that sets
+the peak is planning's (``lars_hvd.planning.plan.linear_scaled_learning_rate``).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from lars_hvd.plan import linear_scaled_learning_rate  # noqa: F401 (the rule, for users)
 from lars_hvd.stack import check_keras
 
 check_keras(tf.keras)

@@ -21,9 +21,9 @@ import tensorflow as tf
 
 from lars_hvd import distributed
 from lars_hvd.errors import UsageError, disk_full, disk_full_error
-from lars_hvd.optimizers import build_optimizer_state, optimizer_variables
-from lars_hvd.plan import Plan
-from lars_hvd.run_dir import checkpoint_dir
+from lars_hvd.planning.plan import Plan
+from lars_hvd.run.layout import checkpoint_dir, step_dir
+from lars_hvd.run.optimizer_factory import build_optimizer_state, optimizer_variables
 
 
 @dataclass
@@ -42,10 +42,6 @@ class RunState:
 def make_checkpoint(model, optimizer, state: RunState) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=state.epoch,
                                step=state.step)
-
-
-def step_dir(run_dir: Path) -> Path:
-    return checkpoint_dir(run_dir) / "steps"  # (run_dir.has_checkpoint looks there too)
 
 
 def candidates(run_dir: Path, plan: Plan) -> list[tuple[int, str]]:
@@ -81,7 +77,7 @@ def restore(run_dir: Path, model, optimizer, state: RunState, plan: Plan, *,
                                         + [state.epoch, state.step])
     elif distributed.is_rank0():
         restore_newest_good(run_dir, model, optimizer, state, plan)
-    optimizer.iterations.assign(int(state.step) * plan.accumulation_steps)
+    optimizer.iterations.assign(plan.iterations_at(state.step))
     return int(state.epoch)
 
 
@@ -143,8 +139,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
                   f"finite; the last good checkpoint is kept", file=sys.stderr, flush=True)
             return
         self.state.epoch.assign(epoch + 1)
-        self.state.step.assign(int(self.model.optimizer.iterations)
-                               // self.plan.accumulation_steps)
+        self.state.step.assign(self.plan.optimizer_step(self.model.optimizer.iterations))
         if self.manager is None:
             self.manager = manager(self.model, self.state, checkpoint_dir(self.run_dir),
                                    "epoch", self.keep)
@@ -182,14 +177,14 @@ class StepCheckpoints(tf.keras.callbacks.Callback):
         self.last: tuple[int, str] | None = None  # (step, path) of the last save
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self.every or (batch + 1) % self.plan.accumulation_steps:
+        if not self.every or not self.plan.ends_step(batch + 1):
             return
-        step = int(self.model.optimizer.iterations) // self.plan.accumulation_steps
+        step = self.plan.optimizer_step(self.model.optimizer.iterations)
         if step % self.every == 0 and step % self.plan.steps_per_epoch:
             self.save_now()
 
     def save_now(self) -> str:
-        step = int(self.model.optimizer.iterations) // self.plan.accumulation_steps
+        step = self.plan.optimizer_step(self.model.optimizer.iterations)
         if self.last and self.last[0] == step:
             return self.last[1]
         self.state.step.assign(step)

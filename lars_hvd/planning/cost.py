@@ -34,7 +34,7 @@ from lars_hvd.errors import UsageError
 FUSION_THRESHOLD_BYTES = 128 * 2**20  # Horovod >= 0.21 default (release notes, PR #2468)
 CYCLE_SECONDS = 1e-3  # HOROVOD_CYCLE_TIME default, 1 ms since Horovod 0.21 (PR #2468)
 BACKWARD_FRACTION = 2 / 3  # backward = 2x forward flops (Goyal et al. 2017, sec. 4)
-OPTIMIZER_PASSES = 7  # LARS: read w, g, v, 2 norm passes; write w, v (lars_hvd/optimizer.py)
+OPTIMIZER_PASSES = 7  # LARS: read w, g, v, 2 norm passes; write w, v (lars_hvd/optim/lars.py)
 
 PARAMETERS = {  # trainable parameters, counted from models/ (tests/test_bench.py checks two)
     "resnet50": 25_557_032,
@@ -200,7 +200,7 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
     """One optimizer step of ``model`` on ``gpus`` GPUs of ``hw``, each taking
     ``accumulation_steps`` micro-batches of ``per_gpu_batch`` examples."""
     if model not in hw.compute:
-        raise UsageError(f"no published {model} throughput for {hw.name} in lars_hvd.cost "
+        raise UsageError(f"no published {model} throughput for {hw.name} in lars_hvd.planning.cost "
                          f"(it has: {', '.join(sorted(hw.compute))}); add one with its "
                          f"source to project this run.")
     if gpus < 1 or per_gpu_batch <= 0 or accumulation_steps < 1:

@@ -7,17 +7,24 @@ why every constructor argument is in the config.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
 
 from lars_hvd import compat
+from lars_hvd.optim.common import (
+    check_learning_rate,
+    check_weight_decay_rate,
+    exclusions,
+    handle,
+    l2_norm,
+    patterns_match,
+    refuse_base_weight_decay,
+)
+from lars_hvd.optim.modes import TRUST_RATIO_MODES
 from lars_hvd.stack import check_keras
 
 check_keras(tf.keras)
-
-TRUST_RATIO_MODES = ("paper", "decayed_grad")
 
 
 def trust_ratio(
@@ -65,12 +72,6 @@ def trust_ratio(
     return tf.where(both_positive, ratio, tf.ones_like(ratio))
 
 
-def l2_norm(tensor):
-    # One fused pass over the tensor (tf.nn.l2_loss = sum(x**2) / 2), no temporary the size
-    # of the tensor: the norms are LARS's only extra memory traffic over SGD.
-    return tf.sqrt(2.0 * tf.nn.l2_loss(tensor))
-
-
 def _l2_norms(weight, grad):
     """``(||weight||, ||grad||)``: LARS's two norms, in the form that is fastest where traced.
 
@@ -84,70 +85,6 @@ def _l2_norms(weight, grad):
         squares = tf.reduce_sum(tf.square(stacked), axis=1)
         return tf.sqrt(squares[0]), tf.sqrt(squares[1])
     return l2_norm(weight), l2_norm(grad)
-
-
-def _handle(variable):
-    """The resource handle of a variable (through a mixed-precision AutoCastVariable)."""
-    return getattr(variable, "_variable", variable).handle
-
-
-def compile_patterns(patterns, argument: str) -> list[str]:
-    if patterns is None:
-        return []
-    if isinstance(patterns, str):
-        raise ValueError(
-            f"{argument} must be a list of regular expressions, not a string. "
-            f"Received: {argument}={patterns!r}; use [{patterns!r}]."
-        )
-    patterns = list(patterns)
-    for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise ValueError(
-                f"{argument} must hold regular-expression strings. Received: {pattern!r} "
-                f"in {argument}={patterns!r}."
-            )
-        try:
-            re.compile(pattern)
-        except re.error as err:
-            raise ValueError(
-                f"{argument} holds an invalid regular expression {pattern!r}: {err}."
-            ) from err
-    return patterns
-
-
-def exclusions(weight_decay, layer_adaptation) -> tuple[list[str], list[str]]:
-    """The checked ``exclude_from_weight_decay`` and ``exclude_from_layer_adaptation``
-    patterns; the second defaults to the first."""
-    decay = compile_patterns(weight_decay, "exclude_from_weight_decay")
-    if layer_adaptation is None:
-        return decay, decay
-    return decay, compile_patterns(layer_adaptation, "exclude_from_layer_adaptation")
-
-
-def refuse_base_weight_decay(kwargs: dict, how: str) -> None:
-    """The Keras base class's ``weight_decay`` is a separate, decoupled decay: refused, so
-    that it cannot be mixed up with the optimizer's own ``weight_decay_rate``."""
-    if kwargs.get("weight_decay"):  # the base config round-trips it as None or 0
-        raise ValueError(
-            f"{how}; pass it as weight_decay_rate=..., not weight_decay (the Keras base "
-            f"class's decoupled decay). Received: weight_decay={kwargs['weight_decay']!r}.")
-
-
-def check_learning_rate(learning_rate) -> None:
-    if isinstance(learning_rate, (int, float)) and not learning_rate >= 0:
-        raise ValueError(f"learning_rate must be >= 0 (or a LearningRateSchedule). "
-                         f"Received: learning_rate={learning_rate!r}.")
-
-
-def check_weight_decay_rate(weight_decay_rate) -> None:
-    if not isinstance(weight_decay_rate, (int, float)) or not weight_decay_rate >= 0:
-        raise ValueError(f"weight_decay_rate must be a float >= 0. "
-                         f"Received: weight_decay_rate={weight_decay_rate!r}.")
-
-
-def patterns_match(patterns: Iterable[str], variable) -> bool:
-    """Whether a regular expression of ``patterns`` is found in ``variable.name``."""
-    return any(re.search(pattern, variable.name) for pattern in patterns)
 
 
 @tf.keras.utils.register_keras_serializable(package="lars_hvd")
@@ -373,14 +310,14 @@ class LARS(tf.keras.optimizers.Optimizer):
         else:
             local_lr = lr
         if self.momentum == 0:
-            tf.raw_ops.ResourceApplyGradientDescent(var=_handle(variable), alpha=local_lr,
+            tf.raw_ops.ResourceApplyGradientDescent(var=handle(variable), alpha=local_lr,
                                                     delta=direction)
             return
         # Keras's fused momentum kernel, with neg_v = -v:  neg_v = m * neg_v - local_lr * d;
         # w += neg_v  (nesterov: w += m * neg_v - local_lr * d), i.e. the update above.
         neg_velocity = self.momentums[self._index_dict[self._var_key(variable)]]
         tf.raw_ops.ResourceApplyKerasMomentum(
-            var=_handle(variable), accum=_handle(neg_velocity), lr=local_lr, grad=direction,
+            var=handle(variable), accum=handle(neg_velocity), lr=local_lr, grad=direction,
             momentum=tf.cast(self.momentum, dtype), use_nesterov=self.nesterov)
 
     def get_config(self) -> dict:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from lars_hvd.optimizer import (
+from lars_hvd.optim.common import (
     check_learning_rate,
     check_weight_decay_rate,
     exclusions,

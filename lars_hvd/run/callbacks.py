@@ -6,18 +6,19 @@ import datetime
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
 
 from lars_hvd import distributed
-from lars_hvd.checkpoints import EpochCheckpoint, RunState, StepCheckpoints
-from lars_hvd.config import TrainConfig
-from lars_hvd.evaluation import EvalResult, evaluate
-from lars_hvd.optimizer import LARS
-from lars_hvd.optimizers import inner_optimizer
-from lars_hvd.plan import Plan
-from lars_hvd.preemption import StopOnSignal
+from lars_hvd.optim.lars import LARS
+from lars_hvd.planning.config import TrainConfig
+from lars_hvd.planning.plan import Plan
+from lars_hvd.run.checkpoints import EpochCheckpoint, RunState, StepCheckpoints
+from lars_hvd.run.evaluation import EvalResult, evaluate
+from lars_hvd.run.optimizer_factory import inner_optimizer
+from lars_hvd.run.preemption import StopOnSignal
 
 
 class Diagnostics(tf.keras.callbacks.Callback):
@@ -38,9 +39,9 @@ class Diagnostics(tf.keras.callbacks.Callback):
         else:
             self._micro_batch += 1
         iterations = self._micro_batch
-        if iterations % self.plan.accumulation_steps:
+        if not self.plan.ends_step(iterations):
             return  # mid-accumulation: no optimizer step was taken
-        step = iterations // self.plan.accumulation_steps
+        step = self.plan.optimizer_step(iterations)
         if step % self.every and step != 1:
             return
         with self.writer.as_default(step=step):
@@ -67,17 +68,17 @@ class Evaluate(tf.keras.callbacks.Callback):
     ``val_accuracy`` and ``val_loss`` into the epoch's logs (NaN after an epoch that is not
     evaluated), so that the CSV log, TensorBoard and the checkpoint callback see them."""
 
-    def __init__(self, dataset, plan: Plan, every_seconds: float):
+    def __init__(self, dataset, plan: Plan, every_seconds: float, stop: StopOnSignal):
         super().__init__()
         self.dataset, self.plan, self.every_seconds = dataset, plan, every_seconds
         self.last: EvalResult | None = None
-        self.stop = None  # a StopOnSignal: no evaluation of an epoch a signal cut short
+        self.stop = stop  # no evaluation of an epoch that a signal cut short
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         result = None
-        stopped = self.stop is not None and self.stop.stopped
-        if self.dataset is not None and self.plan.evaluates_after(epoch + 1) and not stopped:
+        if (self.dataset is not None and self.plan.evaluates_after(epoch + 1)
+                and not self.stop.stopped):
             result = evaluate(self.model, self.dataset, batch_size=self.plan.eval_batch_size,
                               every_seconds=self.every_seconds,
                               say=lambda text: say(f"epoch {epoch + 1}: {text}"))
@@ -109,9 +110,9 @@ class Progress(tf.keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         plan = self.plan
-        if (batch + 1) % plan.accumulation_steps:
+        if not plan.ends_step(batch + 1):
             return  # mid-accumulation: no optimizer step yet
-        step = self.done.get(self.epoch, 0) + (batch + 1) // plan.accumulation_steps
+        step = self.done.get(self.epoch, 0) + plan.optimizer_step(batch + 1)
         now = time.monotonic()
         if self.printed_once and step % self.every_steps and step != plan.steps_per_epoch \
                 and now - self.last_time < self.every_seconds:
@@ -145,13 +146,22 @@ def current_learning_rate(optimizer) -> float:
     return float(lr)
 
 
-def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState,
-              evaluation: Evaluate, done: dict[int, int]) -> tuple[list, StopOnSignal]:
+@dataclass
+class RunCallbacks:
+    """A run's callbacks (``every``, in order) and the two that the run reads afterwards."""
+
+    every: list
+    stop: StopOnSignal  # .stopped: the signal's Preempted, if one stopped the run
+    evaluation: Evaluate  # .last: the last evaluation's result
+
+
+def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, eval_data,
+              done: dict[int, int]) -> RunCallbacks:
     """In the order they must run: Horovod's callbacks; step checkpoints (rank 0) and the
     stop on a signal (every rank); the epoch's checkpoint (rank 0), before evaluation, so a
-    failed evaluation loses no training; evaluation (every rank); then, on rank 0, progress
-    lines and the logs, which record the evaluation. ``done``: epoch -> steps a resumed run
-    had taken of it already. Returns the list and its StopOnSignal."""
+    failed evaluation loses no training; evaluation of ``eval_data`` (every rank); then, on
+    rank 0, progress lines and the logs, which record the evaluation. ``done``: epoch ->
+    steps a resumed run had taken of it already."""
     rank0 = distributed.is_rank0()
     result = [*distributed.callbacks(), tf.keras.callbacks.TerminateOnNaN()]
     steps = None
@@ -159,12 +169,13 @@ def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState,
         steps = StepCheckpoints(run_dir, state, plan, config.run.keep_checkpoints,
                                 config.run.checkpoint_every_steps)
         result.append(steps)
-    stop = StopOnSignal(plan, steps.save_now if steps else None)
-    evaluation.stop = stop
+    stop = StopOnSignal(plan, steps.save_now if steps else None,
+                        config.run.signal_check_seconds)
     result.append(stop)
     if rank0:
         result.append(EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints,
                                       stop))
+    evaluation = Evaluate(eval_data, plan, config.run.progress_every_seconds, stop)
     result.append(evaluation)
     if rank0:
         if not sys.stdout.isatty():
@@ -176,4 +187,4 @@ def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState,
                                            update_freq=config.run.log_every_steps),
             Diagnostics(run_dir / "tensorboard" / "lars", plan, config.run.log_every_steps),
         ]
-    return result, stop
+    return RunCallbacks(result, stop, evaluation)

@@ -1,9 +1,9 @@
-"""lars_hvd.cost against published runs: the projection of each, its error, and why it misses.
+"""The cost model (``cost``) against published runs: each one's projection, error and why.
 
-    python -m lars_hvd.cost_validation                      # the table, to the terminal
-    python -m lars_hvd.cost_validation docs/results/cost-validation.md
+    python -m lars_hvd.planning.cost_validation      # the table, to the terminal
+    python -m lars_hvd.planning.cost_validation docs/results/cost-validation.md
 
-No parameter of lars_hvd.cost comes from these runs (each run's own setup -- its network,
+No parameter of lars_hvd.planning.cost comes from these runs (each run's own setup -- its network,
 GPUs a node, per-GPU batch -- is an input, and says so). tests/test_cost.py recomputes the
 table and compares it with the committed file.
 """
@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from lars_hvd import cost
 from lars_hvd.data import DATASETS
+from lars_hvd.planning import cost
 
 IMAGENET = DATASETS["imagenet"].train  # training images
 
@@ -150,7 +150,7 @@ def table() -> str:
     within = sum(abs(r["error"]) <= 0.25 for r in rows())
     lines.append("")
     lines.append(f"{within} of {len(RUNS)} within +-25%. Written by `python -m "
-                 f"lars_hvd.cost_validation docs/results/cost-validation.md`.")
+                 f"lars_hvd.planning.cost_validation docs/results/cost-validation.md`.")
     return "\n".join(lines) + "\n"
 
 

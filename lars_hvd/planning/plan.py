@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from lars_hvd import data as datasets
 from lars_hvd import models
-from lars_hvd.config import TrainConfig, validate
 from lars_hvd.errors import UsageError
+from lars_hvd.planning.config import TrainConfig, validate
 
 
 def linear_scaled_learning_rate(base_learning_rate: float, global_batch_size: int,
@@ -55,6 +55,20 @@ class Plan:
     eval_batch_size: int  # per worker
     eval_every_epochs: int
 
+    def optimizer_step(self, iterations) -> int:
+        """The optimizer steps taken when Keras's ``optimizer.iterations`` (which counts
+        micro-batches) is ``iterations``."""
+        return int(iterations) // self.accumulation_steps
+
+    def ends_step(self, micro_batches: int) -> bool:
+        """Whether ``micro_batches`` micro-batches (of an epoch, or Keras's ``iterations``)
+        end an optimizer step: accumulation is complete, the step was taken."""
+        return int(micro_batches) % self.accumulation_steps == 0
+
+    def iterations_at(self, step: int) -> int:
+        """Keras's ``optimizer.iterations`` at the start of optimizer step ``step``."""
+        return int(step) * self.accumulation_steps
+
     def evaluates_after(self, epoch: int) -> bool:
         """Whether the run evaluates after (1-based) ``epoch``: every ``eval_every_epochs``
         epochs, and after the last one always."""
@@ -67,9 +81,7 @@ class Plan:
         dropped = self.train_examples - self.steps_per_epoch * self.global_batch_size
         lines = [
             f"world size               {self.world_size} workers",
-            f"global batch             {self.global_batch_size} examples per optimizer step"
-            f" = {self.world_size} workers x {self.accumulation_steps} accumulation step(s) x "
-            f"{self.per_worker_batch} per-worker batch",
+            f"global batch             {self.batch_text()}",
             f"epoch                    {self.steps_per_epoch} optimizer steps "
             f"({self.micro_steps_per_epoch} micro-batches per worker) over "
             f"{self.train_examples} examples, {dropped} dropped per epoch",
@@ -80,6 +92,13 @@ class Plan:
             f"evaluation               {self.eval_text()}",
         ]
         return "\n".join(lines)
+
+    def batch_text(self) -> str:
+        """How the global batch is split: ``N examples per optimizer step = W workers x A
+        accumulation step(s) x B per-worker batch``."""
+        return (f"{self.global_batch_size} examples per optimizer step = {self.world_size} "
+                f"workers x {self.accumulation_steps} accumulation step(s) x "
+                f"{self.per_worker_batch} per-worker batch")
 
     def eval_text(self) -> str:
         if not self.eval_examples:

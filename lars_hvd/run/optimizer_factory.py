@@ -1,8 +1,9 @@
-"""The one optimizer factory: the run's optimizer, LR schedule and loss from its config.
+"""The one optimizer factory: the run's optimizer (with its LR schedule) and loss, from its
+config.
 
-Used by ``lars_hvd.train`` (through ``training.compile_model``, which adds Horovod's
-wrapper), by ``--plot-lr`` and by the benchmarks. TensorFlow only: nothing here knows of
-Horovod.
+Used by a training run (through ``training.compile_model``, which adds Horovod's wrapper) and
+by the benchmarks; the schedule is ``lars_hvd.planning.schedule``'s, which ``--plot-lr``
+draws. TensorFlow only: nothing here knows of Horovod.
 """
 
 from __future__ import annotations
@@ -11,14 +12,11 @@ import re
 
 import tensorflow as tf
 
-from lars_hvd.config import OptimizerConfig, TrainConfig
-from lars_hvd.lamb import LAMB
-from lars_hvd.optimizer import LARS
-from lars_hvd.plan import Plan
-from lars_hvd.schedules import PerOptimizerStep, warmup_then_decay
-
-PRECISION_POLICIES = {"fp32": "float32", "mixed_bfloat16": "mixed_bfloat16",
-                      "mixed_float16": "mixed_float16"}
+from lars_hvd.optim.lamb import LAMB
+from lars_hvd.optim.lars import LARS
+from lars_hvd.planning.config import OptimizerConfig, TrainConfig
+from lars_hvd.planning.plan import Plan
+from lars_hvd.planning.schedule import build_schedule
 
 
 def low_rank_names(model: tf.keras.Model) -> list[str]:
@@ -26,25 +24,9 @@ def low_rank_names(model: tf.keras.Model) -> list[str]:
     return [f"^{re.escape(v.name)}$" for v in model.trainable_variables if v.shape.rank <= 1]
 
 
-def build_schedule(config: TrainConfig, plan: Plan):
-    """The LR schedule, indexed by what Keras's ``optimizer.iterations`` counts."""
-    s = config.schedule
-    schedule = warmup_then_decay(
-        plan.peak_learning_rate, plan.total_steps, plan.warmup_steps,
-        warmup_start_learning_rate=s.warmup_start_lr, decay=s.decay, poly_power=s.poly_power,
-        end_learning_rate=s.end_learning_rate, step_factor=s.step_factor,
-        step_boundaries=tuple(round(e * plan.steps_per_epoch) for e in s.step_boundaries),
-    )
-    if plan.accumulation_steps > 1:
-        # Horovod: with backward_passes_per_step = k, iterations advances on every
-        # micro-batch; the schedule must advance once per optimizer step.
-        schedule = PerOptimizerStep(schedule, plan.accumulation_steps)
-    return schedule
-
-
 def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
                    record_trust_ratios: bool = True):
-    """LARS, Keras SGD with momentum, or LAMB (lars_hvd.lamb), as ``o`` says.
+    """LARS, Keras SGD with momentum, or LAMB (lars_hvd.optim.lamb), as ``o`` says.
 
     Args:
       learning_rate: a float or a Keras ``LearningRateSchedule``.

@@ -1,0 +1,40 @@
+"""What ``python -m lars_hvd.train --dry-run`` prints: the preset, the plan and, with
+``--hardware``, what the plan costs there; ``--plot-lr`` draws the schedule. No Horovod, and
+no TensorFlow but for ``--plot-lr``."""
+
+from __future__ import annotations
+
+import argparse
+
+from lars_hvd.planning import cost
+from lars_hvd.planning.config import TrainConfig, flat_values
+from lars_hvd.planning.plan import Plan, resolve
+from lars_hvd.planning.presets import PRESETS
+
+
+def projection(config: TrainConfig, plan: Plan, hardware: str,
+               network_gbits: float | None) -> str:
+    """What ``plan`` costs on ``hardware`` (``cost``: published numbers)."""
+    p = cost.project(cost.hardware(hardware, network_gbits), config.model.model,
+                     plan.world_size, plan.per_worker_batch, plan.accumulation_steps,
+                     fp16_allreduce=config.run.fp16_allreduce)
+    return cost.describe(p, plan.steps_per_epoch, plan.total_steps)
+
+
+def dry_run(config: TrainConfig, args: argparse.Namespace) -> None:
+    """Prints what the command line would run (``--hardware list``: the profiles)."""
+    if args.hardware == "list":
+        print(cost.describe_hardware())
+        return
+    plan = resolve(config, args.world_size or 1)
+    projected = (projection(config, plan, args.hardware, args.network_gbits)
+                 if args.hardware else None)
+    print(PRESETS[args.preset].describe(args.preset, flat_values(config)))
+    print(plan.describe())
+    if projected:
+        print(projected)
+    if args.plot_lr:
+        from lars_hvd.planning.schedule import plot_schedule
+
+        plot_schedule(config, plan, args.plot_lr)
+        print(f"learning-rate schedule drawn to {args.plot_lr}")

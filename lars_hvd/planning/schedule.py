@@ -1,0 +1,57 @@
+"""The run's learning-rate schedule from its plan, and ``--plot-lr``, which draws it.
+
+Planning's one part that needs TensorFlow (the schedule is the real Keras object the run
+trains with); it imports TensorFlow only when called, so the dry run stays without it.
+"""
+
+from __future__ import annotations
+
+from lars_hvd.planning.config import TrainConfig
+from lars_hvd.planning.plan import Plan
+
+
+def build_schedule(config: TrainConfig, plan: Plan):
+    """The LR schedule, indexed by what Keras's ``optimizer.iterations`` counts."""
+    from lars_hvd.optim.schedules import PerOptimizerStep, warmup_then_decay
+
+    s = config.schedule
+    schedule = warmup_then_decay(
+        plan.peak_learning_rate, plan.total_steps, plan.warmup_steps,
+        warmup_start_learning_rate=s.warmup_start_lr, decay=s.decay, poly_power=s.poly_power,
+        end_learning_rate=s.end_learning_rate, step_factor=s.step_factor,
+        step_boundaries=tuple(round(e * plan.steps_per_epoch) for e in s.step_boundaries),
+    )
+    if plan.accumulation_steps > 1:
+        # Horovod: with backward_passes_per_step = k, iterations advances on every
+        # micro-batch; the schedule must advance once per optimizer step.
+        schedule = PerOptimizerStep(schedule, plan.accumulation_steps)
+    return schedule
+
+
+def plot_schedule(config: TrainConfig, plan: Plan, path: str) -> None:
+    """Draws the learning rate of every optimizer step of ``plan`` into ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from lars_hvd.files import atomic_write
+
+    schedule = build_schedule(config, plan)
+    steps = np.arange(plan.total_steps + 1)
+    # The LR of step s is the schedule's at the step's last micro-batch.
+    lr = [float(schedule(plan.iterations_at(s + 1) - 1)) for s in steps]
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
+    ax.plot(steps, lr)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"{config.optimizer.optimizer.upper()}: global batch {plan.global_batch_size}, "
+                 f"{plan.epochs} epochs, warmup {plan.warmup_steps} steps, {config.schedule.decay}")
+    epochs = ax.secondary_xaxis("top", functions=(lambda s: s / plan.steps_per_epoch,
+                                                  lambda e: e * plan.steps_per_epoch))
+    epochs.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    plt.close(fig)

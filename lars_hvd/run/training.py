@@ -1,0 +1,276 @@
+"""The story of a training run: plan -> run directory -> model -> start -> fit -> summary.
+
+``lars_hvd.train.main`` calls ``run()`` once Horovod is initialized. A static run and an
+elastic one share every step but two: how the run directory is agreed on and how the ranks
+come to hold the same state (a broadcast, or elastic Horovod's sync), and an elastic run
+calls ``fit()`` again after every change of the worker set. Every Horovod call goes through
+``lars_hvd.distributed``; rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tensorflow as tf
+
+from lars_hvd import distributed, models
+from lars_hvd.data.pipeline import check as check_data
+from lars_hvd.data.pipeline import data_errors, make_datasets
+from lars_hvd.errors import TrainingDiverged, disk_full, disk_full_error
+from lars_hvd.files import atomic_write_text
+from lars_hvd.planning.config import TrainConfig
+from lars_hvd.planning.plan import Plan, resolve
+from lars_hvd.run import elastic, tf_setup
+from lars_hvd.run.callbacks import callbacks, say
+from lars_hvd.run.checkpoints import RunState, restore
+from lars_hvd.run.evaluation import EvalResult, evaluate, recompute_bn_statistics
+from lars_hvd.run.layout import checkpoint_dir
+from lars_hvd.run.optimizer_factory import (
+    apply_sgd_exclusions,
+    build_optimizer,
+    build_optimizer_state,
+    describe_manifest,
+    loss_function,
+)
+from lars_hvd.run.report import (
+    Summary,
+    check_replicas,
+    peak_memory_mb,
+    print_placement,
+    report_bad_records,
+)
+from lars_hvd.run.run_dir import prepare_run_dir
+
+
+@dataclass
+class Run:
+    """What a run holds from its start to its end. (The plan and the epoch to start from
+    are ``fit()``'s arguments: elastic training re-derives them after every change.)"""
+
+    config: TrainConfig
+    run_dir: Path
+    model: tf.keras.Model
+    state: RunState
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One ``model.fit`` call: epochs [begin, end), the first one less ``skip`` steps."""
+
+    begin: int
+    end: int
+    skip: int = 0
+
+
+def run(config: TrainConfig, extra_callbacks=()) -> Summary:
+    """One training run on this process's Horovod world (``distributed.init`` has run)."""
+    summary = (run_elastic if config.run.elastic else run_static)(config, extra_callbacks)
+    if distributed.is_rank0():  # (after elastic resets, rank 0 may be another process)
+        print(summary.line(), flush=True)
+        atomic_write_text(Path(summary.run_dir) / "summary.json",
+                          json.dumps(summary.__dict__, indent=2))
+    return summary
+
+
+def run_static(config: TrainConfig, extra_callbacks=()) -> Summary:
+    plan = plan_for_world(config)
+    # Horovod: rank 0 makes (or, with --resume, checks) the run directory; every rank
+    # learns it, or rank 0's refusal.
+    run_dir = Path(distributed.rank0_decides(lambda: str(prepare_run_dir(config, plan))))
+    print_plan(plan)
+    print_placement()
+    started = build(config, plan, run_dir)
+    epoch = start(started, plan, broadcast=True)
+    return fit(started, plan, epoch, extra_callbacks)
+
+
+def run_elastic(config: TrainConfig, extra_callbacks=()) -> Summary:
+    """``fit`` under elastic Horovod: after every change of the worker set, the plan is
+    re-derived for the new count, the optimizer re-wrapped for the new accumulation, the
+    data re-sharded, and training goes on from the last committed epoch with the survivors'
+    (or, for a newcomer, rank 0's) state."""
+    plan = plan_for_world(config)
+    # Horovod (elastic): no collective before the elastic loop, which a worker that joins
+    # later enters directly.
+    run_dir = elastic.run_dir(config, plan)
+    print_plan(plan)
+    started = build(config, plan, run_dir)
+    # Horovod (elastic): rank 0 restores; the elastic state sync sends it to the others.
+    epoch = start(started, plan, broadcast=False)
+    # Horovod: the state that is rolled back on a failure and sent to joining workers.
+    state = distributed.elastic_state(started.model, epoch=epoch)
+
+    def train(state):
+        elastic.check_run_dir(run_dir)
+        plan = resolve(config, distributed.size())
+        # Horovod: backward_passes_per_step is fixed when the optimizer is wrapped, so every
+        # new worker count gets a newly wrapped optimizer (this also drops any half-summed
+        # micro-batch gradients of an epoch that a lost worker cut short).
+        elastic.recompile_for_plan(started.model, plan, state,
+                                   lambda p: compile_model(started.model, config, p))
+        print_placement()
+        if distributed.is_rank0():
+            print(f"elastic: {plan.world_size} worker(s) from epoch {state.epoch + 1}: "
+                  f"{plan.batch_text()}", flush=True)
+        return fit(started, plan, state.epoch, [*extra_callbacks, elastic.Commit(state)])
+
+    # Horovod: re-run train() after every reset, with the state synchronized.
+    return distributed.elastic_run(train)(state)
+
+
+def plan_for_world(config: TrainConfig) -> Plan:
+    """The plan for this Horovod world, its data checked (on every rank alike, before any
+    collective, so a refusal is every rank's)."""
+    plan = resolve(config, distributed.size())
+    check_data(config, plan)
+    return plan
+
+
+def print_plan(plan: Plan) -> None:
+    if distributed.is_rank0():
+        print(plan.describe(), flush=True)
+
+
+def compile_model(model: tf.keras.Model, config: TrainConfig, plan: Plan) -> None:
+    """Compiles ``model`` with the run's optimizer, wrapped by Horovod for ``plan``."""
+    optimizer = distributed.distributed_optimizer(
+        build_optimizer(config, plan, model),
+        # Horovod: accumulate micro-batches locally, then one allreduce per optimizer step.
+        backward_passes_per_step=plan.accumulation_steps,
+        fp16_allreduce=config.run.fp16_allreduce,
+    )
+    apply_sgd_exclusions(optimizer, model, config)
+    model.compile(optimizer=optimizer,
+                  loss=loss_function(plan.num_classes, config.model.label_smoothing),
+                  metrics=["accuracy"])
+
+
+def build(config: TrainConfig, plan: Plan, run_dir: Path) -> Run:
+    """TensorFlow set for the run, the model built and compiled, a fresh run state."""
+    tf_setup.configure(config)
+    model = models.build(config.model.model, plan.input_shape, plan.num_classes,
+                         bn_momentum=config.model.bn_momentum)
+    compile_model(model, config, plan)
+    return Run(config, run_dir, model, RunState.new())
+
+
+def start(run: Run, plan: Plan, *, broadcast: bool) -> int:
+    """The state of step 0, or with --resume the newest checkpoint's; returns the epoch to
+    start from. ``broadcast``: rank 0's state is sent to every rank here (an elastic run
+    syncs its state itself)."""
+    model = run.model
+    if run.config.run.resume:
+        epoch = restore(run.run_dir, model, model.optimizer, run.state, plan,
+                        broadcast=broadcast)
+    else:
+        build_optimizer_state(model.optimizer, model.trainable_variables)
+        epoch = 0
+        if broadcast:
+            # Horovod: every rank starts from rank 0's initial weights.
+            distributed.broadcast_model(model)
+    if distributed.is_rank0() and (manifest := describe_manifest(model.optimizer, model)):
+        print(manifest, flush=True)
+    return epoch
+
+
+def segments(plan: Plan, initial_epoch: int, step: int) -> list[Segment]:
+    """The ``model.fit`` calls from optimizer step ``step`` (in ``initial_epoch``) to the
+    end: a run resumed mid-epoch (a step checkpoint) first finishes that epoch, the data
+    stream less the steps taken, then goes on epoch by epoch."""
+    done = step - initial_epoch * plan.steps_per_epoch
+    if done <= 0:
+        return [Segment(initial_epoch, plan.epochs)]
+    rest = [Segment(initial_epoch + 1, plan.epochs)] if initial_epoch + 1 < plan.epochs else []
+    return [Segment(initial_epoch, initial_epoch + 1, done), *rest]
+
+
+def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary:
+    """Trains ``run.model`` from ``initial_epoch`` to the end of ``plan``, then evaluates.
+    Raises ``Preempted`` when a signal stopped it, ``TrainingDiverged`` when the loss did."""
+    model, config = run.model, run.config
+    steps_before = plan.optimizer_step(model.optimizer.iterations)
+    todo = segments(plan, initial_epoch, steps_before)
+    first = make_datasets(config, plan, distributed.rank(), initial_epoch,
+                          plan.iterations_at(todo[0].skip))
+    every = callbacks(config, plan, run.run_dir, run.state, first.eval,
+                      {initial_epoch: todo[0].skip})
+    start_time = time.perf_counter()
+    losses, counters, train_data = train(run, plan, todo, first,
+                                         every.every + list(extra_callbacks))
+    if every.stop.stopped:
+        raise every.stop.stopped
+    wall = time.perf_counter() - start_time
+    check_finite(losses, run.run_dir)
+    steps = plan.optimizer_step(model.optimizer.iterations) - steps_before
+    result = final_evaluation(run, plan, every.evaluation.last, first.eval, train_data)
+    report_bad_records(counters, config.data.max_bad_records)
+    peak = peak_memory_mb()
+    if plan.world_size > 1:
+        check_replicas(model)
+    return Summary(
+        test_accuracy=result.accuracy if result else None,
+        test_examples=result.examples if result else 0,
+        test_set_examples=plan.eval_set_examples,
+        images_per_second=steps * plan.global_batch_size / wall if wall > 0 else 0.0,
+        wall_seconds=wall, global_batch_size=plan.global_batch_size,
+        world_size=plan.world_size, epochs_run=len(losses), run_dir=str(run.run_dir),
+        peak_memory_mb=peak)
+
+
+def train(run: Run, plan: Plan, todo: list[Segment], first, every: list):
+    """``model.fit`` over each segment (stopping early when a callback stops training).
+    Returns the epochs' losses, each segment's bad-record counter, and the last training
+    dataset."""
+    model = run.model
+    verbose = 0
+    if distributed.is_rank0():
+        # A progress bar on a terminal; in a log file, one line per epoch from Keras and the
+        # progress lines of callbacks.Progress.
+        verbose = 1 if sys.stdout.isatty() else 2
+    losses, counters, data = [], [], first
+    try:
+        for segment in todo:
+            if segment is not todo[0]:
+                data = make_datasets(run.config, plan, distributed.rank(), segment.begin)
+            counters.append(data.bad_records)
+            with data_errors():
+                history = model.fit(
+                    data.train, epochs=segment.end, initial_epoch=segment.begin,
+                    verbose=verbose, callbacks=every,
+                    steps_per_epoch=plan.iterations_at(plan.steps_per_epoch - segment.skip))
+            losses += history.history.get("loss", [])
+            if model.stop_training:  # (a signal, or TerminateOnNaN)
+                break
+    except OSError as err:  # the logs of rank 0 (checkpoints name their own folder)
+        if not disk_full(err):
+            raise
+        raise disk_full_error(run.run_dir, "the run's logs", "continue with --resume") from None
+    return losses, counters, data.train
+
+
+def check_finite(losses: list[float], run_dir: Path) -> None:
+    if losses and not math.isfinite(losses[-1]):
+        raise TrainingDiverged(
+            f"training stopped: the loss became {losses[-1]} in epoch {len(losses)}. Nothing "
+            f"of that epoch was saved; the checkpoints of the epochs before it are in "
+            f"{checkpoint_dir(run_dir)}. Lower --learning-rate or lengthen --warmup-epochs.")
+
+
+def final_evaluation(run: Run, plan: Plan, last: EvalResult | None, eval_data,
+                     train_data) -> EvalResult | None:
+    """What the summary reports: the last epoch's evaluation (the last epoch is always
+    evaluated), or a new one after batch-norm statistics are recomputed."""
+    recompute = run.config.evaluation.bn_recompute_examples
+    if recompute:
+        recompute_bn_statistics(run.model, train_data, recompute, plan.per_worker_batch)
+    if eval_data is not None and (recompute or last is None):
+        with data_errors():
+            last = evaluate(run.model, eval_data, batch_size=plan.eval_batch_size,
+                            every_seconds=run.config.run.progress_every_seconds,
+                            say=lambda text: say(f"final {text}"))
+    return last
