@@ -101,6 +101,34 @@ def test_overhead_bench_in_one_process(tmp_path):
     assert "bare `model.fit`" in summary.render(tmp_path)
 
 
+def test_overhead_bench_on_two_workers_reports_medians_and_cpu(tmp_path):
+    bench_main(["overhead", "--workers", "2", "--batch", "32", "--steps", "6", "--epochs", "1",
+                "--skip", "2", "--rounds", "2", "--timeout", "300", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "overhead-2w.json").read_text())
+    assert saved["workers"] == 2 and saved["bare_learning_rate"] == "poly"
+    assert saved["command"].startswith("python -m lars_hvd.bench overhead --workers 2")
+    assert len(saved["ours_cpu_seconds_per_step"]) == len(saved["bare_cpu_seconds_per_step"]) == 2
+    assert all(c > 0 for c in saved["ours_cpu_seconds_per_step"])
+    ratios = [a / b for a, b in zip(saved["ours_images_per_second"],
+                                    saved["bare_images_per_second"], strict=True)]
+    assert saved["median"]["rounds"] == pytest.approx(ratios)
+    assert saved["median"]["low"] <= saved["median"]["median"] <= saved["median"]["high"]
+    assert "`horovodrun -np 2`" in summary.render(tmp_path)
+    assert not (tmp_path / "overhead.json").exists()  # the 1-worker result is not replaced
+
+
+def test_median_interval_is_the_binomial_order_statistics_interval():
+    from lars_hvd.bench.results import median_interval95
+
+    # n = 10: P(Binomial(10, 1/2) <= 1) = 11/1024, so the interval is x(2)..x(9), 97.9%.
+    assert median_interval95(range(10, 0, -1)) == (5.5, 2, 9, pytest.approx(1 - 22 / 1024))
+    # n = 5: no interval reaches 95%; min..max and what it covers (1 - 2/32).
+    assert median_interval95([3, 1, 2, 5, 4]) == (3, 1, 5, pytest.approx(0.9375))
+    # n = 20: x(6)..x(15) (P(B <= 5) = 0.0207).
+    median, low, high, cover = median_interval95(range(20))
+    assert (low, high) == (5, 14) and cover == pytest.approx(0.9586, abs=1e-4)
+
+
 def test_throughput_under_horovodrun_prints_horovods_lines(tmp_path):
     result = run_horovod.run(
         [*BENCH, "throughput", "--model", "small_cnn_bn", "--batch", "32",

@@ -44,8 +44,10 @@ def tensorboard_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     for path in log_dir.glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
-                scalars.setdefault(value.tag, []).append(
-                    (event.step, float(tf.make_ndarray(value.tensor))))
+                array = tf.make_ndarray(value.tensor)
+                if array.dtype.kind in "SUO":  # Keras's model config, not a scalar
+                    continue
+                scalars.setdefault(value.tag, []).append((event.step, float(array)))
     return scalars
 
 
@@ -99,6 +101,12 @@ def test_tensorboard_has_lr_and_trust_ratios(uninterrupted):
     # Warmup over 1 epoch (4 steps) to the peak LR 10: step s trained at 10 * (s - 1) / 4.
     lr = dict(scalars["learning_rate"])
     assert [lr[s] for s in (1, 2, 3, 4)] == pytest.approx([0.0, 2.5, 5.0, 7.5])
+    # The batch's loss and accuracy at the same steps; Keras's own logging is per epoch.
+    assert sorted(dict(scalars["batch_loss"])) == sorted(lr)
+    assert all(0 < v < 10 for _, v in scalars["batch_loss"])
+    assert all(0 <= v <= 1 for _, v in scalars["batch_accuracy"])
+    keras_tags = tensorboard_scalars(run_dir / "tensorboard" / "train")
+    assert "epoch_loss" in keras_tags and not any(t.startswith("batch_") for t in keras_tags)
 
 
 def test_resume_continues_from_the_right_step(uninterrupted, tmp_path, capsys):

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
 
-QUICK = {  # `make bench`: reduced settings, every benchmark in one sitting on 2 cores
-    "throughput": ["--model", "small_cnn_bn", "--batch", "256", "--num-iters", "5"],
-    "overhead": ["--model", "small_cnn_bn", "--batch", "512", "--rounds", "4"],
-    "optimizer": ["--rounds", "5", "--steps", "4", "--batch", "4", "--image-size", "64"],
-    "allreduce": ["--max-bytes", str(64 << 20)],
-    "scaling": [],
-    "input": ["--images", "256", "--batches", "3", "--rounds", "3"],
-}
+QUICK = [  # `make bench`: reduced settings, every benchmark in one sitting on 2 cores
+    ["throughput", "--model", "small_cnn_bn", "--batch", "256", "--num-iters", "5"],
+    ["overhead", "--model", "small_cnn_bn", "--batch", "512", "--rounds", "4"],
+    ["overhead", "--model", "small_cnn_bn", "--batch", "256", "--rounds", "6", "--workers", "2"],
+    ["optimizer", "--rounds", "5", "--steps", "4", "--batch", "4", "--image-size", "64"],
+    ["allreduce", "--max-bytes", str(64 << 20)],
+    ["scaling"],
+    ["input", "--images", "256", "--batches", "3", "--rounds", "3"],
+]
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -57,6 +59,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", type=int, default=5,
                    help="untimed batches at the start of each run")
     p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--bare-lr", choices=["poly", "constant"], default="poly",
+                   help="the bare recipe's LR: the paper's polynomial decay (ours' default "
+                        "schedule, as tf.keras.optimizers.schedules.PolynomialDecay) or constant")
+    p.add_argument("--train-flags", default="",
+                   help="more flags for lars_hvd.train's side, e.g. '--signal-check-seconds 0'")
+    p.add_argument("--workers", type=int, default=1,
+                   help="ranks: above 1, the rounds run under horovodrun -np N (Gloo)")
+    p.add_argument("--timeout", type=float, default=1800,
+                   help="seconds before a --workers job is killed")
+    p.add_argument("--worker-json", default=None, help=argparse.SUPPRESS)
     add_common(p)
 
     p = sub.add_parser("optimizer", formatter_class=fmt,
@@ -136,14 +148,20 @@ def _complete(args) -> None:
         args.input_shape = (size, size, shape[-1])
         if args.num_classes is None:
             args.num_classes = 10 if shape[0] == 28 else 1000
-    for name in ("batch", "rounds", "steps", "num_iters", "num_batches_per_iter", "images",
-                 "height", "width", "shards", "batches"):
+    for name in ("batch", "rounds", "steps", "workers", "num_iters", "num_batches_per_iter",
+                 "images", "height", "width", "shards", "batches"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "batch" and
                                           args.command == "optimizer" else 1):
             raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.command == "optimizer":
         args.xla_modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
+
+
+def result_name(args) -> str:
+    """The JSON's name: the command, and the workers of a multi-worker overhead run."""
+    workers = getattr(args, "workers", 1)
+    return args.command + (f"-{workers}w" if workers > 1 else "")
 
 
 def run_one(args, argv: list[str]) -> dict:
@@ -154,6 +172,8 @@ def run_one(args, argv: list[str]) -> dict:
     command = "python -m lars_hvd.bench " + shlex.join(argv)
     if args.command == "throughput":
         from lars_hvd.bench.throughput import throughput as fn
+    elif args.command == "overhead" and args.workers > 1 and args.worker_json is None:
+        from lars_hvd.bench.throughput import launch_overhead as fn
     elif args.command == "overhead":
         from lars_hvd.bench.throughput import overhead as fn
     elif args.command == "optimizer":
@@ -166,11 +186,16 @@ def run_one(args, argv: list[str]) -> dict:
         from lars_hvd.bench.scaling import run as fn
     result = fn(args)
     figure = result.pop("_figure", None)
-    if args.no_save or (args.command in ("throughput", "overhead")
+    if getattr(args, "worker_json", None) is not None:  # a rank of launch_overhead's job
+        if distributed.is_rank0():
+            Path(args.worker_json).write_text(json.dumps(result))
+        return result
+    launched = getattr(args, "workers", 1) > 1  # the driver of a horovodrun job it launched
+    if args.no_save or (args.command in ("throughput", "overhead") and not launched
                         and not distributed.is_rank0()):
         return result
     out = Path(args.out)
-    path = results.write_json(out, args.command, result, command)
+    path = results.write_json(out, result_name(args), result, command)
     if figure is not None:
         results.save_figure(figure, out / f"{args.command}.png")
     if args.command == "allreduce":
@@ -194,8 +219,10 @@ def main(argv=None) -> None:
         return
     from lars_hvd.bench import summary
 
-    for name, flags in QUICK.items():
-        sub_argv = [name, *(flags if args.quick else []), "--out", args.out]
+    for quick in QUICK:
+        # The full set: each benchmark at its defaults (the 2-worker overhead keeps its -np).
+        full = quick[:1] + (quick[quick.index("--workers"):] if "--workers" in quick else [])
+        sub_argv = [*(quick if args.quick else full), "--out", args.out]
         if args.no_save:
             sub_argv.append("--no-save")
         print(f"== python -m lars_hvd.bench {shlex.join(sub_argv)}", flush=True)

@@ -32,6 +32,30 @@ def ratio_summary(numerator, denominator) -> dict:
     return {"ratio": mean, "ci95": half, "rounds": ratios}
 
 
+def median_interval95(values) -> tuple[float, float, float, float]:
+    """(median, low, high, coverage): the distribution-free interval between order
+    statistics k and n + 1 - k, with k the largest that keeps the coverage >= 95% (for n < 6
+    no such k exists: the interval is min..max, and the coverage says what it is)."""
+    xs = sorted(values)
+    n = len(xs)
+    below = [math.comb(n, i) / 2 ** n for i in range(n + 1)]  # Binomial(n, 1/2)
+
+    def coverage(k: int) -> float:
+        return 1 - 2 * sum(below[:k])
+
+    k = 1
+    while k + 1 <= n // 2 and coverage(k + 1) >= 0.95:
+        k += 1
+    return statistics.median(xs), xs[k - 1], xs[n - k], coverage(k)
+
+
+def median_summary(numerator, denominator) -> dict:
+    """Round-by-round ratios: their median with its distribution-free interval."""
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    median, low, high, cover = median_interval95(ratios)
+    return {"median": median, "low": low, "high": high, "coverage": cover, "rounds": ratios}
+
+
 def machine() -> dict:
     import os
 

@@ -18,9 +18,10 @@ def _ratio(r: dict) -> str:
 
 def render(out: Path) -> str:
     lines = ["| benchmark | result | target | command |", "|---|---|---|---|"]
-    t, o, p, a, s, i = (_load(out, name) for name in
-                        ("throughput", "overhead", "optimizer", "allreduce", "scaling", "input"))
-    machine = next((d["machine"] for d in (t, o, p, a, s, i) if d), None)
+    t, o, o2, p, a, s, i = (_load(out, name) for name in
+                            ("throughput", "overhead", "overhead-2w", "optimizer", "allreduce",
+                             "scaling", "input"))
+    machine = next((d["machine"] for d in (t, o, o2, p, a, s, i) if d), None)
     if t:
         lines.append(
             f"| throughput, `{t['model']}`, batch {t['batch_per_worker']}/worker, "
@@ -29,6 +30,15 @@ def render(out: Path) -> str:
     if o:
         lines.append(f"| `lars_hvd.train` / bare `model.fit` (SGD), `{o['model']}`, batch "
                      f"{o['batch_per_worker']} | {_ratio(o)} | >= 0.98 | `{o['command']}` |")
+    if o2:
+        m, c = o2["median"], o2["cpu_ratio"]
+        lines.append(
+            f"| `lars_hvd.train` / bare `model.fit` (SGD), `{o2['model']}`, batch "
+            f"{o2['batch_per_worker']}/worker, `horovodrun -np {o2['workers']}` | images/s "
+            f"median {m['median']:.3f} [{m['low']:.3f}, {m['high']:.3f}], CPU s per step "
+            f"median {c['median']:.3f} [{c['low']:.3f}, {c['high']:.3f}] ({len(m['rounds'])} "
+            f"rounds, {100 * m['coverage']:.0f}% intervals) | >= 0.98, <= 1.02 | "
+            f"`{o2['command']}` |")
     if p:
         for part, what, target in (("apply", "apply_gradients", {"lars/sgd": "<= 1.4"}),
                                    ("step", f"full step (batch {p['batch']}, "

@@ -8,13 +8,20 @@ LARS wrapped in ``hvd.DistributedOptimizer``, as ``lars_hvd.train`` does; it run
 
 ``overhead`` trains the same model on the same synthetic batch twice, interleaved: through
 ``lars_hvd.train.main`` (all of its callbacks, logging, checkpoints) and through a bare
-``model.fit`` with ``hvd.DistributedOptimizer(SGD)`` and Horovod's broadcast callback. Both
-with SGD with momentum and no weight decay, so the ratio is the framework's overhead alone
-(target: >= 0.98).
+``model.fit`` with ``hvd.DistributedOptimizer(SGD)`` and Horovod's two callbacks (broadcast,
+metric average). Both with SGD with momentum and no weight decay, so the ratio is the
+framework's overhead alone (target: >= 0.98). The bare side's LR is by default the paper's
+polynomial decay as a plain Keras schedule, as ours runs it (``--bare-lr constant``: a
+constant LR, so that the ratio includes the schedule's cost, about 0.4 ms a step on one CPU
+thread). With ``--workers N`` the driver runs the rounds under ``horovodrun -np N`` (every
+rank alternates the two paths in step), where a per-step collective of ours costs what it
+costs on a cluster; it reports the ratio of images/s and of CPU seconds per step (summed over
+the ranks), medians with a 95% interval.
 """
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +42,7 @@ class BatchTimer(tf.keras.callbacks.Callback):
         super().__init__()
         self.skip = skip
         self.ends: list[float] = []
+        self.cpu: list[float] = []  # this process's CPU seconds over the same gaps
         self.seen = 0
 
     def on_train_begin(self, logs=None):
@@ -45,10 +53,11 @@ class BatchTimer(tf.keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.seen += 1
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self.seen > self.skip and self._last is not None:
-            self.ends.append(now - self._last)
-        self._last = now
+            self.ends.append(now - self._last[0])
+            self.cpu.append(cpu - self._last[1])
+        self._last = now, cpu
 
 
 def synthetic_data(batch: int, input_shape, num_classes: int, seed: int = 0):
@@ -105,7 +114,7 @@ def _train_path(args, run_dir: Path, timer: BatchTimer) -> None:
           "--synthetic-examples", str(args.batch * distributed.size() * args.steps),
           "--epochs", str(args.epochs), "--warmup-epochs", "0",
           "--image-size", str(args.input_shape[0]), "--num-classes", str(args.num_classes),
-          "--run-dir", str(run_dir)], extra_callbacks=[timer])
+          "--run-dir", str(run_dir), *shlex.split(args.train_flags)], extra_callbacks=[timer])
 
 
 def _bare_fit(args, timer: BatchTimer) -> None:
@@ -113,21 +122,28 @@ def _bare_fit(args, timer: BatchTimer) -> None:
 
     tf.keras.backend.clear_session()
     model = build(args.model, tuple(args.input_shape), args.num_classes)
+    learning_rate = 0.01
+    if args.bare_lr == "poly":  # the paper's policy as plain Keras writes it, as ours runs it
+        learning_rate = tf.keras.optimizers.schedules.PolynomialDecay(
+            0.01, args.steps * args.epochs, end_learning_rate=0.0, power=2.0)
     model.compile(
         # Horovod: the baseline is the plain Horovod + Keras recipe, nothing of ours.
         optimizer=distributed.distributed_optimizer(
-            tf.keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)),
+            tf.keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
     model.fit(synthetic_data(args.batch, args.input_shape, args.num_classes),
               steps_per_epoch=args.steps, epochs=args.epochs, verbose=0,
-              callbacks=[distributed.callbacks()[0], timer])
+              callbacks=[*distributed.callbacks(), timer])
 
 
 def overhead(args) -> dict:
-    """images/s of lars_hvd.train vs a bare fit, interleaved: their ratio per round."""
+    """images/s of lars_hvd.train vs a bare fit, interleaved: their ratio per round, and the
+    ratio of CPU seconds per step summed over the ranks."""
     distributed.init()
-    ours, bare = [], []
+    rank0 = distributed.is_rank0()
+    runs: dict[str, dict[str, list[float]]] = {k: {"img_s": [], "cpu": []} for k in
+                                              ("ours", "bare")}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for name in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
@@ -137,12 +153,51 @@ def overhead(args) -> dict:
                 else:
                     _bare_fit(args, timer)
                 img_sec = args.batch * len(timer.ends) / sum(timer.ends)
-                (ours if name == "ours" else bare).append(img_sec)
-                if distributed.is_rank0():
-                    print(f"round {r} {name:>4}: {img_sec:.0f} img/s per worker", flush=True)
+                # Horovod: every rank's CPU counts; the sum is the job's CPU per step.
+                cpu = float(distributed.allreduce_sum(
+                    tf.constant(sum(timer.cpu) / len(timer.cpu), tf.float64)))
+                runs[name]["img_s"].append(img_sec)
+                runs[name]["cpu"].append(cpu)
+                if rank0:
+                    print(f"round {r} {name:>4}: {img_sec:.0f} img/s per worker, "
+                          f"{1e3 * cpu:.1f} CPU ms per step", flush=True)
+    ours, bare = runs["ours"]["img_s"], runs["bare"]["img_s"]
     summary = results.ratio_summary(ours, bare)
-    if distributed.is_rank0():
-        print(f"lars_hvd.train / bare model.fit: {summary['ratio']:.3f} +-{summary['ci95']:.3f}"
-              f" (target >= 0.98)", flush=True)
+    median = results.median_summary(ours, bare)
+    cpu = results.median_summary(runs["ours"]["cpu"], runs["bare"]["cpu"])
+    if rank0:
+        print(f"lars_hvd.train / bare model.fit, {distributed.size()} worker(s): images/s "
+              f"{summary['ratio']:.3f} +-{summary['ci95']:.3f} (mean); median "
+              f"{median['median']:.3f} [{median['low']:.3f}, {median['high']:.3f}] "
+              f"(target >= 0.98); CPU s per step median {cpu['median']:.3f} "
+              f"[{cpu['low']:.3f}, {cpu['high']:.3f}] (target <= 1.02)", flush=True)
     return {"model": args.model, "batch_per_worker": args.batch, "workers": distributed.size(),
-            "ours_images_per_second": ours, "bare_images_per_second": bare, **summary}
+            "bare_learning_rate": args.bare_lr, "ours_images_per_second": ours,
+            "bare_images_per_second": bare,
+            "ours_cpu_seconds_per_step": runs["ours"]["cpu"],
+            "bare_cpu_seconds_per_step": runs["bare"]["cpu"],
+            **summary, "median": median, "cpu_ratio": cpu}
+
+
+def launch_overhead(args) -> dict:
+    """``overhead`` under ``horovodrun -np args.workers``; rank 0 hands its result back."""
+    import json
+    import sys
+
+    from lars_hvd import horovodrun
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "overhead.json"
+        cmd = [sys.executable, "-m", "lars_hvd.bench", "overhead", "--model", args.model,
+               "--batch", str(args.batch), "--image-size", str(args.input_shape[0]),
+               "--num-classes", str(args.num_classes), "--steps", str(args.steps),
+               "--epochs", str(args.epochs), "--skip", str(args.skip), "--rounds",
+               str(args.rounds), "--workers", str(args.workers), "--worker-json", str(path),
+               "--train-flags", args.train_flags, "--bare-lr", args.bare_lr]
+        proc = horovodrun.run(cmd, np_=args.workers, controller="gloo", timeout=args.timeout)
+        print("\n".join(line for line in proc.stdout.splitlines()
+                        if "round " in line or "bare model.fit" in line), flush=True)
+        if proc.returncode != 0 or not path.is_file():
+            raise RuntimeError(f"the {args.workers}-worker overhead benchmark failed (exit "
+                               f"{proc.returncode}):\n{proc.stdout[-3000:]}")
+        return json.loads(path.read_text())

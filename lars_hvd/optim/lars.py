@@ -242,10 +242,16 @@ class LARS(tf.keras.optimizers.Optimizer):
 
         Needs ``record_trust_ratios=True`` and a built optimizer.
         """
+        return {name: float(record.numpy())
+                for name, record in self.trust_ratio_records().items()}
+
+    def trust_ratio_records(self) -> dict:
+        """The scalar variables that hold ``trust_ratios()``, by variable name: read them in
+        a traced function to log every layer's ratio without a host read per layer."""
         if not self.record_trust_ratios:
             raise ValueError("trust_ratios() needs LARS(record_trust_ratios=True).")
         return {
-            variable.name: float(record.numpy())
+            variable.name: record
             for variable, record in zip(self._built_variables(), self._trust_ratio_records,
                                         strict=True)
             if self.uses_layer_adaptation(variable)

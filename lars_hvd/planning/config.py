@@ -179,7 +179,7 @@ class RunConfig:
     elastic: bool = flag(False, "elastic Horovod (horovodrun --min-np/--max-np "
                                 "--host-discovery-script, Gloo): workers may leave and join; "
                                 "the global batch is held")
-    log_every_steps: int = flag(5, "TensorBoard scalars (LR, trust ratios) every N steps",
+    log_every_steps: int = flag(5, "TensorBoard step scalars (loss, LR, trust ratio) every N steps",
                                 bounds=POSITIVE)
     progress_every_steps: int = flag(50, "output that is not a terminal (a batch job's log): "
                                          "a progress line every N optimizer steps", bounds=POSITIVE)
