@@ -408,6 +408,10 @@ CASES = [
          lambda t: train(t, "--dry-run", "--hardware", "dgx-a100"), 2,
          r"^lars_hvd.train: error: no published small_cnn_bn throughput for dgx-a100",
          r"^nothing"),
+    Case("a target accuracy given in percent (`--target-accuracy 90`)",
+         lambda t: train(t, *SMALL, "--target-accuracy", "90", *run_dir(t)), 2,
+         r"^lars_hvd.train: error: invalid configuration: --target-accuracy must be in "
+         r"\(0, 1\] \(got 90\.0\)", r"^nothing"),
     Case("a float flag that is not finite (`--learning-rate inf`)",
          lambda t: train(t, *SMALL, "--learning-rate", "inf", *run_dir(t)), 2,
          r"^lars_hvd.train: error: invalid configuration: --learning-rate must be a finite "

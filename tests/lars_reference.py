@@ -31,8 +31,10 @@ def lars_step(
     mode: str,
     decay: bool,
     adapt: bool,
+    clip: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One LARS step in float64; returns (new w, new v)."""
+    """One LARS step in float64; returns (new w, new v). ``clip``: LARC's clip policy, the
+    local rate min(lr, trust) in place of lr * trust (NVIDIA Caffe's larc_policy "clip")."""
     w = w.astype(np.float64)
     g = g.astype(np.float64)
     v = v.astype(np.float64)
@@ -49,7 +51,8 @@ def lars_step(
             denominator = g_norm + epsilon
         if w_norm > 0 and g_norm > 0:
             trust = trust_coefficient * w_norm / denominator
-    step = lr * trust * d
+    local_lr = min(lr, trust) if adapt and clip else lr * trust
+    step = local_lr * d
     if momentum == 0:
         return w - step, v
     v = momentum * v + step

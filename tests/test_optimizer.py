@@ -46,13 +46,19 @@ CASES = [
         ["paper", "decayed_grad"], [(0.0, False), (0.9, False), (0.9, True)], [0.0, 5e-3],
         [0.0],
     )
-] + [dict(mode="paper", momentum=0.9, nesterov=False, weight_decay_rate=5e-3, epsilon=1e-3)]
+] + [dict(mode="paper", momentum=0.9, nesterov=False, weight_decay_rate=5e-3, epsilon=1e-3)] + [
+    # LARC's clip policy at a global rate that caps some layers and not others (see
+    # test_clip_cases_cap_some_layers_and_not_others).
+    dict(mode=mode, momentum=0.9, nesterov=nesterov, weight_decay_rate=5e-3, epsilon=0.0,
+         clip=True, lr=0.012)
+    for mode, nesterov in [("paper", False), ("decayed_grad", True)]
+]
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_matches_numpy_reference(case, compiled):
-    lr, eta, patterns = 2.0, 0.01, ["skip_me"]
+    lr, eta, patterns = case.get("lr", 2.0), 0.01, ["skip_me"]
     variables = make_variables()
     optimizer = LARS(
         learning_rate=lr,
@@ -63,6 +69,7 @@ def test_matches_numpy_reference(case, compiled):
         epsilon=case["epsilon"],
         trust_ratio_mode=case["mode"],
         exclude_from_weight_decay=patterns,
+        trust_clip=case.get("clip", False),
     )
     optimizer.build(variables)
 
@@ -90,6 +97,7 @@ def test_matches_numpy_reference(case, compiled):
                 momentum=case["momentum"], weight_decay_rate=case["weight_decay_rate"],
                 trust_coefficient=eta, epsilon=case["epsilon"], nesterov=case["nesterov"],
                 mode=case["mode"], decay=flags[i][0], adapt=flags[i][1],
+                clip=case.get("clip", False),
             )
     assert int(optimizer.iterations.numpy()) == STEPS
     for variable, expected in zip(variables, ref_w, strict=True):
@@ -219,3 +227,29 @@ def test_recorded_trust_ratios_are_the_applied_ones():
     assert ratios["zero/kernel:0"] == 1.0 and ratios["frozen/kernel:0"] == 1.0
     with pytest.raises(ValueError, match="record_trust_ratios=True"):
         LARS().trust_ratios()
+
+
+def test_clip_caps_the_local_rate_by_the_global_rate():
+    """LARC's clip policy: a layer whose trust ratio is above lr steps at lr, one below at
+    its trust ratio (NVIDIA Caffe's local_rate = min(global_rate, local)); the recorded ratio
+    is the multiplier of lr applied."""
+    rng = np.random.default_rng(3)
+    w = {"capped/kernel": 10 * rng.normal(size=(4, 4)), "free/kernel": rng.normal(size=(4, 4))}
+    g = {"capped/kernel": 0.01 * rng.normal(size=(4, 4)), "free/kernel": rng.normal(size=(4, 4))}
+    variables = [tf.Variable(v.astype(np.float32), name=k) for k, v in w.items()]
+    lr, eta = 0.05, 0.01
+    trust = {k: eta * np.linalg.norm(w[k]) / np.linalg.norm(g[k]) for k in w}
+    assert trust["capped/kernel"] > lr > trust["free/kernel"]  # the case holds both sides
+    optimizer = LARS(learning_rate=lr, momentum=0.0, trust_coefficient=eta, trust_clip=True,
+                     record_trust_ratios=True)
+    optimizer.apply_gradients(zip([tf.constant(g[k], tf.float32) for k in g], variables,
+                                  strict=True))
+    for variable, key in zip(variables, w, strict=True):
+        expected = w[key] - min(lr, trust[key]) * g[key]
+        assert relative_error(variable.numpy(), expected) < TOLERANCE, key
+    ratios = optimizer.trust_ratios()
+    assert ratios["capped/kernel:0"] == 1.0
+    assert ratios["free/kernel:0"] == pytest.approx(trust["free/kernel"] / lr, rel=1e-5)
+    assert LARS(trust_clip=True).get_config()["trust_clip"] is True
+    with pytest.raises(ValueError, match="trust_clip must be True or False"):
+        LARS(trust_clip="clip")

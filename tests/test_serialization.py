@@ -25,6 +25,7 @@ NON_DEFAULT = dict(
     exclude_from_layer_adaptation=["batch_normalization"],
     exclude_low_rank=False,
     record_trust_ratios=True,
+    trust_clip=True,
     name="MyLARS",
 )
 

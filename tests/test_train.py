@@ -156,7 +156,8 @@ def test_world_size_flag_is_for_dry_runs_only():
     ["--precision", "mixed_float16", "--max-per-worker-batch", "256"],
     ["--precision", "mixed_bfloat16", "--label-smoothing", "0.1", "--decay", "cosine"],
     ["--decay", "step", "--step-boundaries", "1"],
-], ids=["sgd", "lamb", "fp16-accumulation", "bf16-smoothing-cosine", "step"])
+    ["--lars-mode", "clip", "--learning-rate", "0.5"],
+], ids=["sgd", "lamb", "fp16-accumulation", "bf16-smoothing-cosine", "step", "lars-clip"])
 def test_every_optimizer_and_mode_trains(extra, tmp_path):
     try:
         summary = main([*SMALL, "--run-dir", str(tmp_path / "run"),
@@ -244,3 +245,28 @@ def test_elastic_rewrap_for_more_accumulation_continues_the_optimizer():
     assert int(rewrapped.optimizer.iterations) == 4
     for a, b in zip(rewrapped.weights, unchanged.weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.name)
+
+
+# Epochs 1-4 of this job evaluate at about 0.15, 0.52, 0.80, 0.84 (BN's moving averages lag).
+TARGET_JOB = ["--train-examples", "8192", "--global-batch-size", "512", "--warmup-epochs", "0.5",
+              "--epochs", "4", "--deterministic"]
+
+
+def test_target_accuracy_stops_after_the_first_evaluation_that_reaches_it(tmp_path):
+    reached = main([*TARGET_JOB, "--target-accuracy", "0.7",
+                    "--run-dir", str(tmp_path / "reached")])
+    assert reached.target_epoch == 3 and reached.epochs_run == 3
+    assert 0 < reached.time_to_target_seconds <= reached.wall_seconds + 1
+    assert "| target 0.7 reached at epoch 3 in " in reached.line()
+    saved = json.loads((tmp_path / "reached" / "summary.json").read_text())
+    assert saved["target_epoch"] == 3 and saved["target_accuracy"] == 0.7
+    index = tf.train.get_checkpoint_state(str(tmp_path / "reached" / "checkpoints"))
+    assert index.model_checkpoint_path.endswith("epoch-3")  # the epoch that reached it
+    # Evaluated every 2 epochs (2 and 4), the same target is seen after epoch 4.
+    every_two = main([*TARGET_JOB, "--target-accuracy", "0.7", "--eval-every-epochs", "2",
+                      "--run-dir", str(tmp_path / "every2")])
+    assert every_two.target_epoch == 4 and every_two.epochs_run == 4
+    never = main([*TARGET_JOB, "--epochs", "1", "--target-accuracy", "1",
+                  "--run-dir", str(tmp_path / "never")])
+    assert never.target_epoch is None and never.time_to_target_seconds is None
+    assert never.epochs_run == 1 and never.line().endswith("| target 1 not reached")

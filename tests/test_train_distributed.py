@@ -65,6 +65,17 @@ def test_default_job_shrunk_trains_under_horovodrun(tmp_path):
     assert len(re.findall(r"test accuracy", out)) == 1  # rank 0 alone prints
 
 
+def test_target_accuracy_stops_every_rank_after_the_same_epoch(tmp_path):
+    # The demo job shrunk: epoch 3 of 6 evaluates at about 0.8; both ranks stop after it.
+    out = train(2, ["--train-examples", "8192", "--global-batch-size", "512",
+                    "--warmup-epochs", "0.5", "--epochs", "6", "--target-accuracy", "0.7",
+                    "--run-dir", str(tmp_path / "run")])
+    match = re.search(r"\| target 0\.7 reached at epoch (\d) in [\d.]+ s", out)
+    assert match and int(match.group(1)) < 6, out[-3000:]
+    assert f"Epoch {int(match.group(1)) + 1}/6" not in out
+    assert "replicas agree" in out  # both ranks left training at the same step
+
+
 def test_refusal_on_rank0_stops_every_rank(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")

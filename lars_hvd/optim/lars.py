@@ -104,6 +104,20 @@ class LARS(tf.keras.optimizers.Optimizer):
     w     = w - v                             # nesterov: w = w - (m * v + lr * trust * d)
     ```
 
+    With ``trust_clip=True`` (LARC's ``clip`` policy) the local rate is the trust ratio
+    capped by the global rate, ``min(lr, trust)``, in place of ``lr * trust``: NVIDIA's Caffe
+    (the authors' solvers, ``larc_policy: "clip"``) computes ``local_rate = min(global_rate,
+    larc_eta * ||w|| / ||g||)`` (``src/caffe/solvers/sgd_solver.cpp``, ``ComputeUpdateValue``,
+    branch ``larc_policy == "clip"``, NVIDIA/caffe 0.17), as apex's ``LARC(clip=True)`` does
+    (``lr * min(trust / lr, 1)``). In clip mode the trust ratio is the local rate itself,
+    not a multiplier of ``lr``: a layer steps at ``trust`` wherever that is below the global
+    rate, and at ``lr`` where it is above (during warmup, when ``lr`` is small, or for a
+    layer whose gradient is small against its weights). Caffe 0.17.1 and later also multiply
+    its ratio by
+    ``1 - momentum`` and leave weight decay out of it; for that form pass ``trust_coefficient
+    = (1 - momentum) * larc_eta`` and ``weight_decay_rate=0`` (decay then needs a model
+    regularizer). A zero norm gives trust 1, i.e. ``min(lr, 1)``, as in Caffe.
+
     ``"paper"`` is Algorithm 1 of the paper (and TF1 contrib, MLPerf's TF2 reference, apex
     LARC's scale mode); ``"decayed_grad"`` is the form of TF Model Garden, optax and the
     MLPerf ResNet-50 submissions. With ``beta = 0`` the two are the same.
@@ -123,7 +137,8 @@ class LARS(tf.keras.optimizers.Optimizer):
 
     With ``record_trust_ratios=True`` the optimizer keeps the last trust ratio of every
     adapted variable (one scalar each), read with ``trust_ratios()``: the per-layer view of
-    why LARS works, for TensorBoard.
+    why LARS works, for TensorBoard. With ``trust_clip`` it is the multiplier of ``lr``
+    applied, ``min(1, trust / lr)``.
 
     Implementation: the slot ``v`` holds ``-v`` (the sign of Keras SGD's momentum slot), so
     that the update is one pass of TensorFlow's fused ``ResourceApplyKerasMomentum`` kernel
@@ -159,6 +174,7 @@ class LARS(tf.keras.optimizers.Optimizer):
         exclude_from_layer_adaptation: Sequence[str] | None = None,
         exclude_low_rank: bool = True,
         record_trust_ratios: bool = False,
+        trust_clip: bool = False,
         name: str = "LARS",
         **kwargs,
     ):
@@ -198,6 +214,10 @@ class LARS(tf.keras.optimizers.Optimizer):
             exclude_from_weight_decay, exclude_from_layer_adaptation)
         self.exclude_low_rank = bool(exclude_low_rank)
         self.record_trust_ratios = bool(record_trust_ratios)
+        if not isinstance(trust_clip, bool):
+            raise ValueError(f"trust_clip must be True or False (LARC's clip or scale "
+                             f"policy). Received: trust_clip={trust_clip!r}.")
+        self.trust_clip = trust_clip
 
     # -- exclusions -------------------------------------------------------------------------
 
@@ -309,7 +329,14 @@ class LARS(tf.keras.optimizers.Optimizer):
                 epsilon=self.epsilon,
                 mode=self.trust_ratio_mode,
             )
-            local_lr = lr * ratio
+            if self.trust_clip:
+                # LARC's clip policy: the trust ratio is the local rate, capped by lr.
+                local_lr = tf.minimum(lr, ratio)
+                # Recorded as the multiplier of lr (1 where lr = 0: no step is taken then).
+                safe_lr = tf.where(lr > 0, lr, tf.ones_like(lr))
+                ratio = tf.where(lr > 0, local_lr / safe_lr, tf.ones_like(lr))
+            else:
+                local_lr = lr * ratio
             if self.record_trust_ratios:
                 index = self._index_dict[self._var_key(variable)]
                 self._trust_ratio_records[index].assign(tf.cast(ratio, tf.float32))
@@ -342,6 +369,7 @@ class LARS(tf.keras.optimizers.Optimizer):
                 "exclude_from_layer_adaptation": list(self.exclude_from_layer_adaptation),
                 "exclude_low_rank": self.exclude_low_rank,
                 "record_trust_ratios": self.record_trust_ratios,
+                "trust_clip": self.trust_clip,
             }
         )
         return config

@@ -20,7 +20,7 @@ from pathlib import Path
 from lars_hvd import data as datasets
 from lars_hvd import models
 from lars_hvd.errors import UsageError
-from lars_hvd.optim.modes import TRUST_RATIO_MODES
+from lars_hvd.optim.modes import LARS_MODES, TRUST_RATIO_MODES
 from lars_hvd.planning.presets import PRESETS
 
 OPTIMIZERS = ("lars", "sgd", "lamb")
@@ -40,6 +40,7 @@ class Bounds:
     above: float | None = None
     at_least: float | None = None
     below: float | None = None
+    at_most: float | None = None
     increasing: bool = False
 
     def error(self, name: str, value) -> str | None:
@@ -52,14 +53,20 @@ class Bounds:
             return None if ok else f"{flag_text} must be increasing (got {list(value)})"
         low_ok = ((self.above is None or value > self.above)
                   and (self.at_least is None or value >= self.at_least))
-        if low_ok and (self.below is None or value < self.below):
+        high_ok = ((self.below is None or value < self.below)
+                   and (self.at_most is None or value <= self.at_most))
+        if low_ok and high_ok:
             return None
         low = (f"({self.above:g}" if self.above is not None else
                f"[{self.at_least:g}" if self.at_least is not None else None)
-        if self.below is not None and low is not None:
-            wanted = f"in {low}, {self.below:g})"
+        high = (f"{self.below:g})" if self.below is not None else
+                f"{self.at_most:g}]" if self.at_most is not None else None)
+        if high is not None and low is not None:
+            wanted = f"in {low}, {high}"
         elif self.below is not None:
             wanted = f"< {self.below:g}"
+        elif self.at_most is not None:
+            wanted = f"<= {self.at_most:g}"
         else:
             wanted = f"> {self.above:g}" if self.above is not None else f">= {self.at_least:g}"
         return f"{flag_text} must be {wanted} (got {value})"
@@ -136,6 +143,9 @@ class OptimizerConfig:
     lars_epsilon: float = flag(0.0, "LARS epsilon in the trust-ratio denominator",
                                bounds=NON_NEGATIVE)
     trust_ratio_mode: str = flag("paper", "LARS trust ratio form", TRUST_RATIO_MODES)
+    lars_mode: str = flag("scale", "LARS local rate: scale (lr * trust, the paper) or clip "
+                                   "(min(lr, trust): LARC's clip, the authors' Caffe)",
+                          LARS_MODES)
     exclude_low_rank: bool = flag(True, "no decay and no adaptation for rank <= 1 variables "
                                         "(biases, BN gamma/beta)")
 
@@ -206,6 +216,10 @@ class EvalConfig:
                                   bounds=POSITIVE)
     eval_examples: int | None = flag(None, "evaluate on the first N examples only (a subset, "
                                            "said so in the summary)", bounds=POSITIVE)
+    target_accuracy: float | None = flag(None, "stop after the first evaluation whose top-1 "
+                                               "accuracy reaches A; the summary gives the epochs "
+                                               "and the time to it", bounds=Bounds(above=0,
+                                                                                  at_most=1))
     bn_recompute_examples: int = flag(0, "before the final evaluation, recompute batch-norm "
                                          "statistics over this many training examples per "
                                          "worker (0: keep the moving averages)",

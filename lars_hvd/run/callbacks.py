@@ -106,16 +106,42 @@ def duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+@dataclass(frozen=True)
+class TargetReached:
+    """The first evaluation that reached ``--target-accuracy``: its epoch (1-based) and the
+    seconds from the start of training to the end of that evaluation."""
+
+    epoch: int
+    seconds: float
+    accuracy: float
+
+
 class Evaluate(tf.keras.callbacks.Callback):
     """Every rank: evaluates after the epochs the plan says, exactly over all ranks, and puts
     ``val_accuracy`` and ``val_loss`` into the epoch's logs (NaN after an epoch that is not
-    evaluated), so that the CSV log, TensorBoard and the checkpoint callback see them."""
+    evaluated), so that the CSV log, TensorBoard and the checkpoint callback see them.
 
-    def __init__(self, dataset, plan: Plan, every_seconds: float, stop: StopOnSignal):
+    With a ``target`` accuracy, the first evaluation that reaches it stops training (the
+    accuracy is the sum over all ranks, so every rank stops after the same epoch, whose
+    checkpoint is already written) and is kept in ``reached``. Its time is MLPerf's: from the
+    start of training in this process (after Horovod's init, the model's build and compile,
+    and the restore or broadcast of the starting state, which MLPerf counts as
+    initialization) to the end of that evaluation, with every epoch, evaluation and
+    checkpoint between."""
+
+    def __init__(self, dataset, plan: Plan, every_seconds: float, stop: StopOnSignal,
+                 target: float | None = None):
         super().__init__()
         self.dataset, self.plan, self.every_seconds = dataset, plan, every_seconds
         self.last: EvalResult | None = None
         self.stop = stop  # no evaluation of an epoch that a signal cut short
+        self.target = target
+        self.reached: TargetReached | None = None
+        self.started: float | None = None  # the run's first on_train_begin
+
+    def on_train_begin(self, logs=None):
+        if self.started is None:  # once per run: a resumed epoch's fit is a second call
+            self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -126,6 +152,14 @@ class Evaluate(tf.keras.callbacks.Callback):
                               every_seconds=self.every_seconds,
                               say=lambda text: say(f"epoch {epoch + 1}: {text}"))
             self.last = result
+            if (self.target is not None and self.reached is None
+                    and result is not None and result.accuracy >= self.target):
+                self.reached = TargetReached(epoch + 1, time.perf_counter() - self.started,
+                                             result.accuracy)
+                say(f"epoch {epoch + 1}: accuracy {result.accuracy:.4f} reached the target "
+                    f"{self.target:g}" + ("; training stops" if epoch + 1 < self.plan.epochs
+                                          else ""))
+                self.model.stop_training = True
         if self.dataset is not None:
             logs["val_accuracy"] = result.accuracy if result else math.nan
             logs["val_loss"] = result.loss if result else math.nan
@@ -218,7 +252,8 @@ def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, e
     if rank0:
         result.append(EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints,
                                       stop))
-    evaluation = Evaluate(eval_data, plan, config.run.progress_every_seconds, stop)
+    evaluation = Evaluate(eval_data, plan, config.run.progress_every_seconds, stop,
+                          config.evaluation.target_accuracy)
     result.append(evaluation)
     if rank0:
         if not sys.stdout.isatty():

@@ -40,6 +40,7 @@ def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
             weight_decay_rate=o.weight_decay, trust_coefficient=o.trust_coefficient,
             epsilon=o.lars_epsilon, trust_ratio_mode=o.trust_ratio_mode,
             exclude_low_rank=o.exclude_low_rank, record_trust_ratios=record_trust_ratios,
+            trust_clip=o.lars_mode == "clip",
         )
     if o.optimizer == "sgd":
         return tf.keras.optimizers.SGD(
@@ -111,4 +112,5 @@ def describe_manifest(optimizer, model) -> str:
     skipped = [r["name"] for r in rows if not r["layer_adaptation"]]
     return (f"LARS: {len(adapted)} of {len(rows)} variables adapted, {len(decayed)} decayed; "
             f"excluded from both: {len(skipped)} ({', '.join(skipped[:6])}"
-            f"{', ...' if len(skipped) > 6 else ''})")
+            f"{', ...' if len(skipped) > 6 else ''})"
+            + ("; local rate min(lr, trust) (LARC clip)" if lars.trust_clip else ""))

@@ -25,14 +25,23 @@ class Summary:
     test_examples: int = 0  # evaluated, over all workers
     test_set_examples: int = 0  # in the evaluation set
     peak_memory_mb: float = 0.0  # the largest peak resident memory of any worker
+    target_accuracy: float | None = None  # --target-accuracy
+    target_epoch: int | None = None  # the epoch whose evaluation reached it (None: never)
+    time_to_target_seconds: float | None = None  # MLPerf's count (callbacks.Evaluate)
 
     def line(self) -> str:
         accuracy = "n/a" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
         if self.test_accuracy is not None and self.test_examples < self.test_set_examples:
             accuracy += f" (a subset: {self.test_examples} of {self.test_set_examples} examples)"
-        return (f"test accuracy {accuracy} | {self.images_per_second:.0f} images/s | wall "
+        line = (f"test accuracy {accuracy} | {self.images_per_second:.0f} images/s | wall "
                 f"{self.wall_seconds:.1f} s | global batch {self.global_batch_size} | world "
                 f"size {self.world_size}")
+        if self.target_accuracy is not None:
+            line += (f" | target {self.target_accuracy:g} not reached"
+                     if self.target_epoch is None else
+                     f" | target {self.target_accuracy:g} reached at epoch {self.target_epoch}"
+                     f" in {self.time_to_target_seconds:.1f} s")
+        return line
 
 
 def placement(hosts: list[str]) -> str:

@@ -212,6 +212,7 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
     peak = peak_memory_mb()
     if plan.world_size > 1:
         check_replicas(model)
+    reached = every.evaluation.reached
     return Summary(
         test_accuracy=result.accuracy if result else None,
         test_examples=result.examples if result else 0,
@@ -219,7 +220,9 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
         images_per_second=steps * plan.global_batch_size / wall if wall > 0 else 0.0,
         wall_seconds=wall, global_batch_size=plan.global_batch_size,
         world_size=plan.world_size, epochs_run=len(losses), run_dir=str(run.run_dir),
-        peak_memory_mb=peak)
+        peak_memory_mb=peak, target_accuracy=config.evaluation.target_accuracy,
+        target_epoch=reached.epoch if reached else None,
+        time_to_target_seconds=reached.seconds if reached else None)
 
 
 def train(run: Run, plan: Plan, todo: list[Segment], first, every: list):
@@ -244,7 +247,7 @@ def train(run: Run, plan: Plan, todo: list[Segment], first, every: list):
                     verbose=verbose, callbacks=every,
                     steps_per_epoch=plan.iterations_at(plan.steps_per_epoch - segment.skip))
             losses += history.history.get("loss", [])
-            if model.stop_training:  # (a signal, or TerminateOnNaN)
+            if model.stop_training:  # (a signal, TerminateOnNaN, or the target reached)
                 break
     except OSError as err:  # the logs of rank 0 (checkpoints name their own folder)
         if not disk_full(err):
