@@ -18,7 +18,8 @@ if "TF_USE_LEGACY_KERAS" not in os.environ and importlib.util.find_spec("tf_kera
 
 __version__ = "0.1.0"
 # What a Keras user imports (lars_hvd.optim), loaded on first use.
-__all__ = ["LARS", "LAMB", "LinearWarmup", "PerOptimizerStep", "warmup_then_decay"]  # noqa: F822
+__all__ = ["LARS", "LAMB", "RMSpropWarmup", "LinearWarmup", "PerOptimizerStep",  # noqa: F822
+           "warmup_then_decay"]
 
 
 def __getattr__(name: str):

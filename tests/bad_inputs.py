@@ -412,6 +412,11 @@ CASES = [
          lambda t: train(t, *SMALL, "--target-accuracy", "90", *run_dir(t)), 2,
          r"^lars_hvd.train: error: invalid configuration: --target-accuracy must be in "
          r"\(0, 1\] \(got 90\.0\)", r"^nothing"),
+    Case("RMSprop warm-up with LARS (`--rmsprop-warmup-epochs 2`, default `--optimizer lars`)",
+         lambda t: train(t, *SMALL, "--rmsprop-warmup-epochs", "2", *run_dir(t)), 2,
+         r"^lars_hvd.train: error: invalid configuration: --rmsprop-warmup-epochs is a mode of "
+         r"--optimizer sgd .* not of --optimizer lars: pass --optimizer sgd or drop it",
+         r"^nothing"),
     Case("a float flag that is not finite (`--learning-rate inf`)",
          lambda t: train(t, *SMALL, "--learning-rate", "inf", *run_dir(t)), 2,
          r"^lars_hvd.train: error: invalid configuration: --learning-rate must be a finite "

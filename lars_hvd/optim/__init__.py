@@ -1,4 +1,4 @@
-"""The optimizers a Keras user imports: LARS, LAMB and the learning-rate schedules.
+"""The optimizers a Keras user imports: LARS, LAMB, RMSprop warm-up and the LR schedules.
 
 The rule of this package: only the algorithms, their state and their config. It imports
 neither Horovod nor lars_hvd's configuration (``lars_hvd.distributed`` wraps these optimizers
@@ -6,7 +6,7 @@ for Horovod; ``lars_hvd.run.optimizer_factory`` builds them from flags). Its mod
 TensorFlow; this file imports it only when a name is first used, so that ``modes`` (the
 choice lists, read by the flags) stays TensorFlow-free.
 
-    from lars_hvd.optim import LARS, LAMB, LinearWarmup, PerOptimizerStep, warmup_then_decay
+    from lars_hvd.optim import LARS, LAMB, RMSpropWarmup, LinearWarmup, warmup_then_decay
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import importlib
 _NAMES = {
     "LARS": "lars", "trust_ratio": "lars",
     "LAMB": "lamb",
+    "RMSpropWarmup": "rmsprop_warmup",
     "LinearWarmup": "schedules", "PerOptimizerStep": "schedules",
     "warmup_then_decay": "schedules",
 }

@@ -148,6 +148,11 @@ class OptimizerConfig:
                           LARS_MODES)
     exclude_low_rank: bool = flag(True, "no decay and no adaptation for rank <= 1 variables "
                                         "(biases, BN gamma/beta)")
+    rmsprop_warmup_epochs: float = flag(0.0, "sgd only: start as RMSprop and reach momentum "
+                                             "SGD at this epoch (Akiba et al. 2017; 0: off)",
+                                        bounds=NON_NEGATIVE)
+    rmsprop_learning_rate: float = flag(3e-4, "the RMSprop part's learning rate during "
+                                              "--rmsprop-warmup-epochs", bounds=POSITIVE)
 
 
 @dataclass
@@ -333,8 +338,14 @@ def path_errors(flag_name: str, path: str | None, kind: str) -> list[str]:
 def validate(config: TrainConfig) -> None:
     """Raises UsageError naming the value and the fix for a setting that cannot work: a
     field outside its declaration, or a combination that the fields alone cannot refuse."""
-    r, s = config.run, config.schedule
+    r, s, o = config.run, config.schedule, config.optimizer
     checks = [
+        (not o.rmsprop_warmup_epochs or o.optimizer == "sgd",
+         f"--rmsprop-warmup-epochs is a mode of --optimizer sgd (Akiba et al. 2017 warm up "
+         f"momentum SGD; LARS's trust ratio and RMSprop would both set the step's size), not "
+         f"of --optimizer {o.optimizer}: pass --optimizer sgd or drop it"),
+        (not (o.rmsprop_warmup_epochs and o.nesterov),
+         "--rmsprop-warmup-epochs has no Nesterov form: drop --nesterov"),
         (0 <= s.warmup_epochs < r.epochs,
          f"--warmup-epochs must be in [0, --epochs={r.epochs}) (got {s.warmup_epochs})"),
         (not (r.resume and r.run_dir is None),

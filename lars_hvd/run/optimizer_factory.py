@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from lars_hvd.optim.lamb import LAMB
 from lars_hvd.optim.lars import LARS
+from lars_hvd.optim.rmsprop_warmup import RMSpropWarmup
 from lars_hvd.planning.config import OptimizerConfig, TrainConfig
 from lars_hvd.planning.plan import Plan
 from lars_hvd.planning.schedule import build_schedule
@@ -25,14 +26,16 @@ def low_rank_names(model: tf.keras.Model) -> list[str]:
 
 
 def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
-                   record_trust_ratios: bool = True):
-    """LARS, Keras SGD with momentum, or LAMB (lars_hvd.optim.lamb), as ``o`` says.
+                   record_trust_ratios: bool = True, iterations_per_epoch: int | None = None):
+    """LARS, Keras SGD with momentum (or RMSprop warm-up into it), or LAMB, as ``o`` says.
 
     Args:
       learning_rate: a float or a Keras ``LearningRateSchedule``.
       excluded: regexes of the variables that get neither weight decay nor layer
         adaptation (LAMB; LARS finds its own with ``exclude_low_rank``; SGD's exclusions are
         set on the final instance by ``apply_sgd_exclusions``).
+      iterations_per_epoch: ``optimizer.iterations`` per epoch (micro-batches), for
+        ``--rmsprop-warmup-epochs``.
     """
     if o.optimizer == "lars":
         return LARS(
@@ -41,6 +44,15 @@ def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
             epsilon=o.lars_epsilon, trust_ratio_mode=o.trust_ratio_mode,
             exclude_low_rank=o.exclude_low_rank, record_trust_ratios=record_trust_ratios,
             trust_clip=o.lars_mode == "clip",
+        )
+    if o.optimizer == "sgd" and o.rmsprop_warmup_epochs:
+        # Akiba et al.'s transition, center 10 and period 5 epochs ending at 12.5, scaled to
+        # end at --rmsprop-warmup-epochs: center 0.8 E, period 0.4 E.
+        end = o.rmsprop_warmup_epochs * iterations_per_epoch
+        return RMSpropWarmup(
+            learning_rate=learning_rate, rmsprop_learning_rate=o.rmsprop_learning_rate,
+            momentum=o.momentum, center=0.8 * end, period=0.4 * end,
+            weight_decay=o.weight_decay or None,
         )
     if o.optimizer == "sgd":
         return tf.keras.optimizers.SGD(
@@ -60,7 +72,8 @@ def build_optimizer(config: TrainConfig, plan: Plan, model: tf.keras.Model):
     """The run's optimizer with the run's schedule (not yet wrapped by Horovod)."""
     o = config.optimizer
     excluded = low_rank_names(model) if o.exclude_low_rank else []
-    return make_optimizer(o, build_schedule(config, plan), excluded)
+    return make_optimizer(o, build_schedule(config, plan), excluded,
+                          iterations_per_epoch=plan.iterations_at(plan.steps_per_epoch))
 
 
 def apply_sgd_exclusions(optimizer, model: tf.keras.Model, config: TrainConfig) -> None:
