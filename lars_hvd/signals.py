@@ -72,7 +72,8 @@ class Preempted(Exception):
     """The run stopped on a signal after checkpointing its current step."""
 
     def __init__(self, signal_name: str, step: int, plan: Plan, checkpoint: str):
-        epoch, into = divmod(step, plan.steps_per_epoch)
+        epoch = plan.epoch_of_step(step)
+        into = step - plan.step_at_epoch(epoch)
         super().__init__(
             f"stopped by {signal_name} after optimizer step {step} of {plan.total_steps} "
             f"(epoch {epoch + 1}, step {into} of {plan.steps_per_epoch}); checkpoint "

@@ -411,11 +411,34 @@ CASES = [
     Case("a target accuracy given in percent (`--target-accuracy 90`)",
          lambda t: train(t, *SMALL, "--target-accuracy", "90", *run_dir(t)), 2,
          r"^lars_hvd.train: error: invalid configuration: --target-accuracy must be in "
-         r"\(0, 1\] \(got 90\.0\)", r"^nothing"),
+         r"\(0, 1\] \(got 90\.0\): a fraction, 0\.9 for 90%", r"^nothing"),
     Case("RMSprop warm-up with LARS (`--rmsprop-warmup-epochs 2`, default `--optimizer lars`)",
          lambda t: train(t, *SMALL, "--rmsprop-warmup-epochs", "2", *run_dir(t)), 2,
          r"^lars_hvd.train: error: invalid configuration: --rmsprop-warmup-epochs is a mode of "
          r"--optimizer sgd .* not of --optimizer lars: pass --optimizer sgd or drop it",
+         r"^nothing"),
+    *(Case(f"a batch schedule {what} (`--batch-schedule {schedule}`)",
+           lambda t, schedule=schedule: train(t, "--dry-run", "--world-size", "3",
+                                              "--epochs", "10", "--global-batch-size", "3072",
+                                              "--batch-schedule", schedule), 2,
+           rf"^lars_hvd.train: error: --batch-schedule{message}", r"^nothing")
+      for what, schedule, message in [
+          ("with epochs out of order", "6:6144,4:12288",
+           r": the epochs must increase, but 4 follows 6"),
+          ("with an epoch repeated", "4:6144,4:12288",
+           r": the epochs must increase, but 4 follows 4"),
+          ("past `--epochs`", "12:6144", r": epoch 12 is past --epochs 10"),
+          ("that the workers cannot split (3 workers)", "4:6001",
+           r", from epoch 4: batch 6001 cannot be split over 3 workers; the nearest valid "
+           r"sizes are 6000 and 6003"),
+          ("that shrinks the batch", "4:1536",
+           r": the batch must grow, but from epoch 4 it would be 1536, after 3072")]),
+    Case("RMSprop warm-up with a batch schedule (`--optimizer sgd --rmsprop-warmup-epochs 1 "
+         "--batch-schedule 2:512`)",
+         lambda t: train(t, *SMALL, "--optimizer", "sgd", "--rmsprop-warmup-epochs", "1",
+                         "--batch-schedule", "2:512", *run_dir(t)), 2,
+         r"^lars_hvd.train: error: invalid configuration: --rmsprop-warmup-epochs counts "
+         r"micro-batches of one accumulation, and a --batch-schedule changes it",
          r"^nothing"),
     Case("a float flag that is not finite (`--learning-rate inf`)",
          lambda t: train(t, *SMALL, "--learning-rate", "inf", *run_dir(t)), 2,

@@ -201,6 +201,9 @@ def test_planning_imports_neither_tensorflow_nor_horovod(tmp_path):
     for argv, expected in ((["--dry-run", "--preset", "resnet50-imagenet-32k"], "[]"),
                            (["--dry-run", "--world-size", "1024", "--preset",
                              "resnet50-imagenet-32k", "--hardware", "dgx1-p100"], "[]"),
+                           (["--dry-run", "--world-size", "1024", "--preset",
+                             "resnet50-imagenet-32k", "--hardware", "dgx1-v100",
+                             "--batch-schedule", "46:65536"], "[]"),
                            (["--hardware", "list"], "[]"),
                            (["--plot-lr", str(tmp_path / "lr.png")], "['tensorflow']")):
         out = subprocess.run([sys.executable, "-c", code.format(argv=argv)], check=True,

@@ -5,6 +5,7 @@ accumulates two micro-batches per step where two workers take one each."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -34,7 +35,10 @@ def wait_for_text(path, text: str, proc, timeout: float = 240) -> None:
         time.sleep(0.1)
 
 
-def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
+def start_elastic(tmp_path, train_args: list[str]):
+    """``horovodrun`` elastic on 1-2 local slots, its host-discovery script reading the file
+    ``slots`` (the test writes it to make a worker leave or join). Returns (job, slots file,
+    log, run directory)."""
     slots = tmp_path / "slots"
     slots.write_text("localhost:2\n")
     discover = tmp_path / "discover.sh"
@@ -42,31 +46,45 @@ def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
     discover.chmod(0o755)
     run_dir = tmp_path / "run"
     log = tmp_path / "job.log"
-    # Long enough (about 0.5 s an epoch here) for Horovod's host discovery, which polls the
-    # script every second or so, to see each change before the run ends.
     cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "--min-np", "1", "--max-np", "2",
            "--host-discovery-script", str(discover), "--start-timeout", "60",
            # one host: elastic horovodrun cannot probe interfaces host to host, so name one
            "--network-interface", "lo",
-           sys.executable, "-m", "lars_hvd.train", "--elastic", "--train-examples", "4096",
-           "--global-batch-size", "256", "--max-per-worker-batch", "128", "--epochs",
-           str(EPOCHS), "--warmup-epochs", "1", "--run-dir", str(run_dir)]
+           sys.executable, "-m", "lars_hvd.train", "--elastic", *train_args,
+           "--run-dir", str(run_dir)]
     with open(log, "w") as output:
         proc = subprocess.Popen(cmd, env=horovodrun.env(2), stdout=output,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                 stdin=subprocess.DEVNULL)
+    return proc, slots, log, run_dir
+
+
+@contextlib.contextmanager
+def ended(proc, log):
+    """Runs the block that steers the job and waits for it; on any failure the job is
+    killed and the failure shows the log's end. The caller reads the log afterwards."""
     try:
+        yield
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError(log.read_text()[-6000:]) from None
+    assert proc.returncode == 0, log.read_text()[-6000:]
+
+
+def test_a_worker_leaves_and_returns_with_the_global_batch_held(tmp_path):
+    # Long enough (about 0.5 s an epoch here) for Horovod's host discovery, which polls the
+    # script every second or so, to see each change before the run ends.
+    proc, slots, log, run_dir = start_elastic(tmp_path, [
+        "--train-examples", "4096", "--global-batch-size", "256", "--max-per-worker-batch",
+        "128", "--epochs", str(EPOCHS), "--warmup-epochs", "1"])
+    with ended(proc, log):
         wait_for(run_dir / "checkpoints" / "epoch-2.index", proc)
         slots.write_text("localhost:1\n")  # a worker leaves
         wait_for_text(log, "elastic: 1 worker(s) from epoch", proc)
         slots.write_text("localhost:2\n")  # and comes back
         proc.wait(timeout=300)
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise AssertionError(log.read_text()[-6000:]) from None
     out = log.read_text()
-    assert proc.returncode == 0, out[-6000:]
     counts = [int(n) for n in re.findall(r"elastic: (\d) worker\(s\) from epoch", out)]
     assert counts[0] == 2 and 1 in counts and counts[-1] == 2, (counts, out[-4000:])
     assert counts.index(1) < len(counts) - 1

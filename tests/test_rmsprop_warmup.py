@@ -123,3 +123,17 @@ def test_train_with_rmsprop_warmup(tmp_path):
     saved = tf.train.load_checkpoint(str(tmp_path / "run" / "checkpoints"))
     state = [k for k in saved.get_variable_to_shape_map() if k.startswith("optimizer/")]
     assert len(state) >= 1 + 2 * 11, state  # iterations, m and v of small_cnn_bn's 11
+
+
+def test_the_factory_places_the_transition_in_micro_batches():
+    from lars_hvd.planning.config import OptimizerConfig
+    from lars_hvd.run.optimizer_factory import make_optimizer
+
+    o = OptimizerConfig(optimizer="sgd", rmsprop_warmup_epochs=5.0, weight_decay=0.0)
+    # 10 optimizer steps an epoch of 2 micro-batches each: Keras's iterations count 20.
+    optimizer = make_optimizer(o, 0.1, iterations_per_epoch=20)
+    assert isinstance(optimizer, RMSpropWarmup)
+    assert (optimizer.center, optimizer.period) == (0.8 * 5 * 20, 0.4 * 5 * 20)
+    assert optimizer.momentum == o.momentum
+    plain = make_optimizer(OptimizerConfig(optimizer="sgd"), 0.1, iterations_per_epoch=20)
+    assert not isinstance(plain, RMSpropWarmup)

@@ -187,7 +187,7 @@ def run_one(args, argv: list[str]) -> dict:
     result = fn(args)
     figure = result.pop("_figure", None)
     if getattr(args, "worker_json", None) is not None:  # a rank of launch_overhead's job
-        if distributed.is_rank0():
+        if distributed.is_rank0():  # Horovod: one rank hands the result to the driver
             Path(args.worker_json).write_text(json.dumps(result))
         return result
     launched = getattr(args, "workers", 1) > 1  # the driver of a horovodrun job it launched

@@ -194,6 +194,7 @@ def launch_overhead(args) -> dict:
                "--epochs", str(args.epochs), "--skip", str(args.skip), "--rounds",
                str(args.rounds), "--workers", str(args.workers), "--worker-json", str(path),
                "--train-flags", args.train_flags, "--bare-lr", args.bare_lr]
+        # Horovod: the rounds run on args.workers ranks; rank 0 writes the result.
         proc = horovodrun.run(cmd, np_=args.workers, controller="gloo", timeout=args.timeout)
         print("\n".join(line for line in proc.stdout.splitlines()
                         if "round " in line or "bare model.fit" in line), flush=True)

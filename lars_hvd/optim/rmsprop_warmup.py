@@ -6,6 +6,8 @@ This module is only the algorithm, its state and its config; it knows nothing of
 
 from __future__ import annotations
 
+import numbers
+
 import tensorflow as tf
 
 from lars_hvd.optim.common import check_learning_rate, handle
@@ -64,8 +66,12 @@ class RMSpropWarmup(tf.keras.optimizers.Optimizer):
 
     ``center`` and ``period`` count ``optimizer.iterations`` (with Horovod's gradient
     accumulation over k micro-batches, k per optimizer step); ``lars_hvd.train`` derives them
-    from ``--rmsprop-warmup-epochs``. Weight decay is the Keras base class's (decoupled,
-    ``weight_decay=``, with its ``exclude_from_weight_decay``), as for ``--optimizer sgd``.
+    from ``--rmsprop-warmup-epochs``. Under accumulation the share is read at the step's last
+    micro-batch (``n k + k - 1``), less than a step ahead of the LR schedule's ``n``.
+    Weight decay is the Keras base class's (decoupled, ``weight_decay=``, with its
+    ``exclude_from_weight_decay``), as for ``--optimizer sgd``; it steps at the SGD ``lr``
+    from the start, also while the gradient's step is RMSprop's (the Chainer code couples
+    it into the gradient instead).
 
     It does not compose with LARS: LARS's trust ratio scales a layer's SGD step to a fixed
     fraction of its weights, while RMSprop's per-coordinate normalization already sets the
@@ -87,7 +93,7 @@ class RMSpropWarmup(tf.keras.optimizers.Optimizer):
             ("center", center, lambda v: v >= 0, ">= 0"),
             ("period", period, lambda v: v > 0, "> 0"),
         ]:
-            if not isinstance(value, (int, float)) or not ok(value):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not ok(value):
                 raise ValueError(f"{argument} must be a float {wanted}. "
                                  f"Received: {argument}={value!r}.")
         self._learning_rate = self._build_learning_rate(learning_rate)

@@ -189,3 +189,37 @@ def warmup_then_decay(
             f"decay must be one of poly, cosine, step, none. Received: decay={decay!r}."
         )
     return LinearWarmup(after, warmup_steps, warmup_start_learning_rate)
+
+
+@tf.keras.utils.register_keras_serializable(package="lars_hvd")
+class Rescaled(_WrapsSchedule):
+    """``schedule`` on another step axis: ``lr(step) = factor * schedule(step * step_scale +
+    step_offset)``.
+
+    A batch that grows during training (``--batch-schedule``) changes the steps an epoch
+    takes. The run's schedule is written for the first phase's steps; each later phase reads
+    it at the same point of training (the same epoch, i.e. examples seen), so warmup and
+    decay keep their shape in epochs: ``step_scale`` is the first phase's steps per epoch
+    over this phase's, ``step_offset`` places the phase's first step at its first epoch, and
+    ``factor`` is its peak LR over the first phase's (the linear rule; 1 for an absolute LR).
+    """
+
+    inner_argument = "schedule"
+
+    def __init__(self, schedule: schedules.LearningRateSchedule, step_scale: float,
+                 step_offset: float = 0.0, factor: float = 1.0, name: str = "Rescaled"):
+        super().__init__()
+        if not step_scale > 0 or not factor > 0:
+            raise ValueError(f"step_scale and factor must be > 0. Received: step_scale="
+                             f"{step_scale!r}, factor={factor!r}.")
+        self.schedule = schedule
+        self.step_scale, self.step_offset = float(step_scale), float(step_offset)
+        self.factor, self.name = float(factor), name
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32) * self.step_scale + self.step_offset
+        return self.factor * tf.cast(self.schedule(step), tf.float32)
+
+    def get_config(self) -> dict:
+        return {"schedule": schedules.serialize(self.schedule), "step_scale": self.step_scale,
+                "step_offset": self.step_offset, "factor": self.factor, "name": self.name}

@@ -42,6 +42,7 @@ class Bounds:
     below: float | None = None
     at_most: float | None = None
     increasing: bool = False
+    hint: str = ""  # appended to the error, e.g. the unit the flag is in
 
     def error(self, name: str, value) -> str | None:
         """Why ``value`` cannot be ``--name``, or None."""
@@ -69,7 +70,7 @@ class Bounds:
             wanted = f"<= {self.at_most:g}"
         else:
             wanted = f"> {self.above:g}" if self.above is not None else f">= {self.at_least:g}"
-        return f"{flag_text} must be {wanted} (got {value})"
+        return f"{flag_text} must be {wanted} (got {value}){self.hint}"
 
 
 POSITIVE = Bounds(above=0)
@@ -180,6 +181,9 @@ class ScheduleConfig:
 class RunConfig:
     global_batch_size: int = flag(4096, "examples per optimizer step, over all workers",
                                   bounds=POSITIVE)
+    batch_schedule: str | None = flag(None, "EPOCH:BATCH[,EPOCH:BATCH...]: from epoch EPOCH "
+                                            "(1-based) on, a global batch of BATCH (Smith et "
+                                            "al. 2017); before, --global-batch-size")
     max_per_worker_batch: int | None = flag(None, "largest batch one worker can hold; above "
                                                   "it, gradients are accumulated", bounds=POSITIVE)
     epochs: int = flag(6, "training epochs", bounds=POSITIVE)
@@ -223,8 +227,9 @@ class EvalConfig:
                                            "said so in the summary)", bounds=POSITIVE)
     target_accuracy: float | None = flag(None, "stop after the first evaluation whose top-1 "
                                                "accuracy reaches A; the summary gives the epochs "
-                                               "and the time to it", bounds=Bounds(above=0,
-                                                                                  at_most=1))
+                                               "and the time to it", bounds=Bounds(
+                                                   above=0, at_most=1,
+                                                   hint=": a fraction, 0.9 for 90%"))
     bn_recompute_examples: int = flag(0, "before the final evaluation, recompute batch-norm "
                                          "statistics over this many training examples per "
                                          "worker (0: keep the moving averages)",
@@ -346,6 +351,12 @@ def validate(config: TrainConfig) -> None:
          f"of --optimizer {o.optimizer}: pass --optimizer sgd or drop it"),
         (not (o.rmsprop_warmup_epochs and o.nesterov),
          "--rmsprop-warmup-epochs has no Nesterov form: drop --nesterov"),
+        (o.rmsprop_warmup_epochs <= r.epochs,
+         f"--rmsprop-warmup-epochs {o.rmsprop_warmup_epochs:g} is past --epochs {r.epochs}: "
+         f"the run would end before it is momentum SGD; lower it"),
+        (not (o.rmsprop_warmup_epochs and r.batch_schedule),
+         "--rmsprop-warmup-epochs counts micro-batches of one accumulation, and a "
+         "--batch-schedule changes it: use one of the two"),
         (0 <= s.warmup_epochs < r.epochs,
          f"--warmup-epochs must be in [0, --epochs={r.epochs}) (got {s.warmup_epochs})"),
         (not (r.resume and r.run_dir is None),

@@ -14,11 +14,27 @@ from lars_hvd.planning.presets import PRESETS
 
 def projection(config: TrainConfig, plan: Plan, hardware: str,
                network_gbits: float | None) -> str:
-    """What ``plan`` costs on ``hardware`` (``cost``: published numbers)."""
-    p = cost.project(cost.hardware(hardware, network_gbits), config.model.model,
-                     plan.world_size, plan.per_worker_batch, plan.accumulation_steps,
-                     fp16_allreduce=config.run.fp16_allreduce)
-    return cost.describe(p, plan.steps_per_epoch, plan.total_steps)
+    """What ``plan`` costs on ``hardware`` (``cost``: published numbers); with a batch
+    schedule, each phase and their sum."""
+    hw = cost.hardware(hardware, network_gbits)
+
+    def project(per_worker_batch: int, accumulation: int):
+        return cost.project(hw, config.model.model, plan.world_size, per_worker_batch,
+                            accumulation, fp16_allreduce=config.run.fp16_allreduce)
+
+    if not plan.phases:
+        return cost.describe(project(plan.per_worker_batch, plan.accumulation_steps),
+                             plan.steps_per_epoch, plan.total_steps)
+    lines, seconds = [], 0.0
+    for phase in plan.phases:
+        projected = project(phase.per_worker_batch, phase.accumulation_steps)
+        seconds += phase.steps * projected.step_ms / 1e3
+        lines += [f"phase {phase.first_epoch}-{phase.last_epoch} (global batch "
+                  f"{phase.global_batch_size})",
+                  cost.describe(projected, phase.steps_per_epoch, phase.steps)]
+    lines.append(f"whole run                {cost.duration(seconds)} over "
+                 f"{len(plan.phases)} phases ({plan.total_steps} steps; training only)")
+    return "\n".join(lines)
 
 
 def dry_run(config: TrainConfig, args: argparse.Namespace) -> None:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from lars_hvd import data as datasets
 from lars_hvd import models
 from lars_hvd.errors import UsageError
+from lars_hvd.planning import phases as batch_phases
 from lars_hvd.planning.config import TrainConfig, validate
+from lars_hvd.planning.phases import Phase
 
 
 def linear_scaled_learning_rate(base_learning_rate: float, global_batch_size: int,
@@ -54,6 +56,50 @@ class Plan:
     eval_examples_per_worker: int  # about eval_examples / world_size
     eval_batch_size: int  # per worker
     eval_every_epochs: int
+    # --batch-schedule: every phase, the first at the fields above (empty: one batch; the
+    # steps and total_steps above then count every phase).
+    phases: tuple[Phase, ...] = ()
+    phase: int = 0  # which of ``phases`` this plan trains (``for_epoch``)
+
+    def for_epoch(self, epoch: int) -> Plan:
+        """The plan of the phase that trains (0-based) ``epoch``: its global batch, split,
+        steps per epoch and peak LR; the plan itself without a batch schedule. Steps stay
+        the run's: counted from its first step over every phase."""
+        if not self.phases:
+            return self
+        return self.for_phase(next((i for i, p in enumerate(self.phases)
+                                    if epoch < p.last_epoch), len(self.phases) - 1))
+
+    def for_phase(self, index: int) -> Plan:
+        """The plan of batch-schedule phase ``index`` (the plan itself without a schedule)."""
+        if not self.phases:
+            return self
+        p = self.phases[index]
+        return dataclasses.replace(
+            self, global_batch_size=p.global_batch_size, per_worker_batch=p.per_worker_batch,
+            accumulation_steps=p.accumulation_steps, steps_per_epoch=p.steps_per_epoch,
+            micro_steps_per_epoch=p.steps_per_epoch * p.accumulation_steps,
+            peak_learning_rate=p.peak_learning_rate, phase=index)
+
+    def step_at_epoch(self, epoch: int) -> int:
+        """Optimizer steps taken before (0-based) ``epoch``, over every phase."""
+        if not self.phases:
+            return int(epoch) * self.steps_per_epoch
+        return sum(p.steps_per_epoch * max(0, min(int(epoch), p.last_epoch) - p.first_epoch + 1)
+                   for p in self.phases)
+
+    def epoch_of_step(self, step: int) -> int:
+        """Epochs completed after ``step`` optimizer steps."""
+        if not self.phases:
+            return int(step) // self.steps_per_epoch
+        epoch = 0
+        while epoch < self.epochs and self.step_at_epoch(epoch + 1) <= step:
+            epoch += 1
+        return epoch
+
+    def ends_epoch(self, step: int) -> bool:
+        """Whether ``step`` optimizer steps end an epoch."""
+        return self.step_at_epoch(self.epoch_of_step(step)) == int(step)
 
     def optimizer_step(self, iterations) -> int:
         """The optimizer steps taken when Keras's ``optimizer.iterations`` (which counts
@@ -85,12 +131,15 @@ class Plan:
             f"epoch                    {self.steps_per_epoch} optimizer steps "
             f"({self.micro_steps_per_epoch} micro-batches per worker) over "
             f"{self.train_examples} examples, {dropped} dropped per epoch",
-            f"training                 {self.epochs} epochs = {self.total_steps} optimizer steps",
+            f"training                 {self.epochs} epochs = {self.total_steps} optimizer steps"
+            + (f" in {len(self.phases)} phases" if self.phases else ""),
             f"learning rate            peak {self.peak_learning_rate:g} ({self.learning_rate_rule})"
             f", warmup {self.warmup_steps} steps",
             f"model input              {self.input_shape} -> {self.num_classes} classes",
             f"evaluation               {self.eval_text()}",
         ]
+        if self.phases:
+            lines.insert(3, batch_phases.text(self.phases))
         return "\n".join(lines)
 
     def batch_text(self) -> str:
@@ -172,20 +221,9 @@ def resolve(config: TrainConfig, world_size: int) -> Plan:
     input_shape, classes, train_examples, eval_examples = dataset_shape(config)
     e = config.evaluation
     evaluated = min(eval_examples, e.eval_examples or eval_examples)
-    steps_per_epoch = train_examples // r.global_batch_size
-    if steps_per_epoch == 0:
-        raise UsageError(
-            f"--global-batch-size {r.global_batch_size} is larger than the {train_examples} "
-            f"training examples: not one optimizer step per epoch. Lower the global batch."
-        )
-    if s.lr_scaling == "linear":
-        peak = linear_scaled_learning_rate(s.learning_rate, r.global_batch_size,
-                                           s.reference_batch_size)
-        rule = (f"linear scaling: {s.learning_rate:g} per {s.reference_batch_size} examples x "
-                f"{r.global_batch_size}/{s.reference_batch_size}")
-    else:
-        peak = s.learning_rate
-        rule = "absolute"
+    steps_per_epoch = steps_in_epoch(r.global_batch_size, train_examples)
+    peak, rule = peak_learning_rate(config, r.global_batch_size)
+    phases = resolve_phases(config, world_size, train_examples)
     return Plan(
         world_size=world_size,
         global_batch_size=r.global_batch_size,
@@ -195,7 +233,7 @@ def resolve(config: TrainConfig, world_size: int) -> Plan:
         steps_per_epoch=steps_per_epoch,
         micro_steps_per_epoch=steps_per_epoch * accumulation,
         epochs=r.epochs,
-        total_steps=steps_per_epoch * r.epochs,
+        total_steps=sum(p.steps for p in phases) if phases else steps_per_epoch * r.epochs,
         warmup_steps=round(s.warmup_epochs * steps_per_epoch),
         peak_learning_rate=peak,
         learning_rate_rule=rule,
@@ -208,7 +246,50 @@ def resolve(config: TrainConfig, world_size: int) -> Plan:
         # more than evaluation at the same batch (no gradients, no optimizer state).
         eval_batch_size=e.eval_batch_size or per_worker,
         eval_every_epochs=e.eval_every_epochs,
+        phases=phases,
     )
+
+
+def steps_in_epoch(global_batch: int, train_examples: int, where: str = "") -> int:
+    """Optimizer steps in an epoch (the remainder is dropped); refuses a batch above the set."""
+    steps = train_examples // global_batch
+    if steps == 0:
+        raise UsageError(
+            f"{where}--global-batch-size {global_batch} is larger than the {train_examples} "
+            f"training examples: not one optimizer step per epoch. Lower the global batch.")
+    return steps
+
+
+def peak_learning_rate(config: TrainConfig, global_batch: int) -> tuple[float, str]:
+    """The peak LR at ``global_batch`` and how it was obtained."""
+    s = config.schedule
+    if s.lr_scaling != "linear":
+        return s.learning_rate, "absolute"
+    peak = linear_scaled_learning_rate(s.learning_rate, global_batch, s.reference_batch_size)
+    return peak, (f"linear scaling: {s.learning_rate:g} per {s.reference_batch_size} examples "
+                  f"x {global_batch}/{s.reference_batch_size}")
+
+
+def resolve_phases(config: TrainConfig, world_size: int, train_examples: int
+                   ) -> tuple[Phase, ...]:
+    """The phases of ``--batch-schedule`` on ``world_size`` workers (() without one): each
+    phase's batch split as a fixed batch is, its LR by the plan's rule at its batch."""
+    r = config.run
+    starts = batch_phases.parse(r.batch_schedule, r.epochs, r.global_batch_size)
+    result = []
+    for i, (first, batch) in enumerate(starts):
+        last = starts[i + 1][0] - 1 if i + 1 < len(starts) else r.epochs
+        where = f"{batch_phases.FLAG}, from epoch {first}: " if i else ""
+        try:
+            per_worker, accumulation = split_global_batch(batch, world_size,
+                                                          r.max_per_worker_batch)
+        except UsageError as err:
+            raise UsageError(where + str(err).replace("--global-batch-size ", "batch ", 1)
+                             if i else str(err)) from None
+        result.append(Phase(first, last, batch, per_worker, accumulation,
+                            steps_in_epoch(batch, train_examples, where),
+                            peak_learning_rate(config, batch)[0]))
+    return tuple(result)
 
 
 def plan_json(config: TrainConfig, plan: Plan) -> str:

@@ -11,16 +11,25 @@ from lars_hvd.planning.plan import Plan
 
 
 def build_schedule(config: TrainConfig, plan: Plan):
-    """The LR schedule, indexed by what Keras's ``optimizer.iterations`` counts."""
-    from lars_hvd.optim.schedules import PerOptimizerStep, warmup_then_decay
+    """The LR schedule, indexed by what Keras's ``optimizer.iterations`` counts. With a
+    batch schedule it is written for the first phase and each later phase reads it at its
+    own epochs (``Rescaled``), so warmup and decay keep their shape in examples seen."""
+    from lars_hvd.optim.schedules import PerOptimizerStep, Rescaled, warmup_then_decay
 
-    s = config.schedule
+    s, first = config.schedule, plan.for_epoch(0)
     schedule = warmup_then_decay(
-        plan.peak_learning_rate, plan.total_steps, plan.warmup_steps,
+        first.peak_learning_rate, first.steps_per_epoch * plan.epochs, first.warmup_steps,
         warmup_start_learning_rate=s.warmup_start_lr, decay=s.decay, poly_power=s.poly_power,
         end_learning_rate=s.end_learning_rate, step_factor=s.step_factor,
-        step_boundaries=tuple(round(e * plan.steps_per_epoch) for e in s.step_boundaries),
+        step_boundaries=tuple(round(e * first.steps_per_epoch) for e in s.step_boundaries),
     )
+    if plan.phase:
+        phase = plan.phases[plan.phase]
+        scale = first.steps_per_epoch / phase.steps_per_epoch
+        start = phase.first_epoch - 1
+        schedule = Rescaled(schedule, scale,
+                            first.steps_per_epoch * start - scale * plan.step_at_epoch(start),
+                            phase.peak_learning_rate / first.peak_learning_rate)
     if plan.accumulation_steps > 1:
         # Horovod: with backward_passes_per_step = k, iterations advances on every
         # micro-batch; the schedule must advance once per optimizer step.
@@ -38,19 +47,29 @@ def plot_schedule(config: TrainConfig, plan: Plan, path: str) -> None:
 
     from lars_hvd.files import atomic_write
 
-    schedule = build_schedule(config, plan)
     steps = np.arange(plan.total_steps + 1)
-    # The LR of step s is the schedule's at the step's last micro-batch.
-    lr = [float(schedule(plan.iterations_at(s + 1) - 1)) for s in steps]
+    phases = {}  # (each phase's own schedule, read at its own micro-batch count)
+    lr = []
+    for s in steps:
+        view = plan.for_epoch(plan.epoch_of_step(s))
+        if view.phase not in phases:
+            phases[view.phase] = build_schedule(config, view)
+        schedule = phases[view.phase]
+        # The LR of step s is the schedule's at the step's last micro-batch.
+        lr.append(float(schedule(view.iterations_at(s + 1) - 1)))
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
     ax.plot(steps, lr)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
-    ax.set_title(f"{config.optimizer.optimizer.upper()}: global batch {plan.global_batch_size}, "
+    batches = " -> ".join(str(p.global_batch_size) for p in plan.phases) or plan.global_batch_size
+    ax.set_title(f"{config.optimizer.optimizer.upper()}: global batch {batches}, "
                  f"{plan.epochs} epochs, warmup {plan.warmup_steps} steps, {config.schedule.decay}")
-    epochs = ax.secondary_xaxis("top", functions=(lambda s: s / plan.steps_per_epoch,
-                                                  lambda e: e * plan.steps_per_epoch))
-    epochs.set_xlabel("epoch")
+    if not plan.phases:
+        epochs = ax.secondary_xaxis("top", functions=(lambda s: s / plan.steps_per_epoch,
+                                                      lambda e: e * plan.steps_per_epoch))
+        epochs.set_xlabel("epoch")
+    for phase in plan.phases[1:]:
+        ax.axvline(plan.step_at_epoch(phase.first_epoch - 1), ls=":", color="grey")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png"))

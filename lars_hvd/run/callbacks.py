@@ -22,8 +22,9 @@ from lars_hvd.run.preemption import StopOnSignal
 
 
 class Diagnostics(tf.keras.callbacks.Callback):
-    """Rank 0: TensorBoard's step-level scalars every N optimizer steps: the batch's logs
-    (``batch_loss``, ``batch_accuracy``: rank 0's micro-batch), the learning rate, and LARS's
+    """Rank 0: TensorBoard's step-level scalars every N optimizer steps: Keras's batch logs
+    (``batch_loss``, ``batch_accuracy``: the epoch's running mean so far, on rank 0's
+    data), the learning rate, and LARS's
     per-layer trust ratios (a scalar ``trust_ratio/<variable>`` per adapted variable).
 
     Keras's own TensorBoard callback logs per epoch only (``EpochTensorBoard``): with a step
@@ -40,6 +41,9 @@ class Diagnostics(tf.keras.callbacks.Callback):
         self.plan, self.every = plan, every_steps
         self._micro_batch = None  # the micro-batch counter, mirrored in Python
         self._supports_tf_logs = True  # never makes Keras convert the logs to NumPy
+
+    def on_train_begin(self, logs=None):
+        self._micro_batch = None  # (a new phase of a batch schedule re-derives iterations)
 
     def on_train_batch_end(self, batch, logs=None):
         optimizer = inner_optimizer(self.model.optimizer)
@@ -65,10 +69,8 @@ class Diagnostics(tf.keras.callbacks.Callback):
         with self.writer.as_default(step=step):
             for name, value in logs.items():
                 tf.summary.scalar(f"batch_{name}", value)
-            lr = optimizer.learning_rate
-            if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
-                lr = lr(optimizer.iterations - 1)
-            tf.summary.scalar("learning_rate", lr)
+            # (for a schedule, Keras's variable holding the LR of the step just taken)
+            tf.summary.scalar("learning_rate", optimizer.learning_rate)
             if isinstance(optimizer, LARS) and optimizer.record_trust_ratios:
                 for name, record in optimizer.trust_ratio_records().items():
                     tf.summary.scalar(f"trust_ratio/{name.split(':')[0]}", record)
@@ -130,17 +132,18 @@ class Evaluate(tf.keras.callbacks.Callback):
     checkpoint between."""
 
     def __init__(self, dataset, plan: Plan, every_seconds: float, stop: StopOnSignal,
-                 target: float | None = None):
+                 target: float | None = None, started: float | None = None):
         super().__init__()
         self.dataset, self.plan, self.every_seconds = dataset, plan, every_seconds
         self.last: EvalResult | None = None
         self.stop = stop  # no evaluation of an epoch that a signal cut short
         self.target = target
         self.reached: TargetReached | None = None
-        self.started: float | None = None  # the run's first on_train_begin
+        # (the run's start of training, kept across elastic resets; else the first fit's)
+        self.started = started
 
     def on_train_begin(self, logs=None):
-        if self.started is None:  # once per run: a resumed epoch's fit is a second call
+        if self.started is None:
             self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -231,9 +234,16 @@ class RunCallbacks:
     stop: StopOnSignal  # .stopped: the signal's Preempted, if one stopped the run
     evaluation: Evaluate  # .last: the last evaluation's result
 
+    def use_plan(self, plan: Plan) -> None:
+        """The plan of the batch-schedule phase the next ``fit`` trains (its steps per
+        epoch and accumulation), for every callback that counts steps."""
+        for callback in self.every:
+            if hasattr(callback, "plan"):
+                callback.plan = plan
+
 
 def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, eval_data,
-              done: dict[int, int]) -> RunCallbacks:
+              done: dict[int, int], started: float | None = None) -> RunCallbacks:
     """In the order they must run: Horovod's callbacks; step checkpoints (rank 0) and the
     stop on a signal (every rank); the epoch's checkpoint (rank 0), before evaluation, so a
     failed evaluation loses no training; evaluation of ``eval_data`` (every rank); then, on
@@ -253,7 +263,7 @@ def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, e
         result.append(EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints,
                                       stop))
     evaluation = Evaluate(eval_data, plan, config.run.progress_every_seconds, stop,
-                          config.evaluation.target_accuracy)
+                          config.evaluation.target_accuracy, started)
     result.append(evaluation)
     if rank0:
         if not sys.stdout.isatty():

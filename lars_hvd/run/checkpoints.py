@@ -52,7 +52,7 @@ def candidates(run_dir: Path, plan: Plan) -> list[tuple[int, str]]:
         index = tf.train.get_checkpoint_state(str(folder))
         for path in index.all_model_checkpoint_paths if index else []:
             number = int(path.rsplit("-", 1)[1])
-            step = number * plan.steps_per_epoch if kind else number
+            step = plan.step_at_epoch(number) if kind else number
             found.append((step, kind, path))
     return [(step, path) for step, _, path in sorted(found, reverse=True)]
 
@@ -77,7 +77,9 @@ def restore(run_dir: Path, model, optimizer, state: RunState, plan: Plan, *,
                                         + [state.epoch, state.step])
     elif distributed.is_rank0():
         restore_newest_good(run_dir, model, optimizer, state, plan)
-    optimizer.iterations.assign(plan.iterations_at(state.step))
+    # (in the accumulation of the phase the optimizer is wrapped for: the first; a later
+    # phase re-derives it when training switches to it)
+    optimizer.iterations.assign(plan.for_phase(0).iterations_at(state.step))
     return int(state.epoch)
 
 
@@ -100,7 +102,7 @@ def restore_newest_good(run_dir: Path, model, optimizer, state: RunState, plan: 
             print(f"WARNING: checkpoint {path} cannot be restored ({reason}); trying the "
                   f"previous one", file=sys.stderr, flush=True)
             continue
-        into = int(state.step) - int(state.epoch) * plan.steps_per_epoch
+        into = int(state.step) - plan.step_at_epoch(int(state.epoch))
         where = f", {into} of its steps done" if into else ""
         print(f"resumed from {path}: epoch {int(state.epoch)}, step {int(state.step)}{where}",
               flush=True)
@@ -140,15 +142,23 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
             return
         self.state.epoch.assign(epoch + 1)
         self.state.step.assign(self.plan.optimizer_step(self.model.optimizer.iterations))
-        if self.manager is None:
-            self.manager = manager(self.model, self.state, checkpoint_dir(self.run_dir),
-                                   "epoch", self.keep)
+        self.manager = current_manager(self.manager, self.model, self.state,
+                                       checkpoint_dir(self.run_dir), "epoch", self.keep)
         save(self.manager, epoch + 1, f"the checkpoint of epoch {epoch + 1}")
 
 
 def manager(model, state: RunState, folder: Path, name: str, keep: int):
     return tf.train.CheckpointManager(make_checkpoint(model, model.optimizer, state), folder,
                                       max_to_keep=keep, checkpoint_name=name)
+
+
+def current_manager(existing, model, state: RunState, folder: Path, name: str, keep: int):
+    """``existing``, or a new manager when there is none or the model's optimizer is not
+    the one it saves (a batch-schedule phase re-wraps it; the new manager takes over the
+    folder's list of checkpoints)."""
+    if existing is not None and existing.checkpoint.optimizer is model.optimizer:
+        return existing
+    return manager(model, state, folder, name, keep)
 
 
 def save(checkpoints: tf.train.CheckpointManager, number: int, what: str) -> str:
@@ -180,7 +190,7 @@ class StepCheckpoints(tf.keras.callbacks.Callback):
         if not self.every or not self.plan.ends_step(batch + 1):
             return
         step = self.plan.optimizer_step(self.model.optimizer.iterations)
-        if step % self.every == 0 and step % self.plan.steps_per_epoch:
+        if step % self.every == 0 and not self.plan.ends_epoch(step):
             self.save_now()
 
     def save_now(self) -> str:
@@ -188,10 +198,9 @@ class StepCheckpoints(tf.keras.callbacks.Callback):
         if self.last and self.last[0] == step:
             return self.last[1]
         self.state.step.assign(step)
-        self.state.epoch.assign(step // self.plan.steps_per_epoch)
-        if self.manager is None:
-            self.manager = manager(self.model, self.state, step_dir(self.run_dir), "step",
-                                   self.keep)
+        self.state.epoch.assign(self.plan.epoch_of_step(step))
+        self.manager = current_manager(self.manager, self.model, self.state,
+                                       step_dir(self.run_dir), "step", self.keep)
         self.last = (step, save(self.manager, step, f"the checkpoint of step {step}"))
         return self.last[1]
 

@@ -69,16 +69,17 @@ class Commit(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.state.epoch = epoch + 1
+        if self.state.optimizer is not self.model.optimizer:
+            # Horovod: a batch-schedule phase re-wrapped the optimizer; commit the new one.
+            self.state.optimizer = self.model.optimizer
         self.state.commit()
 
 
-def recompile_for_plan(model, plan: Plan, state, compile_model: Callable[[Plan], None]
-                       ) -> None:
-    """Compiles ``model`` (with ``compile_model(plan)``) for ``plan``'s accumulation steps
-    and schedule, continuing the current optimizer: same slots, and Keras's ``iterations``
-    re-derived from the committed epoch (a commit is an epoch's end)."""
+def carry_optimizer(model, compile_model: Callable[[], None]) -> None:
+    """Compiles ``model`` again (``compile_model()``: a newly wrapped optimizer, e.g. for
+    another accumulation) and carries the old optimizer's variables into the new one."""
     old = model.optimizer
-    compile_model(plan)
+    compile_model()
     build_optimizer_state(model.optimizer, model.trainable_variables)
     pairs = list(zip(optimizer_variables(old), optimizer_variables(model.optimizer),
                      strict=True))
@@ -87,7 +88,15 @@ def recompile_for_plan(model, plan: Plan, state, compile_model: Callable[[Plan],
             raise AssertionError(f"optimizer variable {source.name} {source.shape} does not "
                                  f"fit {target.name} {target.shape}")
         target.assign(source)
-    model.optimizer.iterations.assign(plan.iterations_at(int(state.epoch) * plan.steps_per_epoch))
+
+
+def recompile_for_plan(model, plan: Plan, state, compile_model: Callable[[Plan], None]
+                       ) -> None:
+    """Compiles ``model`` (with ``compile_model(plan)``) for ``plan``'s accumulation steps
+    and schedule, continuing the current optimizer: same slots, and Keras's ``iterations``
+    re-derived from the committed epoch (a commit is an epoch's end)."""
+    carry_optimizer(model, lambda: compile_model(plan))
+    model.optimizer.iterations.assign(plan.iterations_at(plan.step_at_epoch(int(state.epoch))))
     # Horovod: commits, rollbacks and syncs now cover the new optimizer's variables.
     state.optimizer = model.optimizer
     state.save()

@@ -69,7 +69,7 @@ class StopOnSignal(tf.keras.callbacks.Callback):
             self.next_check = self.step
         else:
             self.step += 1
-        if self.step < self.next_check and self.step % self.plan.steps_per_epoch:
+        if self.step < self.next_check and not self.plan.ends_epoch(self.step):
             return  # (an epoch's last step is always a check: its checkpoint is next)
         last_step, last_time = self.last_check
         now = time.monotonic()

@@ -28,14 +28,16 @@ class Summary:
     target_accuracy: float | None = None  # --target-accuracy
     target_epoch: int | None = None  # the epoch whose evaluation reached it (None: never)
     time_to_target_seconds: float | None = None  # MLPerf's count (callbacks.Evaluate)
+    batch_schedule: list[int] | None = None  # every phase's global batch (--batch-schedule)
 
     def line(self) -> str:
         accuracy = "n/a" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
         if self.test_accuracy is not None and self.test_examples < self.test_set_examples:
             accuracy += f" (a subset: {self.test_examples} of {self.test_set_examples} examples)"
         line = (f"test accuracy {accuracy} | {self.images_per_second:.0f} images/s | wall "
-                f"{self.wall_seconds:.1f} s | global batch {self.global_batch_size} | world "
-                f"size {self.world_size}")
+                f"{self.wall_seconds:.1f} s | global batch "
+                f"{' -> '.join(map(str, self.batch_schedule or [self.global_batch_size]))} | "
+                f"world size {self.world_size}")
         if self.target_accuracy is not None:
             line += (f" | target {self.target_accuracy:g} not reached"
                      if self.target_epoch is None else

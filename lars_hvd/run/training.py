@@ -26,7 +26,7 @@ from lars_hvd.files import atomic_write_text
 from lars_hvd.planning.config import TrainConfig
 from lars_hvd.planning.plan import Plan, resolve
 from lars_hvd.run import elastic, tf_setup
-from lars_hvd.run.callbacks import callbacks, say
+from lars_hvd.run.callbacks import RunCallbacks, callbacks, say
 from lars_hvd.run.checkpoints import RunState, restore
 from lars_hvd.run.evaluation import EvalResult, evaluate, recompute_bn_statistics
 from lars_hvd.run.layout import checkpoint_dir
@@ -56,6 +56,8 @@ class Run:
     run_dir: Path
     model: tf.keras.Model
     state: RunState
+    compiled_phase: int = 0  # the batch-schedule phase the optimizer is wrapped for
+    started: float | None = None  # perf_counter at the first fit: time to target counts from it
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,14 @@ def run_elastic(config: TrainConfig, extra_callbacks=()) -> Summary:
         # Horovod: backward_passes_per_step is fixed when the optimizer is wrapped, so every
         # new worker count gets a newly wrapped optimizer (this also drops any half-summed
         # micro-batch gradients of an epoch that a lost worker cut short).
-        elastic.recompile_for_plan(started.model, plan, state,
+        view = plan.for_epoch(int(state.epoch))
+        elastic.recompile_for_plan(started.model, view, state,
                                    lambda p: compile_model(started.model, config, p))
+        started.compiled_phase = view.phase
         print_placement()
         if distributed.is_rank0():
             print(f"elastic: {plan.world_size} worker(s) from epoch {state.epoch + 1}: "
-                  f"{plan.batch_text()}", flush=True)
+                  f"{view.batch_text()}", flush=True)
         return fit(started, plan, state.epoch, [*extra_callbacks, elastic.Commit(state)])
 
     # Horovod: re-run train() after every reset, with the state synchronized.
@@ -181,32 +185,41 @@ def start(run: Run, plan: Plan, *, broadcast: bool) -> int:
 def segments(plan: Plan, initial_epoch: int, step: int) -> list[Segment]:
     """The ``model.fit`` calls from optimizer step ``step`` (in ``initial_epoch``) to the
     end: a run resumed mid-epoch (a step checkpoint) first finishes that epoch, the data
-    stream less the steps taken, then goes on epoch by epoch."""
-    done = step - initial_epoch * plan.steps_per_epoch
-    if done <= 0:
-        return [Segment(initial_epoch, plan.epochs)]
-    rest = [Segment(initial_epoch + 1, plan.epochs)] if initial_epoch + 1 < plan.epochs else []
-    return [Segment(initial_epoch, initial_epoch + 1, done), *rest]
+    stream less the steps taken, then goes on epoch by epoch; a batch schedule's phases are
+    segments of their own (each its own batch, accumulation and wrapped optimizer)."""
+    done = step - plan.step_at_epoch(initial_epoch)
+    result, begin = [], initial_epoch
+    if done > 0:
+        result.append(Segment(initial_epoch, initial_epoch + 1, done))
+        begin += 1
+    while begin < plan.epochs:
+        view = plan.for_epoch(begin)
+        end = plan.phases[view.phase].last_epoch if plan.phases else plan.epochs
+        result.append(Segment(begin, end))
+        begin = end
+    return result
 
 
 def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary:
     """Trains ``run.model`` from ``initial_epoch`` to the end of ``plan``, then evaluates.
     Raises ``Preempted`` when a signal stopped it, ``TrainingDiverged`` when the loss did."""
     model, config = run.model, run.config
-    steps_before = plan.optimizer_step(model.optimizer.iterations)
+    steps_before = plan.for_phase(run.compiled_phase).optimizer_step(model.optimizer.iterations)
     todo = segments(plan, initial_epoch, steps_before)
-    first = make_datasets(config, plan, distributed.rank(), initial_epoch,
-                          plan.iterations_at(todo[0].skip))
-    every = callbacks(config, plan, run.run_dir, run.state, first.eval,
-                      {initial_epoch: todo[0].skip})
+    view = plan.for_epoch(initial_epoch)
+    first = make_datasets(config, view, distributed.rank(), initial_epoch,
+                          view.iterations_at(todo[0].skip))
+    if run.started is None:
+        run.started = time.perf_counter()
+    every = callbacks(config, view, run.run_dir, run.state, first.eval,
+                      {initial_epoch: todo[0].skip}, run.started)
     start_time = time.perf_counter()
-    losses, counters, train_data = train(run, plan, todo, first,
-                                         every.every + list(extra_callbacks))
+    losses, counters, train_data, examples = train(run, plan, todo, first, every,
+                                                   list(extra_callbacks))
     if every.stop.stopped:
         raise every.stop.stopped
     wall = time.perf_counter() - start_time
     check_finite(losses, run.run_dir)
-    steps = plan.optimizer_step(model.optimizer.iterations) - steps_before
     result = final_evaluation(run, plan, every.evaluation.last, first.eval, train_data)
     report_bad_records(counters, config.data.max_bad_records)
     peak = peak_memory_mb()
@@ -217,35 +230,44 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
         test_accuracy=result.accuracy if result else None,
         test_examples=result.examples if result else 0,
         test_set_examples=plan.eval_set_examples,
-        images_per_second=steps * plan.global_batch_size / wall if wall > 0 else 0.0,
+        images_per_second=examples / wall if wall > 0 else 0.0,
         wall_seconds=wall, global_batch_size=plan.global_batch_size,
         world_size=plan.world_size, epochs_run=len(losses), run_dir=str(run.run_dir),
         peak_memory_mb=peak, target_accuracy=config.evaluation.target_accuracy,
         target_epoch=reached.epoch if reached else None,
-        time_to_target_seconds=reached.seconds if reached else None)
+        time_to_target_seconds=reached.seconds if reached else None,
+        batch_schedule=[p.global_batch_size for p in plan.phases] or None)
 
 
-def train(run: Run, plan: Plan, todo: list[Segment], first, every: list):
-    """``model.fit`` over each segment (stopping early when a callback stops training).
-    Returns the epochs' losses, each segment's bad-record counter, and the last training
-    dataset."""
+def train(run: Run, plan: Plan, todo: list[Segment], first, every: RunCallbacks,
+          extra: list):
+    """``model.fit`` over each segment (stopping early when a callback stops training), the
+    optimizer re-wrapped where a batch schedule's phase begins. Returns the epochs' losses,
+    each segment's bad-record counter, the last training dataset and the examples trained."""
     model = run.model
     verbose = 0
     if distributed.is_rank0():
         # A progress bar on a terminal; in a log file, one line per epoch from Keras and the
         # progress lines of callbacks.Progress.
         verbose = 1 if sys.stdout.isatty() else 2
-    losses, counters, data = [], [], first
+    losses, counters, data, examples = [], [], first, 0
     try:
         for segment in todo:
+            view = plan.for_epoch(segment.begin)
+            if view.phase != run.compiled_phase:
+                switch_phase(run, plan, view)
+            every.use_plan(view)
             if segment is not todo[0]:
-                data = make_datasets(run.config, plan, distributed.rank(), segment.begin)
+                data = make_datasets(run.config, view, distributed.rank(), segment.begin)
             counters.append(data.bad_records)
+            before = view.optimizer_step(model.optimizer.iterations)
             with data_errors():
                 history = model.fit(
                     data.train, epochs=segment.end, initial_epoch=segment.begin,
-                    verbose=verbose, callbacks=every,
-                    steps_per_epoch=plan.iterations_at(plan.steps_per_epoch - segment.skip))
+                    verbose=verbose, callbacks=every.every + extra,
+                    steps_per_epoch=view.iterations_at(view.steps_per_epoch - segment.skip))
+            examples += (view.optimizer_step(model.optimizer.iterations) - before) \
+                * view.global_batch_size
             losses += history.history.get("loss", [])
             if model.stop_training:  # (a signal, TerminateOnNaN, or the target reached)
                 break
@@ -253,7 +275,19 @@ def train(run: Run, plan: Plan, todo: list[Segment], first, every: list):
         if not disk_full(err):
             raise
         raise disk_full_error(run.run_dir, "the run's logs", "continue with --resume") from None
-    return losses, counters, data.train
+    return losses, counters, data.train, examples
+
+
+def switch_phase(run: Run, plan: Plan, view: Plan) -> None:
+    """The optimizer re-wrapped for the batch-schedule phase ``view``: its accumulation
+    (Horovod fixes backward_passes_per_step at wrapping) and its reading of the LR schedule,
+    the slots carried over, Keras's iterations re-derived from the step."""
+    step = plan.for_phase(run.compiled_phase).optimizer_step(run.model.optimizer.iterations)
+    elastic.carry_optimizer(run.model, lambda: compile_model(run.model, run.config, view))
+    run.model.optimizer.iterations.assign(view.iterations_at(step))
+    run.compiled_phase = view.phase
+    say(f"epoch {plan.phases[view.phase].first_epoch}: {view.batch_text()}, peak LR "
+        f"{view.peak_learning_rate:g}")
 
 
 def check_finite(losses: list[float], run_dir: Path) -> None:
