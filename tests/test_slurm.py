@@ -24,8 +24,10 @@ from lars_hvd.data import fashion_mnist
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "tests" / "slurm_cluster.sh"
 # The default job, small and deterministic: 32 optimizer steps an epoch.
+# An epoch takes about a second here: the ranks agree on signals every 0.1 s (the default,
+# 1 s, would often see a signal sent inside epoch 2 only at its last step).
 FLAGS = ["--train-examples", "16384", "--global-batch-size", "512", "--epochs", "4",
-         "--warmup-epochs", "1", "--deterministic"]
+         "--warmup-epochs", "1", "--deterministic", "--signal-check-seconds", "0.1"]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
 
 
