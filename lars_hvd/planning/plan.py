@@ -92,10 +92,12 @@ class Plan:
         """Epochs completed after ``step`` optimizer steps."""
         if not self.phases:
             return int(step) // self.steps_per_epoch
-        epoch = 0
-        while epoch < self.epochs and self.step_at_epoch(epoch + 1) <= step:
-            epoch += 1
-        return epoch
+        done = 0  # (per phase, not per epoch: StopOnSignal asks at every step)
+        for p in self.phases:
+            if step < done + p.steps:
+                return p.first_epoch - 1 + (int(step) - done) // p.steps_per_epoch
+            done += p.steps
+        return self.epochs
 
     def ends_epoch(self, step: int) -> bool:
         """Whether ``step`` optimizer steps end an epoch."""

@@ -220,7 +220,9 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
         raise every.stop.stopped
     wall = time.perf_counter() - start_time
     check_finite(losses, run.run_dir)
-    result = final_evaluation(run, plan, every.evaluation.last, first.eval, train_data)
+    # (BN statistics are recomputed from the last trained phase's batches)
+    last_trained = plan.for_epoch(initial_epoch + max(len(losses), 1) - 1)
+    result = final_evaluation(run, last_trained, every.evaluation.last, first.eval, train_data)
     report_bad_records(counters, config.data.max_bad_records)
     peak = peak_memory_mb()
     if plan.world_size > 1:
