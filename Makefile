@@ -41,7 +41,8 @@ CORE_TESTS := test_optimizer.py test_rmsprop_warmup.py test_lamb.py test_seriali
 test-core: install
 	$(PY) -m pytest $(addprefix tests/,$(CORE_TESTS))
 
-## Accuracy vs global batch, SGD / LARS / LAMB, BN and no-BN nets -> runs/study/.
+## Accuracy vs global batch (SGD / LARS / LAMB and related methods, BN and no-BN nets,
+## a ResNet-14, time to target) -> runs/study/.
 ## Resumable: finished runs are skipped. About 1.5 hours on 2 CPU cores.
 study: install
 	$(PY) -m lars_hvd.study

@@ -28,6 +28,12 @@ REGISTRY: dict[str, ModelInfo] = {
     "alexnet": ModelInfo((227, 227, 3), "alexnet:alexnet", "AlexNet, no normalization"),
     "small_cnn_bn": ModelInfo((28, 28, 1), "small:small_cnn_bn", "106K-parameter CNN, BN"),
     "small_cnn": ModelInfo((28, 28, 1), "small:small_cnn", "the same CNN without BN"),
+    "resnet14_bn": ModelInfo((28, 28, 1), "resnet_small:resnet14_bn",
+                             "ResNet-14 of He et al.'s CIFAR family, 28x28, BN"),
+    "resnet14": ModelInfo((28, 28, 1), "resnet_small:resnet14", "the same ResNet-14 without BN"),
+    "resnet20_bn": ModelInfo((28, 28, 1), "resnet_small:resnet20_bn",
+                             "ResNet-20 of He et al.'s CIFAR family, 28x28, BN"),
+    "resnet20": ModelInfo((28, 28, 1), "resnet_small:resnet20", "the same ResNet-20 without BN"),
 }
 
 

@@ -24,6 +24,19 @@ def alexnet_params(batch_norm: bool, classes: int = 1000) -> int:
     return total + (6 * 6 * 256 + 1) * 4096 + 4097 * 4096 + 4097 * classes
 
 
+def cifar_resnet_params(depth: int, batch_norm: bool, classes: int = 10) -> int:
+    """He et al.'s 6n + 2 family at widths 16, 32, 64 with projection shortcuts."""
+    def conv_norm(k, cin, cout):
+        return conv(k, cin, cout, not batch_norm) + (2 * cout if batch_norm else 0)
+    total, width = conv_norm(3, 1, 16), 16
+    for out in (16, 32, 64):
+        for _ in range((depth - 2) // 6):
+            total += conv_norm(3, width, out) + conv_norm(3, out, out)
+            total += conv_norm(1, width, out) if width != out else 0
+            width = out
+    return total + 65 * classes
+
+
 CASES = {
     # name: (input shape, classes, trainable parameters; BN moving statistics not counted)
     "resnet50": ((224, 224, 3), 1000, 25_557_032),  # ResNet-50's published count
@@ -33,6 +46,10 @@ CASES = {
                      + 2 * 32 + 7 * 7 * 32 * 64 + 2 * 64 + 65 * 10),
     "small_cnn": ((28, 28, 1), 10, conv(3, 1, 16, True) + conv(3, 16, 32, True)
                   + (7 * 7 * 32 + 1) * 64 + 65 * 10),
+    "resnet14_bn": ((28, 28, 1), 10, cifar_resnet_params(14, True)),
+    "resnet14": ((28, 28, 1), 10, cifar_resnet_params(14, False)),
+    "resnet20_bn": ((28, 28, 1), 10, cifar_resnet_params(20, True)),  # He et al.: 0.27M
+    "resnet20": ((28, 28, 1), 10, cifar_resnet_params(20, False)),
 }
 
 
@@ -76,6 +93,22 @@ def test_resnet50_is_v1_5():
     downsample = model.get_layer("stage2_block1_2_conv")  # the 3x3 conv carries the stride
     assert downsample.strides == (2, 2)
     assert model.get_layer("stage2_block1_1_conv").strides == (1, 1)
+
+
+def test_small_resnets_start_as_the_identity_per_block():
+    """Zero-init residual gamma: each block's branch outputs 0 at init, with BN."""
+    model = models.build("resnet14_bn", (28, 28, 1), 10)
+    last_bn = [layer for layer in model.layers if layer.name.endswith("_2_bn")]
+    assert len(last_bn) == 6 and all(not np.any(layer.gamma.numpy()) for layer in last_bn)
+    x = np.random.default_rng(0).random((2, 28, 28, 1), np.float32)
+    branch = tf.keras.Model(model.input, model.get_layer("stage1_block1_2_bn").output)
+    assert not np.any(branch(x, training=False).numpy())
+    assert model.get_layer("stem_conv").strides == (2, 2)  # stages at 14, 7 and 4 pixels
+    plain = models.build("resnet14", (28, 28, 1), 10)
+    assert not any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in plain.layers)
+    with pytest.raises(ValueError, match="depth 15 is not 6n"):
+        from lars_hvd.models.resnet_small import cifar_resnet
+        cifar_resnet(15)
 
 
 def test_mixed_precision_logits_stay_float32():

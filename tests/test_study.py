@@ -109,3 +109,95 @@ def test_tiny_sweep_is_real_and_resumable(tmp_path, capsys):
     assert len(study.load_rows(out / "runs.jsonl")) == len(rows)
     saved = json.loads((out / "runs.jsonl").read_text().splitlines()[0])
     assert {"argv", "seed", "test_accuracy", "wall_seconds"} <= set(saved)
+
+
+# -- the extension: related methods, the ResNet, time to target --------------------------
+
+def test_the_published_rows_keep_their_keys():
+    """The extension's argv leaves the base grid's flags alone, so its 125 finished runs are
+    found (and skipped) by the sweep instead of run again."""
+    from pathlib import Path
+
+    rows = study.load_rows(Path(__file__).parents[1] / "docs/results/runs.jsonl")
+    base = [r for r in rows if r["optimizer"] in ("sgd", "lars", "lamb")
+            and r.get("target") is None and r["model"].startswith("small_cnn")]
+    assert len(base) >= 125
+    for r in base:
+        run = study.Run(r["model"], r["global_batch"], r["optimizer"], r["learning_rate"],
+                        r["seed"], r["epochs"], r["train_examples"])
+        assert run.key() == r["key"] and run.argv() == r["argv"]
+
+
+def test_a_ramp_ends_at_the_cells_batch_and_keeps_the_first_batchs_lr():
+    run = study.Run("small_cnn_bn", 16384, "sgd_ramp", 0.1, 0, 5, None)
+    argv = run.argv()
+
+    def value(flag):
+        return argv[argv.index(flag) + 1]
+
+    assert value("--global-batch-size") == "2048"
+    assert value("--batch-schedule") == "2:4096,3:8192,4:16384"
+    assert (value("--decay"), value("--lr-scaling")) == ("none", "none")
+    assert float(value("--learning-rate")) == 0.1 * 2048 / 256  # the linear rule at 2,048
+    assert study.planned_steps(run) == 29 + 14 + 7 + 3 + 3
+    assert study.ramp_batches(1024, 2) == [512, 1024]  # short runs: fewer doublings
+    lars = study.Run("small_cnn", 4096, "lars_ramp", 10.0, 0, 5, None).argv()
+    assert lars[lars.index("--learning-rate") + 1] == "10.0" and "--no-exclude-low-rank" in lars
+    rms = study.Run("resnet14_bn", 2048, "sgd_rmsprop", 0.1, 0, 5, None).argv()
+    assert rms[rms.index("--rmsprop-warmup-epochs") + 1] == "1"
+    assert "--no-exclude-low-rank" not in rms and "--batch-schedule" not in rms
+    clip = study.Run("small_cnn_bn", 4096, "lars_clip", 0.1, 0, 5, None).argv()
+    assert clip[clip.index("--lars-mode") + 1] == "clip"
+    assert clip[clip.index("--lr-scaling") + 1] == "linear"
+
+
+def target_row(model, batch, optimizer, lr, target, epoch, seconds):
+    run = study.Run(model, batch, optimizer, lr, 0, 5, None, target)
+    return {"key": run.key(), **run.__dict__, "status": "ok", "test_accuracy": 0.9,
+            "run_dir": "nowhere", "target_epoch": epoch, "time_to_target_seconds": seconds}
+
+
+def test_targets_come_from_the_small_batch_and_rerun_each_cells_best():
+    rows = [row("n_bn", 128, "sgd", 0.1, 0, 0.912), row("n_bn", 128, "sgd", 0.1, 1, 0.918),
+            row("n_bn", 128, "lars", 10.0, 0, 0.91), row("n_bn", 4096, "lars", 40.0, 0, 0.85),
+            row("n_bn", 4096, "lars", 10.0, 0, 0.80), row("n_bn", 4096, "sgd", 0.4, 0, None),
+            row("n", 128, "sgd", 0.1, 0, 0.95)]
+    settings = dict(SETTINGS, models=("n_bn", "n"))
+    assert study.target_for(rows, settings, "n_bn") == 0.90  # mean 91.5 - 1 -> 90
+    assert study.target_for(rows, settings, "nothing") is None
+    runs = study.target_runs(rows, settings)
+    # the BN network only; every cell at its best LR; a cell that only diverged is skipped
+    assert sorted((r.model, r.global_batch, r.optimizer, r.learning_rate, r.target)
+                  for r in runs) == [("n_bn", 128, "lars", 10.0, 0.9),
+                                     ("n_bn", 128, "sgd", 0.1, 0.9),
+                                     ("n_bn", 4096, "lars", 40.0, 0.9)]
+    assert runs[0].argv()[-2:] == ["--target-accuracy", "0.9"]
+    done = rows + [target_row("n_bn", 128, "sgd", 0.1, 0.9, 3, 41.2),
+                   target_row("n_bn", 4096, "lars", 40.0, 0.9, None, None)]
+    # target rows never enter the accuracy tables
+    assert study.best_by_cell(study.rows_for(done, settings)) == study.best_by_cell(
+        study.rows_for(rows, settings))
+    table = "\n".join(report.target_table(done, [settings]))
+    assert "### Time to 90% test top-1, `n_bn`" in table
+    assert "| 128 | epoch 3, 41 s | not run |" in table
+    assert "| 4,096 | not run | not in 5 epochs |" in table
+
+
+def test_the_related_table_gives_a_ramps_batches_and_steps():
+    rows = [row("m", 4096, "lars_ramp", 10.0, 0, 0.87), row("m", 4096, "sgd_ramp", 0.1, 0, 0.86)]
+    settings = dict(study.RELATED, models=("m",), batches=(4096,))
+    table = "\n".join(report.related_table(rows, settings))
+    assert "| `m` | 4,096 | 70 (ramp: 232, 512 to 4,096) |" in table
+    assert "87.0% at LR 10" in table and "86.0% at 0.1/256 (= 0.2)" in table  # LR of 512
+
+
+@pytest.mark.fashion_mnist
+def test_a_ramp_run_with_a_target_records_its_steps_and_time(tmp_path):
+    run = study.Run("small_cnn_bn", 1024, "sgd_ramp", 0.1, 0, 2, 2048, target=0.1)
+    from lars_hvd import distributed
+
+    distributed.init()
+    result = sweep.run_one(run, tmp_path)
+    assert result["status"] == "ok"
+    assert result["steps"] == study.planned_steps(run) == 2048 // 512 + 2048 // 1024
+    assert result["target_epoch"] == 1 and result["time_to_target_seconds"] > 0  # chance: 10%

@@ -13,6 +13,12 @@ best optimizers of a cell are within ``--close`` points, their best LRs are reru
 seeds and the spread is shown. Then the largest batch again with 4x the epochs, for SGD and
 LARS: whether the shortfall there is the optimizer's or the step budget's.
 
+The extension (``--parts``): the related methods at the large batches with the same search
+(``RELATED``: a batch ramp in place of LR decay for SGD and LARS, Akiba et al.'s RMSprop
+warm-up, LARC's clip), a 14-layer ResNet with and without BN (``DEEP``, ``DEEP_NO_BN``), and
+the time to a target accuracy of every BN cell (``target_runs``: its best LR again with
+``--target-accuracy``).
+
 This package: the grid and the choice of runs (here), the sweep (``sweep``), the table and
 plots (``report``). Results: one JSON row per run in ``<out>/runs.jsonl`` (finished runs
 are skipped when the sweep is run again), and from those rows ``<out>/table.md``,
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,19 +38,48 @@ from lars_hvd.data import DATASETS
 
 FASHION_MNIST_TRAIN = DATASETS["fashion-mnist"].train
 
-# Learning-rate grids, the same for every optimizer: three values a factor of 4 apart around
-# the optimizer's usual setting, extended by further factors of 4 (at most EXTEND times) while
-# the best value sits at an edge, so that no optimizer is judged at the edge of its grid. SGD
-# follows the linear-scaling rule (Goyal et al.: 0.1 per 256 examples, the middle value);
-# LARS and LAMB take absolute LRs (their step is scaled per layer). Values: (scaling, grid).
-LR_GRIDS = {
-    "sgd": ("linear", (0.025, 0.1, 0.4)),  # per 256 examples
-    "lars": ("none", (2.5, 10.0, 40.0)),
-    "lamb": ("none", (0.0025, 0.01, 0.04)),
+# The methods: an optimizer, how its learning rate is given, its grid and any flags of its
+# own. Learning-rate grids: three values a factor of 4 apart around the method's usual
+# setting, extended by further factors of 4 (at most EXTEND times) while the best value sits
+# at an edge, so that no method is judged at the edge of its grid. SGD follows the
+# linear-scaling rule (Goyal et al.: 0.1 per 256 examples, the middle value); LARS and LAMB
+# take absolute LRs (their step is scaled per layer).
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str
+    optimizer: str  # --optimizer
+    scaling: str  # "linear": the grid is per 256 examples (of the first batch, with a ramp)
+    grid: tuple[float, ...]
+    flags: tuple[str, ...] = ()
+    ramp: bool = False  # the batch grows to the cell's batch, and the LR does not decay
+
+
+SGD_GRID = (0.025, 0.1, 0.4)  # per 256 examples
+LARS_GRID = (2.5, 10.0, 40.0)
+METHODS = {
+    "sgd": Method("SGD + momentum + warmup", "sgd", "linear", SGD_GRID),
+    "lars": Method("LARS", "lars", "none", LARS_GRID),
+    "lamb": Method("LAMB", "lamb", "none", (0.0025, 0.01, 0.04)),
+    # Smith et al. 2017, "Don't decay the learning rate, increase the batch size": the LR
+    # stays at its peak (the linear rule of the first batch) while the batch doubles.
+    "sgd_ramp": Method("SGD, batch ramp (no decay)", "sgd", "linear", SGD_GRID, ramp=True),
+    "lars_ramp": Method("LARS, batch ramp (no decay)", "lars", "none", LARS_GRID, ramp=True),
+    # Akiba et al. 2017: RMSprop first, momentum SGD from the end of the first epoch (c = 0.8,
+    # p = 0.4 epochs; their 90-epoch run switched at 10 of 90 epochs, we at 1 of 5).
+    "sgd_rmsprop": Method("SGD, RMSprop warm-up", "sgd", "linear", SGD_GRID,
+                          ("--rmsprop-warmup-epochs", "1")),
+    # LARC's clip: the local rate is min(lr, trust), so the global LR is a cap and takes
+    # SGD's grid; eta 0.02 as apex's LARC (trust_coefficient=0.02) for clip mode.
+    "lars_clip": Method("LARS, clip (LARC)", "lars", "linear", SGD_GRID,
+                        ("--lars-mode", "clip", "--trust-coefficient", "0.02")),
 }
+LR_GRIDS = {name: (m.scaling, m.grid) for name, m in METHODS.items()}
 LR_STEP = 4.0
 EXTEND = 3
 LINEAR_RULE = 0.1  # Goyal et al.'s SGD learning rate per 256 examples
+RAMP_DOUBLINGS = 3  # a ramp starts at 1/8 of the cell's batch and doubles each epoch
 FULL = {
     "models": ("small_cnn_bn", "small_cnn"),
     "batches": (128, 1024, 4096, 16384),
@@ -53,6 +89,19 @@ FULL = {
     "extra_seeds": (1, 2),
 }
 BUDGET_FACTOR = 4
+# The extension (issue 24), each a sweep of its own with the same search rule:
+# the related methods where large batches fall short, beside the three above ...
+RELATED = dict(FULL, batches=(4096, 16384), extra_seeds=(1,),
+               optimizers=("sgd", "lars", "lamb", "sgd_ramp", "lars_ramp", "sgd_rmsprop",
+                           "lars_clip"))
+# ... a 14-layer ResNet (models/resnet_small.py) at three batches; SGD's middle LR is the
+# linear rule, so "SGD at the linear rule" comes with its grid ...
+DEEP = {"models": ("resnet14_bn",), "batches": (256, 2048, 8192),
+        "optimizers": ("sgd", "lars", "lamb"), "epochs": 5, "train_examples": None,
+        "extra_seeds": ()}
+# ... and the same ResNet without BN at the small batch: does it train at all?
+DEEP_NO_BN = dict(DEEP, models=("resnet14",), batches=(256,), optimizers=("sgd", "lars"))
+PARTS = ("base", "related", "deep", "targets")
 
 
 def budget_settings(settings: dict) -> dict:
@@ -73,34 +122,62 @@ QUICK = {
 }
 
 
+def ramp_batches(batch: int, epochs: int) -> list[int]:
+    """The global batch of each epoch of a ramp that ends at ``batch``: doubling each epoch
+    from batch / 2**k (k = RAMP_DOUBLINGS, fewer for short runs), then ``batch``."""
+    doublings = min(RAMP_DOUBLINGS, epochs - 1)
+    return [batch >> max(0, doublings - epoch) for epoch in range(epochs)]
+
+
+def planned_steps(run: Run) -> int:
+    """Optimizer steps of the run, as the plan counts them (whole batches per epoch)."""
+    examples = run.train_examples or FASHION_MNIST_TRAIN
+    batches = (ramp_batches(run.global_batch, run.epochs) if METHODS[run.optimizer].ramp
+               else [run.global_batch] * run.epochs)
+    return sum(examples // b for b in batches)
+
+
 @dataclass(frozen=True)
 class Run:
     model: str
-    global_batch: int
-    optimizer: str
-    learning_rate: float  # as given to --learning-rate (per 256 for sgd)
+    global_batch: int  # with a ramp: the last (largest) batch
+    optimizer: str  # a METHODS name
+    learning_rate: float  # as in the method's grid (per 256 with linear scaling)
     seed: int
     epochs: int
     train_examples: int | None
+    target: float | None = None  # --target-accuracy: a time-to-target run
 
     def argv(self) -> list[str]:
-        scaling, _ = LR_GRIDS[self.optimizer]
+        method = METHODS[self.optimizer]
+        batch, scaling, lr = self.global_batch, method.scaling, self.learning_rate
+        ramp = []
+        if method.ramp:
+            batches = ramp_batches(self.global_batch, self.epochs)
+            batch = batches[0]
+            ramp = ["--batch-schedule", ",".join(
+                f"{epoch + 1}:{b}" for epoch, b in enumerate(batches) if epoch and b != batches[
+                    epoch - 1]), "--decay", "none"]
+            if scaling == "linear":  # the LR of the first batch, kept as the batch grows
+                scaling, lr = "none", float(f"{lr * batch / 256:.6g}")
         # TensorBoard scalars (LR, trust ratios) about 10 times an epoch, every step at most.
-        steps_per_epoch = (self.train_examples or FASHION_MNIST_TRAIN) // self.global_batch
-        argv = ["--model", self.model, "--global-batch-size", str(self.global_batch),
-                "--optimizer", self.optimizer, "--learning-rate", str(self.learning_rate),
+        steps_per_epoch = (self.train_examples or FASHION_MNIST_TRAIN) // batch
+        argv = ["--model", self.model, "--global-batch-size", str(batch),
+                "--optimizer", method.optimizer, "--learning-rate", str(lr),
                 "--lr-scaling", scaling, "--seed", str(self.seed), "--epochs", str(self.epochs),
                 "--warmup-epochs", "1",
                 "--log-every-steps", str(max(1, steps_per_epoch // 10)),
                 # Few steps at large batch leave BN's moving averages stale, so test
                 # accuracy lags training accuracy (docs/results/ablations shows by how much).
-                "--bn-recompute-examples", "10000"]
+                "--bn-recompute-examples", "10000", *ramp, *method.flags]
         if self.train_examples:
             argv += ["--train-examples", str(self.train_examples)]
-        if self.model == "small_cnn":
+        if not self.model.endswith("_bn"):
             # Without BN, excluded biases would step at the raw LARS/LAMB LR, far too large
             # for them, and stop the network from training; adapt them like the kernels.
             argv.append("--no-exclude-low-rank")
+        if self.target is not None:
+            argv += ["--target-accuracy", f"{self.target:g}"]
         return argv
 
     def key(self) -> str:
@@ -144,7 +221,7 @@ def accuracy(row: dict) -> float:
 
 def rows_for(rows: list[dict], settings: dict) -> list[dict]:
     """The rows that belong to one sweep (its models, batches, optimizers and epoch budget)."""
-    return [r for r in rows if r["model"] in settings["models"]
+    return [r for r in rows if r.get("target") is None and r["model"] in settings["models"]
             and r["global_batch"] in settings["batches"]
             and r["optimizer"] in settings["optimizers"]
             and r["epochs"] == settings["epochs"]
@@ -206,3 +283,44 @@ def seed_reruns(rows: list[dict], settings: dict, close: float) -> list[Run]:
                     reruns.append(Run(model, batch, r["optimizer"], r["learning_rate"], seed,
                                       settings["epochs"], settings["train_examples"]))
     return reruns
+
+
+# -- time to target ------------------------------------------------------------------------
+
+TARGET_MARGIN = 0.01  # the target: a whole percent at least 1 point below the small-batch best
+
+
+def target_for(rows: list[dict], settings: dict, model: str) -> float | None:
+    """The accuracy that ``model``'s time-to-target runs aim at: the best mean accuracy (over
+    the seeds of its best LR) of any method at the sweep's smallest batch, less a point,
+    rounded down to a whole percent. None before that batch has been run."""
+    rows = [r for r in rows_for(rows, settings) if r["model"] == model
+            and r["global_batch"] == min(settings["batches"])]
+    best = best_by_cell(rows)
+    means = []
+    for cell, row in best.items():
+        accs = [accuracy(r) for r in rows if (r["model"], r["global_batch"], r["optimizer"])
+                == cell and r["learning_rate"] == row["learning_rate"]]
+        means.append(sum(accs) / len(accs))
+    if not means or max(means) <= TARGET_MARGIN:
+        return None
+    return math.floor(round(100 * (max(means) - TARGET_MARGIN), 6)) / 100
+
+
+def target_runs(rows: list[dict], settings: dict) -> list[Run]:
+    """For each cell of the sweep's networks with batch norm: its best LR (seed 0) again,
+    with ``--target-accuracy``. The target is the first sweep's (``settings``) for the model:
+    the ``FULL`` smallest batch for the CNN, the ``DEEP`` one for the ResNet."""
+    runs = []
+    for model in settings["models"]:
+        target = target_for(rows, settings, model)
+        if target is None or not model.endswith("_bn"):
+            continue
+        best = best_by_cell([r for r in rows if r.get("target") is None
+                             and r["model"] == model and r["epochs"] == settings["epochs"]
+                             and r["train_examples"] == settings["train_examples"]])
+        for (_, batch, optimizer), row in sorted(best.items()):
+            if accuracy(row) >= 0:
+                runs.append(Run(model, batch, optimizer, row["learning_rate"], 0,
+                                settings["epochs"], settings["train_examples"], target))
+    return runs

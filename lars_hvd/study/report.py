@@ -7,15 +7,22 @@ from pathlib import Path
 
 from lars_hvd.planning.plan import linear_scaled_learning_rate
 from lars_hvd.study import (
+    DEEP,
+    DEEP_NO_BN,
     EXTEND,
     FASHION_MNIST_TRAIN,
+    FULL,
     LINEAR_RULE,
     LR_GRIDS,
     LR_STEP,
+    METHODS,
+    RELATED,
     accuracy,
     best_by_cell,
     grid,
+    ramp_batches,
     rows_for,
+    target_for,
 )
 
 
@@ -58,9 +65,9 @@ def _linear_rule_text(rows: list[dict], model: str, batch: int) -> str:
     return "diverged" if row["test_accuracy"] is None else f"{100 * row['test_accuracy']:.1f}%"
 
 
-def markdown_table(rows: list[dict], settings: dict, command: str,
-                   budget: dict | None = None) -> str:
-    all_rows = rows
+def model_tables(rows: list[dict], settings: dict, title: str = "") -> list[str]:
+    """One accuracy table per network of the sweep: batches x methods, SGD at the linear rule
+    beside SGD's best."""
     rows = rows_for(rows, settings)
     best = best_by_cell(rows)
     stats = seed_stats(rows, best)
@@ -68,11 +75,12 @@ def markdown_table(rows: list[dict], settings: dict, command: str,
     with_rule = "sgd" in optimizers
     lines = []
     for model in settings["models"]:
-        title = "with batch norm" if model.endswith("_bn") else "without batch norm"
+        kind = "with batch norm" if model.endswith("_bn") else "without batch norm"
         header = [_label(o) + (", best LR" if o == "sgd" else "") for o in optimizers]
         if with_rule:
             header.insert(1, f"SGD at the linear rule ({LINEAR_RULE:g}/256)")
-        lines += [f"### `{model}` ({title}): test top-1 after {settings['epochs']} epochs", "",
+        lines += [f"### {title}`{model}` ({kind}): test top-1 after {settings['epochs']} "
+                  "epochs", "",
                   "| global batch | steps | " + " | ".join(header) + " |",
                   "|---|---|" + "---|" * len(header)]
         for batch in settings["batches"]:
@@ -83,6 +91,13 @@ def markdown_table(rows: list[dict], settings: dict, command: str,
                 cells.insert(1, _linear_rule_text(rows, model, batch))
             lines.append(f"| {batch:,} | {steps:,} | " + " | ".join(cells) + " |")
         lines.append("")
+    return lines
+
+
+def search_note(rows: list[dict], settings: dict) -> str:
+    """What every method of the sweep was given, and how far the sweep is."""
+    rows = rows_for(rows, settings)
+    optimizers = settings["optimizers"]
     grids = "; ".join(f"{_label(o)}: {', '.join(f'{v:g}' for v in LR_GRIDS[o][1])}"
                       + (" per 256 examples (linear scaling)" if LR_GRIDS[o][0] == "linear"
                          else "") for o in optimizers)
@@ -91,17 +106,100 @@ def markdown_table(rows: list[dict], settings: dict, command: str,
     progress = "" if done == len(planned) else (
         f" **Partial: {done} of the {len(planned)} grid runs are done**; run the same "
         f"command again to continue.")
-    lines += [f"Learning rates (best shown): {grids}; where the best was at an edge of what "
-              f"was tried, the grid went on by factors of {LR_STEP:g} (up to {EXTEND} more), "
-              f"for every optimizer alike. Where the best optimizers of a cell were within "
-              f"1 point, their best LRs were rerun with 2 more seeds (mean and range shown). "
-              f"Every run: linear warmup over 1 epoch, then polynomial decay of power 2 to 0; "
-              f"momentum 0.9; weight decay 5e-4; BN statistics recomputed over 10,000 "
-              f"training examples before the test. {len(rows)} runs.{progress}", ""]
+    seeds = (f"Where the best optimizers of a cell were within 1 point, their best LRs were "
+             f"rerun with {len(settings['extra_seeds'])} more seeds (mean and range shown). "
+             if settings["extra_seeds"] else "One seed per run (no seed reruns: budget). ")
+    return (f"Learning rates (best shown): {grids}; where the best was at an edge of what "
+            f"was tried, the grid went on by factors of {LR_STEP:g} (up to {EXTEND} more), "
+            f"for every optimizer alike. {seeds}"
+            f"Every run: linear warmup over 1 epoch, then polynomial decay of power 2 to 0 "
+            f"(a ramp: no decay); momentum 0.9; weight decay 5e-4; BN statistics recomputed "
+            f"over 10,000 training examples before the test. {len(rows)} runs.{progress}")
+
+
+def markdown_table(rows: list[dict], settings: dict, command: str,
+                   budget: dict | None = None, extension: bool = False) -> str:
+    lines = [*model_tables(rows, settings), search_note(rows, settings), ""]
     if budget is not None:
-        lines += budget_table(all_rows, settings, budget)
+        lines += budget_table(rows, settings, budget)
+    if extension:
+        lines += related_table(rows, RELATED)
+        lines += ["## A deeper network: ResNet-14 (`models/resnet_small.py`)", ""]
+        for deep in (DEEP, DEEP_NO_BN):
+            lines += [*model_tables(rows, deep), search_note(rows, deep), ""]
+        lines += target_table(rows, [FULL, DEEP])
     lines += [f"Produced by `{command}` on 2 CPU cores; every run is in `runs.jsonl`.", ""]
     return "\n".join(lines)
+
+
+def related_table(rows: list[dict], settings: dict) -> list[str]:
+    """The related methods beside SGD, LARS and LAMB where the large batches fall short."""
+    rows = rows_for(rows, settings)
+    best = best_by_cell(rows)
+    stats = seed_stats(rows, best)
+    optimizers = settings["optimizers"]
+    examples = settings["train_examples"] or FASHION_MNIST_TRAIN
+    lines = [f"## The related methods at the large batches: test top-1 after "
+             f"{settings['epochs']} epochs", "",
+             "| network | global batch | steps (ramp: its batches) | "
+             + " | ".join(_label(o) for o in optimizers) + " |",
+             "|---|---|---|" + "---|" * len(optimizers)]
+    for model in settings["models"]:
+        for batch in settings["batches"]:
+            ramp = ramp_batches(batch, settings["epochs"])
+            ramp_steps = sum(examples // b for b in ramp)
+            steps = (f"{examples // batch * settings['epochs']:,} (ramp: {ramp_steps:,}, "
+                     f"{ramp[0]:,} to {batch:,})")
+            cells = [_cell_text(stats, best, (model, batch, o)) for o in optimizers]
+            lines.append(f"| `{model}` | {batch:,} | {steps} | " + " | ".join(cells) + " |")
+    lines += ["", "A ramp starts at 1/8 of the cell's batch and doubles at each epoch until it "
+              "reaches it (the column's batch); its LR stays at the peak after the warmup "
+              "(Smith et al.: the batch grows instead of the LR decaying), and for SGD it is "
+              "the linear rule of the first batch. Equal epochs, so a ramp takes more steps. "
+              "RMSprop warm-up: RMSprop (LR 3e-4) turning into momentum SGD by the end of epoch "
+              "1 (Akiba et al. 2017). LARS clip: the local rate min(LR, trust), eta 0.02 (apex's "
+              "LARC), the LR a cap on SGD's grid.", "", search_note(rows, settings), ""]
+    return lines
+
+
+def target_table(rows: list[dict], sweeps: list[dict]) -> list[str]:
+    """Epochs and seconds to the target accuracy, per cell (``--target-accuracy``)."""
+    lines = []
+    for settings in sweeps:
+        for model in settings["models"]:
+            target = target_for(rows, settings, model)
+            done = [r for r in rows if r.get("target") is not None and r["model"] == model
+                    and r["epochs"] == settings["epochs"]]
+            if target is None or not done:
+                continue
+            optimizers = [o for o in METHODS if any(r["optimizer"] == o for r in done)]
+            batches = sorted({r["global_batch"] for r in done})
+            lines += [f"### Time to {100 * target:g}% test top-1, `{model}`", "",
+                      "| global batch | " + " | ".join(_label(o) for o in optimizers) + " |",
+                      "|---|" + "---|" * len(optimizers)]
+            for batch in batches:
+                cells = []
+                for o in optimizers:
+                    row = next((r for r in done if (r["global_batch"], r["optimizer"],
+                                                    r["target"]) == (batch, o, target)), None)
+                    cells.append("not run" if row is None else _target_text(row, settings))
+                lines.append(f"| {batch:,} | " + " | ".join(cells) + " |")
+            lines += ["", f"The target: the best small-batch accuracy (batch "
+                      f"{min(settings['batches']):,}) less 1 point, rounded down to a whole "
+                      f"percent. Each cell: its best LR (seed 0) again with `--target-accuracy "
+                      f"{target:g}`; epochs and seconds from the start of training to the end "
+                      f"of the evaluation that reached it (MLPerf's count: every epoch, "
+                      f"evaluation and checkpoint between), with the moving BN statistics "
+                      f"(the per-epoch evaluations do not recompute them).", ""]
+    return lines
+
+
+def _target_text(row: dict, settings: dict) -> str:
+    if row["test_accuracy"] is None:
+        return "diverged"
+    if row.get("target_epoch") is None:
+        return f"not in {settings['epochs']} epochs"
+    return f"epoch {row['target_epoch']}, {row['time_to_target_seconds']:.0f} s"
 
 
 def budget_table(rows: list[dict], settings: dict, budget: dict) -> list[str]:
@@ -129,13 +227,15 @@ def budget_table(rows: list[dict], settings: dict, budget: dict) -> list[str]:
 
 
 def _label(optimizer: str) -> str:
-    return {"sgd": "SGD + momentum + warmup", "lars": "LARS",
-            "lamb": "LAMB"}[optimizer]
+    return METHODS[optimizer].label
 
 
 def _lr_text(row: dict) -> str:
     if LR_GRIDS[row["optimizer"]][0] == "linear":
-        peak = linear_scaled_learning_rate(row["learning_rate"], row["global_batch"], 256)
+        batch = row["global_batch"]
+        if METHODS[row["optimizer"]].ramp:  # the LR of the first batch, kept
+            batch = ramp_batches(batch, row["epochs"])[0]
+        peak = linear_scaled_learning_rate(row["learning_rate"], batch, 256)
         return f"{row['learning_rate']:g}/256 (= {peak:g})"
     return f"LR {row['learning_rate']:g}"
 
@@ -229,9 +329,12 @@ def plot_trust_ratios(rows: list[dict], path: Path) -> bool:
 
 
 def report(rows: list[dict], settings: dict, out: Path, command: str,
-           budget: dict | None = None) -> None:
+           budget: dict | None = None, extension: bool = False) -> None:
     from lars_hvd.files import atomic_write_text
 
-    atomic_write_text(out / "table.md", markdown_table(rows, settings, command, budget))
+    atomic_write_text(out / "table.md", markdown_table(rows, settings, command, budget,
+                                                       extension))
     plot_accuracy(rows, settings, out / "accuracy_vs_batch.png")
+    if extension and rows_for(rows, DEEP):
+        plot_accuracy(rows, DEEP, out / "accuracy_vs_batch_resnet.png")
     plot_trust_ratios(rows_for(rows, settings), out / "trust_ratios.png")

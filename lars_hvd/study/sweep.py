@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -10,8 +11,12 @@ from pathlib import Path
 from lars_hvd.errors import TrainingDiverged
 from lars_hvd.study import (
     BUDGET_FACTOR,
+    DEEP,
+    DEEP_NO_BN,
     FULL,
+    PARTS,
     QUICK,
+    RELATED,
     Run,
     append_row,
     budget_settings,
@@ -19,6 +24,7 @@ from lars_hvd.study import (
     grid,
     load_rows,
     seed_reruns,
+    target_runs,
 )
 from lars_hvd.study.report import report
 
@@ -41,12 +47,17 @@ def run_one(run: Run, run_root: Path) -> dict:
     except TrainingDiverged as err:  # a real outcome of a too-high learning rate
         accuracy, status = None, f"diverged: {err}"
         summary = None
-    return {
+    plan = json.loads((run_dir / "plan.json").read_text())["plan"]
+    row = {
         "key": run.key(), **run.__dict__, "argv": run.argv(), "status": status,
-        "test_accuracy": accuracy,
+        "test_accuracy": accuracy, "steps": plan["total_steps"],
         "images_per_second": summary.images_per_second if summary else None,
         "wall_seconds": round(time.perf_counter() - start, 1), "run_dir": str(run_dir),
     }
+    if run.target is not None:
+        row["target_epoch"] = summary.target_epoch if summary else None
+        row["time_to_target_seconds"] = summary.time_to_target_seconds if summary else None
+    return row
 
 
 # -- the command line ---------------------------------------------------------------------------
@@ -65,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="override: train on the first N examples only")
     parser.add_argument("--batches", type=int, nargs="+", default=None,
                         help="override the global batch sizes")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="which sweeps to run (not with --quick): the base grid and its "
+                             "longer budget, the related methods, the ResNet, time to target")
     parser.add_argument("--no-budget", action="store_true",
                         help=f"skip the {BUDGET_FACTOR}x-epoch runs at the largest batch "
                              "(never run with --quick)")
@@ -81,12 +95,46 @@ def parse_args(argv=None) -> argparse.Namespace:
 def sweep_flags(args: argparse.Namespace) -> list[str]:
     """The flags that define the sweep (not where it writes), to cite in the table."""
     flags = ["--quick"] if args.quick else []
+    if not args.quick and list(args.parts) != list(PARTS):
+        flags += ["--parts", *args.parts]
     for name in ("epochs", "train_examples", "batches"):
         value = getattr(args, name)
         if value is not None:
             flags.append("--" + name.replace("_", "-"))
             flags += [str(v) for v in value] if isinstance(value, list) else [str(value)]
     return flags
+
+
+def run_all(todo: list[Run], label: str, results: Path, runs_dir: Path,
+            limit: int | None) -> int:
+    """Runs ``todo`` (at most ``limit`` of them), appending each row; returns how many ran."""
+    ran = 0
+    for i, run in enumerate(todo, 1):
+        if limit is not None and ran >= limit:
+            break
+        print(f"[{label} {i}/{len(todo)}] {' '.join(run.argv())}", flush=True)
+        row = run_one(run, runs_dir)
+        append_row(results, row)
+        ran += 1
+        acc = row["test_accuracy"]
+        print(f"[{label} {i}/{len(todo)}] -> {row['status']}: test accuracy {acc:.4f} in "
+              f"{row['wall_seconds']:.0f} s" if acc is not None and math.isfinite(acc) else
+              f"-> {row['status']}", flush=True)
+    return ran
+
+
+def sweeps_of(args: argparse.Namespace, settings: dict) -> list[dict]:
+    """The sweeps to run, in order: the base grid and its longer budget, then the extension's."""
+    if args.quick:
+        return [settings]
+    sweeps = []
+    if "base" in args.parts:
+        sweeps += [settings] + ([] if args.no_budget else [budget_settings(settings)])
+    if "deep" in args.parts:
+        sweeps += [DEEP, DEEP_NO_BN]
+    if "related" in args.parts:
+        sweeps.append(RELATED)
+    return sweeps
 
 
 def main(argv=None) -> Path:
@@ -102,38 +150,34 @@ def main(argv=None) -> Path:
     from lars_hvd import distributed
 
     distributed.init()  # one process: a Horovod world of size 1, as lars_hvd.train expects
-    budget = None if args.quick or args.no_budget else budget_settings(settings)
-    new_runs = 0
+    left = args.max_runs
     phases = [] if args.report_only else [
-        (sweep, phase) for sweep in (settings, budget) if sweep is not None
+        (sweep, phase) for sweep in sweeps_of(args, settings)
         for phase in ("grid", "edges", "seeds")]
+    if not args.report_only and not args.quick and "targets" in args.parts:
+        phases.append((None, "targets"))
     for sweep, phase in phases:
         while True:  # the edge phase goes on while a best LR is still at an edge
             rows = load_rows(results)
             done = {r["key"] for r in rows}
-            todo = {"grid": grid, "edges": edge_extensions,
-                    "seeds": lambda r, s: seed_reruns(r, s, args.close)}[phase]
-            todo = [r for r in (todo(sweep) if phase == "grid" else todo(rows, sweep))
-                    if r.key() not in done]
-            label = f"{phase}, {sweep['epochs']} epochs"
+            if phase == "targets":  # the CNN's cells (all its sweeps), then the ResNet's
+                todo = target_runs(rows, settings) + target_runs(rows, DEEP)
+                label = "time to target"
+            else:
+                todo = {"grid": lambda r, s: grid(s), "edges": edge_extensions,
+                        "seeds": lambda r, s: seed_reruns(r, s, args.close)}[phase](rows, sweep)
+                label = f"{phase}, {'/'.join(sweep['models'])}, {sweep['epochs']} epochs"
+            todo = [r for r in todo if r.key() not in done]
             print(f"study ({label}): {len(todo)} runs to do, {len(done)} done; results in "
                   f"{out}", flush=True)
-            for i, run in enumerate(todo, 1):
-                if args.max_runs is not None and new_runs >= args.max_runs:
-                    break
-                print(f"[{label} {i}/{len(todo)}] {' '.join(run.argv())}", flush=True)
-                row = run_one(run, Path(args.runs_dir))
-                append_row(results, row)
-                new_runs += 1
-                acc = row["test_accuracy"]
-                print(f"[{label} {i}/{len(todo)}] -> {row['status']}: test accuracy "
-                      f"{acc:.4f} in {row['wall_seconds']:.0f} s" if acc is not None and
-                      math.isfinite(acc) else f"-> {row['status']}", flush=True)
-            stop = args.max_runs is not None and new_runs >= args.max_runs
-            if phase != "edges" or not todo or stop:
+            ran = run_all(todo, label, results, Path(args.runs_dir), left)
+            left = None if left is None else left - ran
+            if phase != "edges" or not todo or left == 0:
                 break
-        if args.max_runs is not None and new_runs >= args.max_runs:
+        if left == 0:
             break
-    report(load_rows(results), settings, out, command, budget)
+    report(load_rows(results), settings, out, command,
+           None if args.quick or args.no_budget else budget_settings(settings),
+           extension=not args.quick)
     print(f"study: table, plots and {len(load_rows(results))} rows in {out}", flush=True)
     return out
