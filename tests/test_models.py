@@ -106,8 +106,9 @@ def test_small_resnets_start_as_the_identity_per_block():
     assert model.get_layer("stem_conv").strides == (2, 2)  # stages at 14, 7 and 4 pixels
     plain = models.build("resnet14", (28, 28, 1), 10)
     assert not any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in plain.layers)
+    from lars_hvd.models.resnet_small import cifar_resnet
+
     with pytest.raises(ValueError, match="depth 15 is not 6n"):
-        from lars_hvd.models.resnet_small import cifar_resnet
         cifar_resnet(15)
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +88,7 @@ FULL = {
     "extra_seeds": (1, 2),
 }
 BUDGET_FACTOR = 4
+CLOSE = 1.0  # points: cells whose best methods are this close get more seeds
 # The extension (issue 24), each a sweep of its own with the same search rule:
 # the related methods where large batches fall short, beside the three above ...
 RELATED = dict(FULL, batches=(4096, 16384), extra_seeds=(1,),
@@ -101,7 +101,7 @@ DEEP = {"models": ("resnet14_bn",), "batches": (256, 2048, 8192),
         "extra_seeds": ()}
 # ... and the same ResNet without BN at the small batch: does it train at all?
 DEEP_NO_BN = dict(DEEP, models=("resnet14",), batches=(256,), optimizers=("sgd", "lars"))
-PARTS = ("base", "related", "deep", "targets")
+PARTS = ("base", "deep", "related", "targets")  # in the order they run
 
 
 def budget_settings(settings: dict) -> dict:
@@ -155,6 +155,8 @@ class Run:
         if method.ramp:
             batches = ramp_batches(self.global_batch, self.epochs)
             batch = batches[0]
+            if len(set(batches)) < 2:
+                raise ValueError(f"a batch ramp needs at least 2 epochs, not {self.epochs}")
             ramp = ["--batch-schedule", ",".join(
                 f"{epoch + 1}:{b}" for epoch, b in enumerate(batches) if epoch and b != batches[
                     epoch - 1]), "--decay", "none"]
@@ -265,6 +267,15 @@ def edge_extensions(rows: list[dict], settings: dict) -> list[Run]:
     return runs
 
 
+def table_rows(rows: list[dict], settings: dict, close: float = CLOSE) -> list[dict]:
+    """The sweep's rows as its tables count them: seed 0, and the extra seeds that this
+    sweep's own rule asked for (another sweep over the same cells, with more methods, may
+    have rerun seeds of cells this one found far apart)."""
+    rows = rows_for(rows, settings)
+    wanted = {run.key() for run in seed_reruns(rows, settings, close)}
+    return [r for r in rows if r["seed"] == 0 or r["key"] in wanted]
+
+
 def seed_reruns(rows: list[dict], settings: dict, close: float) -> list[Run]:
     """Extra seeds for the best LR of each optimizer in cells where they are close."""
     best = best_by_cell(rows_for(rows, settings))
@@ -283,44 +294,3 @@ def seed_reruns(rows: list[dict], settings: dict, close: float) -> list[Run]:
                     reruns.append(Run(model, batch, r["optimizer"], r["learning_rate"], seed,
                                       settings["epochs"], settings["train_examples"]))
     return reruns
-
-
-# -- time to target ------------------------------------------------------------------------
-
-TARGET_MARGIN = 0.01  # the target: a whole percent at least 1 point below the small-batch best
-
-
-def target_for(rows: list[dict], settings: dict, model: str) -> float | None:
-    """The accuracy that ``model``'s time-to-target runs aim at: the best mean accuracy (over
-    the seeds of its best LR) of any method at the sweep's smallest batch, less a point,
-    rounded down to a whole percent. None before that batch has been run."""
-    rows = [r for r in rows_for(rows, settings) if r["model"] == model
-            and r["global_batch"] == min(settings["batches"])]
-    best = best_by_cell(rows)
-    means = []
-    for cell, row in best.items():
-        accs = [accuracy(r) for r in rows if (r["model"], r["global_batch"], r["optimizer"])
-                == cell and r["learning_rate"] == row["learning_rate"]]
-        means.append(sum(accs) / len(accs))
-    if not means or max(means) <= TARGET_MARGIN:
-        return None
-    return math.floor(round(100 * (max(means) - TARGET_MARGIN), 6)) / 100
-
-
-def target_runs(rows: list[dict], settings: dict) -> list[Run]:
-    """For each cell of the sweep's networks with batch norm: its best LR (seed 0) again,
-    with ``--target-accuracy``. The target is the first sweep's (``settings``) for the model:
-    the ``FULL`` smallest batch for the CNN, the ``DEEP`` one for the ResNet."""
-    runs = []
-    for model in settings["models"]:
-        target = target_for(rows, settings, model)
-        if target is None or not model.endswith("_bn"):
-            continue
-        best = best_by_cell([r for r in rows if r.get("target") is None
-                             and r["model"] == model and r["epochs"] == settings["epochs"]
-                             and r["train_examples"] == settings["train_examples"]])
-        for (_, batch, optimizer), row in sorted(best.items()):
-            if accuracy(row) >= 0:
-                runs.append(Run(model, batch, optimizer, row["learning_rate"], 0,
-                                settings["epochs"], settings["train_examples"], target))
-    return runs

@@ -7,23 +7,25 @@ from pathlib import Path
 
 from lars_hvd.planning.plan import linear_scaled_learning_rate
 from lars_hvd.study import (
+    CLOSE,
     DEEP,
     DEEP_NO_BN,
     EXTEND,
     FASHION_MNIST_TRAIN,
-    FULL,
     LINEAR_RULE,
     LR_GRIDS,
     LR_STEP,
     METHODS,
+    RAMP_DOUBLINGS,
     RELATED,
     accuracy,
     best_by_cell,
     grid,
     ramp_batches,
     rows_for,
-    target_for,
+    table_rows,
 )
+from lars_hvd.study.targets import best_cells, target_for, target_sweeps
 
 
 def seed_stats(rows: list[dict], best: dict) -> dict:
@@ -68,7 +70,7 @@ def _linear_rule_text(rows: list[dict], model: str, batch: int) -> str:
 def model_tables(rows: list[dict], settings: dict, title: str = "") -> list[str]:
     """One accuracy table per network of the sweep: batches x methods, SGD at the linear rule
     beside SGD's best."""
-    rows = rows_for(rows, settings)
+    rows = table_rows(rows, settings)
     best = best_by_cell(rows)
     stats = seed_stats(rows, best)
     optimizers = settings["optimizers"]
@@ -96,7 +98,7 @@ def model_tables(rows: list[dict], settings: dict, title: str = "") -> list[str]
 
 def search_note(rows: list[dict], settings: dict) -> str:
     """What every method of the sweep was given, and how far the sweep is."""
-    rows = rows_for(rows, settings)
+    rows = table_rows(rows, settings)
     optimizers = settings["optimizers"]
     grids = "; ".join(f"{_label(o)}: {', '.join(f'{v:g}' for v in LR_GRIDS[o][1])}"
                       + (" per 256 examples (linear scaling)" if LR_GRIDS[o][0] == "linear"
@@ -106,9 +108,10 @@ def search_note(rows: list[dict], settings: dict) -> str:
     progress = "" if done == len(planned) else (
         f" **Partial: {done} of the {len(planned)} grid runs are done**; run the same "
         f"command again to continue.")
-    seeds = (f"Where the best optimizers of a cell were within 1 point, their best LRs were "
-             f"rerun with {len(settings['extra_seeds'])} more seeds (mean and range shown). "
-             if settings["extra_seeds"] else "One seed per run (no seed reruns: budget). ")
+    extra = len(settings["extra_seeds"])
+    seeds = (f"Where the best optimizers of a cell were within {CLOSE:g} point, their best LRs "
+             f"were rerun with {extra} more seed{'s' if extra > 1 else ''} (mean and range "
+             f"shown). " if extra else "One seed per run (no seed reruns: budget). ")
     return (f"Learning rates (best shown): {grids}; where the best was at an edge of what "
             f"was tried, the grid went on by factors of {LR_STEP:g} (up to {EXTEND} more), "
             f"for every optimizer alike. {seeds}"
@@ -118,23 +121,27 @@ def search_note(rows: list[dict], settings: dict) -> str:
 
 
 def markdown_table(rows: list[dict], settings: dict, command: str,
-                   budget: dict | None = None, extension: bool = False) -> str:
+                   budget: dict | None = None, parts: tuple[str, ...] = ()) -> str:
+    """The study's tables: the base grid (and its longer budget), then the extension's
+    ``parts`` ("deep", "related", "targets") that the sweep ran."""
     lines = [*model_tables(rows, settings), search_note(rows, settings), ""]
     if budget is not None:
         lines += budget_table(rows, settings, budget)
-    if extension:
-        lines += related_table(rows, RELATED)
+    if "deep" in parts:
         lines += ["## A deeper network: ResNet-14 (`models/resnet_small.py`)", ""]
         for deep in (DEEP, DEEP_NO_BN):
             lines += [*model_tables(rows, deep), search_note(rows, deep), ""]
-        lines += target_table(rows, [FULL, DEEP])
+    if "related" in parts:
+        lines += related_table(rows, RELATED)
+    if "targets" in parts:
+        lines += target_table(rows, target_sweeps(settings))
     lines += [f"Produced by `{command}` on 2 CPU cores; every run is in `runs.jsonl`.", ""]
     return "\n".join(lines)
 
 
 def related_table(rows: list[dict], settings: dict) -> list[str]:
     """The related methods beside SGD, LARS and LAMB where the large batches fall short."""
-    rows = rows_for(rows, settings)
+    rows = table_rows(rows, settings)
     best = best_by_cell(rows)
     stats = seed_stats(rows, best)
     optimizers = settings["optimizers"]
@@ -148,12 +155,13 @@ def related_table(rows: list[dict], settings: dict) -> list[str]:
         for batch in settings["batches"]:
             ramp = ramp_batches(batch, settings["epochs"])
             ramp_steps = sum(examples // b for b in ramp)
-            steps = (f"{examples // batch * settings['epochs']:,} (ramp: {ramp_steps:,}, "
-                     f"{ramp[0]:,} to {batch:,})")
+            steps = (f"{examples // batch * settings['epochs']:,} (ramp: {ramp_steps:,} steps, "
+                     f"batch {ramp[0]:,} to {batch:,})")
             cells = [_cell_text(stats, best, (model, batch, o)) for o in optimizers]
             lines.append(f"| `{model}` | {batch:,} | {steps} | " + " | ".join(cells) + " |")
-    lines += ["", "A ramp starts at 1/8 of the cell's batch and doubles at each epoch until it "
-              "reaches it (the column's batch); its LR stays at the peak after the warmup "
+    lines += ["", f"A ramp starts at 1/{2 ** RAMP_DOUBLINGS} of the cell's batch and doubles "
+              "at each epoch until it reaches it (the column's batch); its LR stays at the "
+              "peak after the warmup "
               "(Smith et al.: the batch grows instead of the LR decaying), and for SGD it is "
               "the linear rule of the first batch. Equal epochs, so a ramp takes more steps. "
               "RMSprop warm-up: RMSprop (LR 3e-4) turning into momentum SGD by the end of epoch "
@@ -168,29 +176,41 @@ def target_table(rows: list[dict], sweeps: list[dict]) -> list[str]:
     for settings in sweeps:
         for model in settings["models"]:
             target = target_for(rows, settings, model)
-            done = [r for r in rows if r.get("target") is not None and r["model"] == model
-                    and r["epochs"] == settings["epochs"]]
-            if target is None or not done:
+            cells = best_cells(rows, settings, model)
+            if target is None or not model.endswith("_bn") or not cells:
                 continue
-            optimizers = [o for o in METHODS if any(r["optimizer"] == o for r in done)]
-            batches = sorted({r["global_batch"] for r in done})
+            timed = {(r["global_batch"], r["optimizer"]): r for r in rows
+                     if r.get("target") == target and r["model"] == model
+                     and r["epochs"] == settings["epochs"]}
+            optimizers = [o for o in METHODS if any(c[2] == o for c in cells)]
             lines += [f"### Time to {100 * target:g}% test top-1, `{model}`", "",
                       "| global batch | " + " | ".join(_label(o) for o in optimizers) + " |",
                       "|---|" + "---|" * len(optimizers)]
-            for batch in batches:
-                cells = []
+            for batch in sorted({c[1] for c in cells}):
+                texts = []
                 for o in optimizers:
-                    row = next((r for r in done if (r["global_batch"], r["optimizer"],
-                                                    r["target"]) == (batch, o, target)), None)
-                    cells.append("not run" if row is None else _target_text(row, settings))
-                lines.append(f"| {batch:,} | " + " | ".join(cells) + " |")
+                    best = cells.get((model, batch, o))
+                    if best is None:
+                        texts.append("")
+                    elif (batch, o) in timed:
+                        texts.append(_target_text(timed[batch, o], settings))
+                    elif best["test_accuracy"] is None:
+                        texts.append("diverged")
+                    elif accuracy(best) < target:
+                        texts.append(f"not reached (final {100 * best['test_accuracy']:.1f}%)")
+                    else:
+                        texts.append("not run yet")
+                lines.append(f"| {batch:,} | " + " | ".join(texts) + " |")
             lines += ["", f"The target: the best small-batch accuracy (batch "
                       f"{min(settings['batches']):,}) less 1 point, rounded down to a whole "
-                      f"percent. Each cell: its best LR (seed 0) again with `--target-accuracy "
-                      f"{target:g}`; epochs and seconds from the start of training to the end "
-                      f"of the evaluation that reached it (MLPerf's count: every epoch, "
-                      f"evaluation and checkpoint between), with the moving BN statistics "
-                      f"(the per-epoch evaluations do not recompute them).", ""]
+                      f"percent. Each cell whose final accuracy reached it: its best LR (seed 0) "
+                      f"again with `--target-accuracy {target:g}`; epochs, and seconds from the "
+                      f"start of training to the end of the evaluation that reached it "
+                      f"(MLPerf's count: every epoch, evaluation and checkpoint between). The "
+                      f"per-epoch evaluations use the moving BN statistics (as MLPerf's do), the "
+                      f"final accuracy the recomputed ones, so a cell can end above the target "
+                      f"and still not reach it at an epoch's end. Cells whose final accuracy "
+                      f"(the best of the grid) is below the target are not run again.", ""]
     return lines
 
 
@@ -204,7 +224,7 @@ def _target_text(row: dict, settings: dict) -> str:
 
 def budget_table(rows: list[dict], settings: dict, budget: dict) -> list[str]:
     """The largest batch at the sweep's epoch budget and at the longer one, side by side."""
-    short, long_ = rows_for(rows, settings), rows_for(rows, budget)
+    short, long_ = table_rows(rows, settings), table_rows(rows, budget)
     best_s, best_l = best_by_cell(short), best_by_cell(long_)
     stats_s, stats_l = seed_stats(short, best_s), seed_stats(long_, best_l)
     lines = [f"### Epoch budget at the largest batch: {settings['epochs']} vs "
@@ -248,7 +268,7 @@ def plot_accuracy(rows: list[dict], settings: dict, path: Path) -> None:
 
     from lars_hvd.files import atomic_write
 
-    rows = rows_for(rows, settings)
+    rows = table_rows(rows, settings)
     best = best_by_cell(rows)
     stats = seed_stats(rows, best)
     models = settings["models"]
@@ -329,12 +349,11 @@ def plot_trust_ratios(rows: list[dict], path: Path) -> bool:
 
 
 def report(rows: list[dict], settings: dict, out: Path, command: str,
-           budget: dict | None = None, extension: bool = False) -> None:
+           budget: dict | None = None, parts: tuple[str, ...] = ()) -> None:
     from lars_hvd.files import atomic_write_text
 
-    atomic_write_text(out / "table.md", markdown_table(rows, settings, command, budget,
-                                                       extension))
+    atomic_write_text(out / "table.md", markdown_table(rows, settings, command, budget, parts))
     plot_accuracy(rows, settings, out / "accuracy_vs_batch.png")
-    if extension and rows_for(rows, DEEP):
+    if "deep" in parts and rows_for(rows, DEEP):
         plot_accuracy(rows, DEEP, out / "accuracy_vs_batch_resnet.png")
     plot_trust_ratios(rows_for(rows, settings), out / "trust_ratios.png")

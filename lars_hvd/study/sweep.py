@@ -11,6 +11,7 @@ from pathlib import Path
 from lars_hvd.errors import TrainingDiverged
 from lars_hvd.study import (
     BUDGET_FACTOR,
+    CLOSE,
     DEEP,
     DEEP_NO_BN,
     FULL,
@@ -24,9 +25,9 @@ from lars_hvd.study import (
     grid,
     load_rows,
     seed_reruns,
-    target_runs,
 )
 from lars_hvd.study.report import report
+from lars_hvd.study.targets import all_target_runs
 
 
 def run_one(run: Run, run_root: Path) -> dict:
@@ -77,12 +78,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, nargs="+", default=None,
                         help="override the global batch sizes")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                        help="which sweeps to run (not with --quick): the base grid and its "
-                             "longer budget, the related methods, the ResNet, time to target")
+                        help="which sweeps to run and report (not with --quick): the base grid "
+                             "and its longer budget, the ResNet, the related methods, time to "
+                             "target; --epochs, --batches and --train-examples change the base "
+                             "only")
     parser.add_argument("--no-budget", action="store_true",
                         help=f"skip the {BUDGET_FACTOR}x-epoch runs at the largest batch "
                              "(never run with --quick)")
-    parser.add_argument("--close", type=float, default=1.0,
+    parser.add_argument("--close", type=float, default=CLOSE,
                         help="rerun with more seeds where the best optimizers are within this "
                              "many points")
     parser.add_argument("--max-runs", type=int, default=None,
@@ -161,7 +164,7 @@ def main(argv=None) -> Path:
             rows = load_rows(results)
             done = {r["key"] for r in rows}
             if phase == "targets":  # the CNN's cells (all its sweeps), then the ResNet's
-                todo = target_runs(rows, settings) + target_runs(rows, DEEP)
+                todo = all_target_runs(rows, settings)
                 label = "time to target"
             else:
                 todo = {"grid": lambda r, s: grid(s), "edges": edge_extensions,
@@ -178,6 +181,6 @@ def main(argv=None) -> Path:
             break
     report(load_rows(results), settings, out, command,
            None if args.quick or args.no_budget else budget_settings(settings),
-           extension=not args.quick)
+           parts=() if args.quick else tuple(args.parts))
     print(f"study: table, plots and {len(load_rows(results))} rows in {out}", flush=True)
     return out
