@@ -43,7 +43,7 @@ test-core: install
 
 ## Accuracy vs global batch (SGD / LARS / LAMB and related methods, BN and no-BN nets,
 ## a ResNet-14, time to target) -> runs/study/.
-## Resumable: finished runs are skipped. About 1.5 hours on 2 CPU cores.
+## Resumable: finished runs are skipped. About 2.5 hours on 2 CPU cores (docs/study.md).
 study: install
 	$(PY) -m lars_hvd.study
 

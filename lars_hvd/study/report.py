@@ -115,8 +115,9 @@ def search_note(rows: list[dict], settings: dict) -> str:
     return (f"Learning rates (best shown): {grids}; where the best was at an edge of what "
             f"was tried, the grid went on by factors of {LR_STEP:g} (up to {EXTEND} more), "
             f"for every optimizer alike. {seeds}"
-            f"Every run: linear warmup over 1 epoch, then polynomial decay of power 2 to 0 "
-            f"(a ramp: no decay); momentum 0.9; weight decay 5e-4; BN statistics recomputed "
+            f"Every run: linear warmup over 1 epoch, then polynomial decay of power 2 to 0"
+            f"{' (a ramp: no decay)' if any(METHODS[o].ramp for o in optimizers) else ''}; "
+            f"momentum 0.9; weight decay 5e-4; BN statistics recomputed "
             f"over 10,000 training examples before the test. {len(rows)} runs.{progress}")
 
 
@@ -356,4 +357,4 @@ def report(rows: list[dict], settings: dict, out: Path, command: str,
     plot_accuracy(rows, settings, out / "accuracy_vs_batch.png")
     if "deep" in parts and rows_for(rows, DEEP):
         plot_accuracy(rows, DEEP, out / "accuracy_vs_batch_resnet.png")
-    plot_trust_ratios(rows_for(rows, settings), out / "trust_ratios.png")
+    plot_trust_ratios(table_rows(rows, settings), out / "trust_ratios.png")
