@@ -63,23 +63,19 @@ def cifar_resnet(depth: int, input_shape=(28, 28, 1), num_classes: int = 10, *,
     return tf.keras.Model(inputs, logits, name=name)
 
 
-def resnet14_bn(input_shape=(28, 28, 1), num_classes: int = 10, *,
-                bn_momentum: float = BN_MOMENTUM) -> tf.keras.Model:
-    return cifar_resnet(14, input_shape, num_classes, bn_momentum=bn_momentum)
+def _registered(depth: int, batch_norm: bool):
+    """The registry's builder for one depth, with or without BN (the registry's signature;
+    without BN, ``bn_momentum`` is accepted and unused)."""
+    def build(input_shape=(28, 28, 1), num_classes: int = 10, *,
+              bn_momentum: float = BN_MOMENTUM) -> tf.keras.Model:
+        return cifar_resnet(depth, input_shape, num_classes, batch_norm=batch_norm,
+                            bn_momentum=bn_momentum)
+
+    build.__name__ = build.__qualname__ = f"resnet{depth}" + ("_bn" if batch_norm else "")
+    return build
 
 
-def resnet20_bn(input_shape=(28, 28, 1), num_classes: int = 10, *,
-                bn_momentum: float = BN_MOMENTUM) -> tf.keras.Model:
-    return cifar_resnet(20, input_shape, num_classes, bn_momentum=bn_momentum)
-
-
-def resnet14(input_shape=(28, 28, 1), num_classes: int = 10, *,
-             bn_momentum: float = BN_MOMENTUM) -> tf.keras.Model:
-    """``bn_momentum`` is accepted (one signature for the registry) and unused."""
-    return cifar_resnet(14, input_shape, num_classes, batch_norm=False)
-
-
-def resnet20(input_shape=(28, 28, 1), num_classes: int = 10, *,
-             bn_momentum: float = BN_MOMENTUM) -> tf.keras.Model:
-    """``bn_momentum`` is accepted (one signature for the registry) and unused."""
-    return cifar_resnet(20, input_shape, num_classes, batch_norm=False)
+resnet14_bn = _registered(14, batch_norm=True)
+resnet20_bn = _registered(20, batch_norm=True)
+resnet14 = _registered(14, batch_norm=False)
+resnet20 = _registered(20, batch_norm=False)
