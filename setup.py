@@ -27,7 +27,8 @@ setup(
         "global batch with Horovod"
     ),
     python_requires=">=3.10,<3.14",
-    packages=["lars_hvd", "lars_hvd.data", "lars_hvd.bench", "lars_hvd.study", "lars_hvd.models"],
+    packages=["lars_hvd", "lars_hvd.bench", "lars_hvd.data", "lars_hvd.optim", "lars_hvd.planning",
+              "lars_hvd.run", "lars_hvd.study", "lars_hvd.models"],
     package_dir={"lars_hvd": "lars_hvd", "lars_hvd.models": "models"},
     install_requires=[
         "numpy",  # (each TensorFlow bounds it: < 2 for 2.15, >= 1.26 for 2.21)

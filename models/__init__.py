@@ -2,8 +2,9 @@
 
 The registry says, without importing TensorFlow, which models exist, their input shapes and
 where their builders live, so that planning (``--dry-run``) needs no TensorFlow. Every
-builder takes ``(input_shape, num_classes, *, bn_momentum)`` and returns a Keras model whose
-output is float32 logits (also under a mixed-precision policy).
+builder takes ``(input_shape, num_classes, *, bn_momentum, pixels)`` and returns a Keras model
+whose output is float32 logits (also under a mixed-precision policy); ``pixels="uint8"`` makes
+it take uint8 pixels and normalize them itself (``lars_hvd.models.inputs``).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def input_shape(name: str) -> tuple[int, int, int]:
     return info(name).input_shape
 
 
-def build(name: str, input_shape, num_classes: int, *, bn_momentum: float = 0.9):
+def build(name: str, input_shape, num_classes: int, *, bn_momentum: float = 0.9,
+          pixels: str = "float32"):
     """Builds the registered model ``name`` (imports TensorFlow)."""
     module, function = info(name).builder.split(":")
     builder = getattr(importlib.import_module(f"{__name__}.{module}"), function)
-    return builder(tuple(input_shape), num_classes, bn_momentum=bn_momentum)
+    return builder(tuple(input_shape), num_classes, bn_momentum=bn_momentum, pixels=pixels)

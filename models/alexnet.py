@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from .inputs import image_input
+
 layers = tf.keras.layers
 
 # (filters, kernel, strides, max-pool after)
@@ -17,9 +19,8 @@ CONVS = ((96, 11, 4, True), (256, 5, 1, True), (384, 3, 1, False), (384, 3, 1, F
          (256, 3, 1, True))
 
 
-def _alexnet(input_shape, num_classes, batch_norm, bn_momentum, dropout, name):
-    inputs = tf.keras.Input(input_shape, name="image")
-    x = inputs
+def _alexnet(input_shape, num_classes, batch_norm, bn_momentum, dropout, name, pixels):
+    inputs, x = image_input(input_shape, pixels)
     for i, (filters, kernel, strides, pool) in enumerate(CONVS, start=1):
         x = layers.Conv2D(filters, kernel, strides=strides,
                           padding="valid" if i == 1 else "same", use_bias=not batch_norm,
@@ -38,12 +39,13 @@ def _alexnet(input_shape, num_classes, batch_norm, bn_momentum, dropout, name):
 
 
 def alexnet_bn(input_shape=(227, 227, 3), num_classes: int = 1000, *, bn_momentum: float = 0.9,
-               dropout: float = 0.5) -> tf.keras.Model:
+               dropout: float = 0.5, pixels: str = "float32") -> tf.keras.Model:
     """AlexNet with batch norm after each convolution (the LARS paper's AlexNet-BN)."""
-    return _alexnet(input_shape, num_classes, True, bn_momentum, dropout, "alexnet_bn")
+    return _alexnet(input_shape, num_classes, True, bn_momentum, dropout, "alexnet_bn",
+                    pixels)
 
 
 def alexnet(input_shape=(227, 227, 3), num_classes: int = 1000, *, dropout: float = 0.5,
-            bn_momentum: float = 0.9) -> tf.keras.Model:
+            bn_momentum: float = 0.9, pixels: str = "float32") -> tf.keras.Model:
     """AlexNet without normalization (``bn_momentum`` is accepted and unused)."""
-    return _alexnet(input_shape, num_classes, False, bn_momentum, dropout, "alexnet")
+    return _alexnet(input_shape, num_classes, False, bn_momentum, dropout, "alexnet", pixels)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from .inputs import image_input
+
 layers = tf.keras.layers
 
 # Stages of ResNet-50: (bottleneck width, blocks); output channels are 4x the width.
@@ -39,16 +41,18 @@ def _bottleneck(x, width, strides, name, *, bn_momentum, zero_init_residual):
 
 
 def resnet50(input_shape=(224, 224, 3), num_classes: int = 1000, *, bn_momentum: float = 0.9,
-             zero_init_residual: bool = True, name: str = "resnet50_v1_5") -> tf.keras.Model:
+             zero_init_residual: bool = True, name: str = "resnet50_v1_5",
+             pixels: str = "float32") -> tf.keras.Model:
     """ResNet-50 v1.5 for ``input_shape`` images and ``num_classes`` logits (float32).
 
     Args:
       bn_momentum: batch-norm moving-average momentum (0.9, as MLPerf's reference).
       zero_init_residual: start each block's last BN gamma at 0 (Goyal et al. 2017), so every
         residual block begins as the identity; it helps large-batch warmup.
+      pixels: the input's dtype (``lars_hvd.models.inputs``).
     """
-    inputs = tf.keras.Input(input_shape, name="image")
-    x = _conv_bn(inputs, 64, 7, 2, "stem", bn_momentum=bn_momentum)
+    inputs, x = image_input(input_shape, pixels)
+    x = _conv_bn(x, 64, 7, 2, "stem", bn_momentum=bn_momentum)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for stage, (width, blocks) in enumerate(RESNET50_STAGES):
         for block in range(blocks):

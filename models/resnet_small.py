@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from .inputs import image_input
 from .small import BN_MOMENTUM
 
 layers = tf.keras.layers
@@ -45,14 +46,15 @@ def _block(x, filters, strides, name, *, batch_norm, bn_momentum):
 
 
 def cifar_resnet(depth: int, input_shape=(28, 28, 1), num_classes: int = 10, *,
-                 batch_norm: bool = True, bn_momentum: float = BN_MOMENTUM) -> tf.keras.Model:
+                 batch_norm: bool = True, bn_momentum: float = BN_MOMENTUM,
+                 pixels: str = "float32") -> tf.keras.Model:
     """A depth-``depth`` (6n + 2) ResNet of the CIFAR family; float32 logits."""
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth {depth} is not 6n + 2 with n >= 1 (e.g. 14, 20, 32)")
     blocks = (depth - 2) // 6
     name = f"resnet{depth}" + ("_bn" if batch_norm else "")
-    inputs = tf.keras.Input(input_shape, name="image")
-    x = _conv(inputs, WIDTHS[0], 2, "stem", batch_norm=batch_norm, bn_momentum=bn_momentum)
+    inputs, x = image_input(input_shape, pixels)
+    x = _conv(x, WIDTHS[0], 2, "stem", batch_norm=batch_norm, bn_momentum=bn_momentum)
     for stage, filters in enumerate(WIDTHS):
         for block in range(blocks):
             x = _block(x, filters, 2 if stage > 0 and block == 0 else 1,
@@ -67,9 +69,9 @@ def _registered(depth: int, batch_norm: bool):
     """The registry's builder for one depth, with or without BN (the registry's signature;
     without BN, ``bn_momentum`` is accepted and unused)."""
     def build(input_shape=(28, 28, 1), num_classes: int = 10, *,
-              bn_momentum: float = BN_MOMENTUM) -> tf.keras.Model:
+              bn_momentum: float = BN_MOMENTUM, pixels: str = "float32") -> tf.keras.Model:
         return cifar_resnet(depth, input_shape, num_classes, batch_norm=batch_norm,
-                            bn_momentum=bn_momentum)
+                            bn_momentum=bn_momentum, pixels=pixels)
 
     build.__name__ = build.__qualname__ = f"resnet{depth}" + ("_bn" if batch_norm else "")
     return build

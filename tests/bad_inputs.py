@@ -112,6 +112,28 @@ def shards_with_label(tmp: Path, label: int) -> Path:
     return data
 
 
+def sized_shards(tmp: Path, side: str) -> Path:
+    """Fashion-MNIST shards written with ``make_tfrecords --shorter-side SIDE``."""
+    from lars_hvd.data import make_tfrecords
+
+    data = tmp / "data"
+    make_tfrecords.main(["default", str(data), "--source", "fashion-mnist", "--shards", "1",
+                         "--max-examples", "8", "--shorter-side", side])
+    return data
+
+
+def converter(tmp: Path, *args: str) -> Outcome:
+    """``python -m lars_hvd.data.make_tfrecords ARGS`` in ``tmp`` (what it wrote: OUT's)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "lars_hvd.data.make_tfrecords", *args],
+                            capture_output=True, text=True, env=env, cwd=tmp, timeout=300,
+                            check=False)
+    out = tmp / "data"
+    written = (f"data/: {', '.join(sorted(p.name for p in out.iterdir())) or 'empty'}"
+               if out.exists() else "nothing (no data directory)")
+    return Outcome(result.returncode, result.stdout + result.stderr, written)
+
+
 IMAGENET = ["--dataset", "imagenet", "--model", "small_cnn_bn", "--global-batch-size", "100",
             "--epochs", "2", "--warmup-epochs", "0.5", "--augment", "crop"]
 
@@ -339,6 +361,21 @@ CASES = [
                          "error", *run_dir(t)), 2,
          r"lars_hvd.train: error: [\s\S]*bad data:[\s\S]*train-00000-of-00001: corrupt or "
          r"truncated shard", r"^run/: plan.json$"),
+    Case("shards pre-sized below the model's crops (`make_tfrecords --shorter-side 128`, "
+         "then `--model resnet50`, 224 px)",
+         lambda t: train(t, "--dataset", "imagenet", "--data-dir", str(sized_shards(t, "128")),
+                         "--model", "resnet50", "--global-batch-size", "8", "--epochs", "1",
+                         "--warmup-epochs", "0",
+                         *run_dir(t)), 2,
+         r"stores train images pre-sized to a shorter side of 128 px \(dataset.json\), less "
+         r"than the 256 px that a 224-pixel model's crops are taken from; rewrite them with "
+         r"`python -m lars_hvd.data.make_tfrecords SRC \S+ --split train --shorter-side 256 "
+         r"--overwrite`", r"^nothing"),
+    Case("`make_tfrecords --shorter-side 0` (or negative)",
+         lambda t: converter(t, "default", "data", "--source", "fashion-mnist", "--shards", "1",
+                             "--max-examples", "8", "--shorter-side", "0"), 2,
+         r"make_tfrecords: error: --shorter-side must be a positive number of pixels \(got 0\)",
+         r"^nothing"),
     Case("a label out of range (0 where labels are 1..10)",
          lambda t: train(t, *IMAGENET, "--data-dir", str(shards_with_label(t, 0)),
                          *run_dir(t)), 2,

@@ -162,17 +162,27 @@ def test_bad_flags_are_named():
         bench_main(["optimizer", "--model", "vgg", "--no-save"])
     with pytest.raises(SystemExit, match="--rounds must be positive, got 0"):
         bench_main(["overhead", "--rounds", "0", "--no-save"])
+    with pytest.raises(SystemExit, match="--images 256 is fewer than the 960 one measurement"):
+        bench_main(["input", "--images", "256", "--no-save"])
 
 
-def test_input_bench_times_every_recipe_on_generated_jpegs(tmp_path):
+def test_input_bench_times_every_recipe_and_path_on_generated_jpegs(tmp_path):
     bench_main(["input", "--images", "12", "--height", "60", "--width", "80", "--shards", "2",
                 "--batch", "4", "--warmup", "1", "--batches", "2", "--rounds", "2",
                 "--out", str(tmp_path)])
     result = json.loads((tmp_path / "input.json").read_text())
     assert set(result["recipes"]) == {"resnet-train-224", "alexnet-train-227", "eval-224"}
-    for r in result["recipes"].values():
-        assert len(r["rounds"]) == 2 and all(rate > 0 for rate in r["rounds"])
-        assert r["images_per_second_per_core"][0] == pytest.approx(
-            r["images_per_second"][0] / result["cores"])
-    assert result["cores_per_gpu_resnet"] > 0
+    for rows in result["recipes"].values():
+        assert set(rows) == {"before", "now", "now-256"}
+        for row in rows.values():
+            assert len(row["rounds"]) == 2 and all(rate > 0 for rate in row["rounds"])
+            assert row["per_core"] == pytest.approx(np.median(row["rounds"]) / result["cores"])
+            assert row["per_cpu_second"] > 0
+        assert rows["before"]["ratio_to_before"] == 1
+    needs = result["cores_per_gpu"]
+    assert set(needs["dgx1-p100"]) == {"resnet-train-224", "alexnet-train-227"}
+    p100 = needs["dgx1-p100"]["alexnet-train-227"]
+    assert p100["gpu_images_per_second"] == pytest.approx(2987)
+    assert p100["needed"]["now"] == pytest.approx(
+        2987 / result["recipes"]["alexnet-train-227"]["now"]["per_core"])
     assert "ImageNet input, resnet-train-224" in summary.render(tmp_path)

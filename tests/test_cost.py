@@ -72,6 +72,40 @@ def test_the_bound_is_named():
     assert cost.project(starved, "resnet50", 8, 64).bound == "input"
 
 
+def test_the_input_term_uses_the_measured_rate_of_the_data_form():
+    for form in cost.DATA_FORMS:
+        p = cost.project(P100, "alexnet_bn", 8, 512, data_form=form)
+        per_core = cost.INPUT_PER_CORE["crop"][form]
+        assert p.input_ms == pytest.approx(1e3 * 512 / (5 * per_core))
+        assert (p.input_per_core, p.data_form) == (per_core, form)
+        resnet = cost.project(P100, "resnet50", 8, 64, data_form=form)
+        assert resnet.input_ms == pytest.approx(1e3 * 64 / (5 * cost.INPUT_PER_CORE[
+            "inception"][form]))
+    # Batch 4,096 on a DGX-1 needs 2,987 img/s a P100: 5 cores at 562 fall short, at 1,460
+    # they do not.
+    assert cost.project(P100, "alexnet_bn", 8, 512).bound == "input"
+    assert cost.project(P100, "alexnet_bn", 8, 512, data_form="pre-sized").bound == "compute"
+    assert cost.project(P100, "alexnet_bn", 8, 512, input_pipeline=False).input_ms == 0
+    with pytest.raises(ValueError, match="data_form must be one of"):
+        cost.project(P100, "resnet50", 8, 64, data_form="lmdb")
+
+
+def test_the_dry_run_takes_the_data_form_from_the_shards_manifest(tmp_path):
+    (tmp_path / "dataset.json").write_text('{"train": 100000, "classes": 10, '
+                                           '"shorter_side": {"train": 256}}')
+    args = ["--dry-run", "--hardware", "dgx1-p100", "--model", "alexnet_bn", "--dataset",
+            "imagenet", "--global-batch-size", "4096", "--world-size", "8"]
+    sized = train(*args, "--data-dir", str(tmp_path))
+    assert sized.returncode == 0, sized.stderr
+    assert "1,460 img/s a CPU core x 5 cores a GPU: the crop recipe from shards pre-sized " \
+        "to 256 px" in sized.stdout
+    originals = train(*args)
+    assert "562 img/s a CPU core x 5 cores a GPU: the crop recipe from original JPEGs" in \
+        originals.stdout
+    assert "bound by                 input" in originals.stdout
+    assert "bound by                 compute" in sized.stdout
+
+
 def test_profiles_cite_their_numbers():
     for hw in cost.HARDWARE.values():
         assert len(hw.sources) >= 2 and hw.compute, hw.name

@@ -258,11 +258,13 @@ def photo_shards(tmp_path_factory):
     return write_items(tmp_path_factory.mktemp("photos"), items, 2)
 
 
+@pytest.mark.parametrize("pixels", ["uint8", "float32"])
 @pytest.mark.parametrize("size,channels,augment", [
     (224, 3, "inception"), (227, 3, "crop"), (28, 1, "inception"), (28, 1, "crop")])
-def test_augmentation_shapes_and_ranges(photo_shards, size, channels, augment):
-    opts = options(size=size, channels=channels, num_classes=3, augment=augment)
-    low, high = preprocess.value_range(channels)
+def test_augmentation_shapes_and_ranges(photo_shards, size, channels, augment, pixels):
+    opts = options(size=size, channels=channels, num_classes=3, augment=augment, pixels=pixels)
+    low, high = preprocess.value_range(channels) if pixels == "float32" else (0, 255)
+    spread = 0.05 if pixels == "float32" else 0.05 * 57  # (a normalized unit is ~57 levels)
     train = imagenet.train_dataset(photo_shards, opts, examples_per_epoch=6, batch_size=3,
                                    initial_epoch=0, epochs=1,
                                    counter=tf.Variable(0, dtype=tf.int64))
@@ -272,15 +274,15 @@ def test_augmentation_shapes_and_ranges(photo_shards, size, channels, augment):
         batches = list(ds)
         images = np.concatenate([x.numpy() for x, _ in batches])
         assert images.shape == (6, size, size, channels), name
-        assert images.dtype == np.float32
+        assert images.dtype == np.dtype(pixels)
         assert images.min() >= low - 1e-4 and images.max() <= high + 1e-4, name
-        assert images.std(axis=(1, 2, 3)).min() > 0.05, f"{name}: a blank image"
+        assert images.std(axis=(1, 2, 3)).min() > spread, f"{name}: a blank image"
         assert set(np.concatenate([y.numpy() for _, y in batches])) <= {0, 1, 2}
     # Training crops are random (per example and epoch), evaluation is not.
     again = np.concatenate([x.numpy() for x, _ in imagenet.train_dataset(
         photo_shards, options(size=size, channels=channels, num_classes=3, augment=augment,
-                              seed=9), examples_per_epoch=6, batch_size=3, initial_epoch=0,
-        epochs=1, counter=tf.Variable(0, dtype=tf.int64))])
+                              seed=9, pixels=pixels), examples_per_epoch=6, batch_size=3,
+        initial_epoch=0, epochs=1, counter=tf.Variable(0, dtype=tf.int64))])
     first = np.concatenate([x.numpy() for x, _ in train])
     assert not np.allclose(np.sort(first.ravel()), np.sort(again.ravel()))
     assert np.array_equal(np.concatenate([x.numpy() for x, _ in evaluation]), images)

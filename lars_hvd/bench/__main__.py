@@ -15,7 +15,7 @@ QUICK = [  # `make bench`: reduced settings, every benchmark in one sitting on 2
     ["optimizer", "--rounds", "5", "--steps", "4", "--batch", "4", "--image-size", "64"],
     ["allreduce", "--max-bytes", str(64 << 20)],
     ["scaling"],
-    ["input", "--images", "256", "--batches", "3", "--rounds", "3"],
+    ["input", "--rounds", "3"],
 ]
 
 
@@ -124,7 +124,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--shards", type=int, default=8)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--warmup", type=int, default=2, help="untimed batches per recipe")
+    p.add_argument("--warmup", type=int, default=5,
+                   help="untimed batches of each fresh iterator")
     p.add_argument("--batches", type=int, default=10, help="timed batches per round")
     p.add_argument("--rounds", type=int, default=5)
     add_common(p)
@@ -154,6 +155,13 @@ def _complete(args) -> None:
         if value is not None and value < (0 if name == "batch" and
                                           args.command == "optimizer" else 1):
             raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.command == "input" and not args.data_dir:
+        needed = (args.warmup + args.batches) * args.batch
+        if args.images < needed:
+            raise SystemExit(f"--images {args.images} is fewer than the {needed} one "
+                             f"measurement reads ((--warmup + --batches) x --batch): it would "
+                             f"wrap around the set and time the reader's restart; use --images "
+                             f"{needed} or more")
     if args.command == "optimizer":
         args.xla_modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
 

@@ -1,16 +1,22 @@
-"""Input pipeline speed: ImageNet-layout shards read, decoded and augmented by the real reader.
+"""Input pipeline speed: ImageNet-layout shards read, decoded and augmented by the real reader,
+today's path beside the one of before, side by side in one run.
 
-Without ``--data-dir`` it first writes ``--images`` JPEGs of ``--height`` x ``--width`` (default
+Without ``--data-dir`` it writes ``--images`` JPEGs of ``--height`` x ``--width`` (default
 500 x 375, ImageNet's most common size), smooth gradients plus noise so that they compress and
-decode like photographs, as TFRecord shards in a temporary folder (through
-``lars_hvd.data.make_tfrecords``). Then, for each recipe (ResNet's random-resized crop to
-224, AlexNet's 227 crop, the evaluation center crop), it times ``--batches`` batches after
-``--warmup`` untimed ones, for ``--rounds`` rounds, and reports images per second in total
-and per core (tf.data uses every core the process has).
+decode like photographs, twice: as they are, and pre-sized to a shorter side of 256 px
+(``make_tfrecords --shorter-side 256``). For each recipe (ResNet's random-resized crop to 224,
+AlexNet's 227 crop, the evaluation center crop) and each path -- ``before`` (the reader
+before issue 25: per-record error handling, normalized floats, the crop recipe decoding the
+whole image; ``lars_hvd.bench.input_before``), ``now`` (today's reader) on the originals and
+``now-256`` on the pre-sized shards -- it times ``--batches`` batches of a fresh iterator
+after ``--warmup`` untimed ones; the paths take turns in every round (the order rotating),
+for ``--rounds`` rounds. Reported: medians over rounds of images/s per core (wall time, all
+of the process's cores busy: tf.data uses every core it has) and per CPU-second (the
+process's CPU time), and the median of each round's ratio to ``before``.
 
-Whether that starves a GPU: the projected per-GPU ResNet-50 training speed of the scaling
-model's DGX-1 profile (``lars_hvd.bench.scaling``) divided by the per-core rate is the number
-of such cores each GPU needs for its input.
+Whether that starves a GPU: a profile's published per-GPU training rate (``lars_hvd.planning.
+cost``; ResNet-50 for the inception recipe, AlexNet-BN for the crop recipe) divided by the
+per-core rate is the number of such cores each GPU needs for its input.
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lars_hvd.bench import results
 from lars_hvd.planning import cost
 
 RECIPES = {  # name: (model input size, training?, augment)
@@ -33,7 +38,8 @@ RECIPES = {  # name: (model input size, training?, augment)
 }
 
 
-def write_images(out: Path, images: int, height: int, width: int, shards: int) -> list[str]:
+def write_images(out: Path, images: int, height: int, width: int, shards: int,
+                 shorter_side: int | None = None) -> list[str]:
     from lars_hvd.data import imagenet, make_tfrecords
     from lars_hvd.data.make_tfrecords import Item
 
@@ -48,23 +54,63 @@ def write_images(out: Path, images: int, height: int, width: int, shards: int) -
                           pixels=np.clip(pixels, 0, 255).astype(np.uint8)))
     make_tfrecords.convert(items, ["s"], out, "train", shards, workers=os.cpu_count() or 1,
                            on_bad_image="error", overwrite=True, source="bench",
-                           progress=False)
+                           progress=False, shorter_side=shorter_side)
     return imagenet.list_shards(out, "train")
 
 
-def _dataset(files, recipe: str, batch: int, examples: int):
+PATHS = {  # name: (pixels, decode stage, which shards)
+    "before": ("float32", "before", "originals"),
+    "now": ("uint8", None, "originals"),
+    "now-256": ("uint8", None, "pre-sized"),
+}
+TRAINING_MODEL = {"resnet-train-224": "resnet50", "alexnet-train-227": "alexnet_bn"}
+
+
+def _dataset(files, recipe: str, path: str, batch: int, examples: int):
+    from lars_hvd.bench import input_before
     from lars_hvd.data import imagenet
 
     size, training, augment = RECIPES[recipe]
+    pixels, stage, _ = PATHS[path]
     options = imagenet.ReaderOptions(size=size, channels=3, num_classes=1000,
-                                     augment=augment, shuffle_buffer=256)
+                                     augment=augment, shuffle_buffer=256, pixels=pixels)
+    stage = input_before.clean if stage == "before" else None
     counter = tf.Variable(0, dtype=tf.int64)
     if training:
         return imagenet.train_dataset(files, options, examples_per_epoch=examples,
                                       batch_size=batch, initial_epoch=0, epochs=1,
-                                      counter=counter)
+                                      counter=counter, stage=stage)
     return imagenet.eval_dataset(files, options, rank=0, world_size=1, batch_size=batch,
-                                 counter=counter).repeat()
+                                 counter=counter, stage=stage).repeat()
+
+
+def _time(files, recipe: str, path: str, args) -> tuple[float, float]:
+    """(images per second of wall time, per CPU-second) of ``--batches`` batches."""
+    iterator = iter(_dataset(files, recipe, path, args.batch,
+                             (args.warmup + args.batches) * args.batch))
+    for _ in range(args.warmup):
+        next(iterator)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(args.batches):
+        next(iterator)[0].numpy()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    del iterator  # (no prefetching in the background while the next path is timed)
+    images = args.batches * args.batch
+    return images / wall, images / max(cpu, 1e-9)
+
+
+def cores_per_gpu(per_core: dict[str, dict]) -> dict[str, dict]:
+    """profile -> recipe -> path -> CPU cores a GPU needs to be fed at its published rate."""
+    out = {}
+    for name, hw in cost.HARDWARE.items():
+        for recipe, model in TRAINING_MODEL.items():
+            if model not in hw.compute:
+                continue
+            gpu = hw.compute[model].images_per_second()
+            out.setdefault(name, {})[recipe] = {
+                "gpu_images_per_second": gpu, "cores_per_gpu": hw.cores_per_gpu,
+                "needed": {path: gpu / rate for path, rate in per_core[recipe].items()}}
+    return out
 
 
 def run(args) -> dict:
@@ -73,29 +119,45 @@ def run(args) -> dict:
         if args.data_dir:
             from lars_hvd.data import imagenet
 
-            files, source = imagenet.list_shards(args.data_dir, "train"), args.data_dir
+            shards = {"originals": imagenet.list_shards(args.data_dir, "train")}
+            paths = ["before", "now"]
+            source = args.data_dir
         else:
-            files = write_images(Path(tmp), args.images, args.height, args.width, args.shards)
+            shards = {"originals": write_images(Path(tmp) / "originals", args.images,
+                                                args.height, args.width, args.shards),
+                      "pre-sized": write_images(Path(tmp) / "sized", args.images, args.height,
+                                                args.width, args.shards, shorter_side=256)}
+            paths = list(PATHS)
             source = f"{args.images} generated {args.height}x{args.width} JPEGs"
-        per_recipe = {}
+        per_recipe, per_core = {}, {}
         for recipe in RECIPES:
-            needed = (args.warmup + args.batches * args.rounds) * args.batch
-            iterator = iter(_dataset(files, recipe, args.batch, needed))
-            for _ in range(args.warmup):
-                next(iterator)
-            rates = []
-            for _ in range(args.rounds):
-                start = time.perf_counter()
-                for _ in range(args.batches):
-                    next(iterator)[0].numpy()
-                rates.append(args.batches * args.batch / (time.perf_counter() - start))
-            mean, ci = results.interval95(rates)
-            per_recipe[recipe] = {"images_per_second": [mean, ci],
-                                  "images_per_second_per_core": [mean / cores, ci / cores],
-                                  "rounds": rates}
-            print(f"input {recipe:>18}: {mean:8.1f} +-{ci:.1f} images/s, "
-                  f"{mean / cores:.1f} per core ({cores} cores)", flush=True)
-    gpu = 1 / cost.HARDWARE["dgx1-v100"].compute["resnet50"].per_example_seconds
-    per_core = per_recipe["resnet-train-224"]["images_per_second_per_core"][0]
-    return {"source": source, "cores": cores, "batch": args.batch, "recipes": per_recipe,
-            "gpu_images_per_second": gpu, "cores_per_gpu_resnet": gpu / per_core}
+            walls, cpus = {p: [] for p in paths}, {p: [] for p in paths}
+            for round_ in range(args.rounds):
+                for path in paths[round_ % len(paths):] + paths[:round_ % len(paths)]:
+                    wall, cpu = _time(shards[PATHS[path][2]], recipe, path, args)
+                    walls[path].append(wall)
+                    cpus[path].append(cpu)
+            rows = {}
+            for path in paths:
+                ratios = [a / b for a, b in zip(walls[path], walls["before"], strict=True)]
+                rows[path] = {"per_core": median(walls[path]) / cores,
+                              "per_cpu_second": median(cpus[path]),
+                              "ratio_to_before": median(ratios),
+                              "rounds": walls[path]}
+                print(f"input {recipe:>17} {path:>8}: {rows[path]['per_core']:7.1f} images/s "
+                      f"per core ({cores} cores), {rows[path]['per_cpu_second']:7.1f} per "
+                      f"CPU-second, {rows[path]['ratio_to_before']:.2f}x before", flush=True)
+            per_recipe[recipe] = rows
+            per_core[recipe] = {path: rows[path]["per_core"] for path in paths}
+    needs = cores_per_gpu({r: per_core[r] for r in TRAINING_MODEL})
+    for name, recipes in needs.items():
+        for recipe, need in recipes.items():
+            text = ", ".join(f"{path} {n:.1f}" for path, n in need["needed"].items())
+            print(f"cores a GPU needs, {name} ({need['gpu_images_per_second']:,.0f} img/s a GPU,"
+                  f" {need['cores_per_gpu']:g} cores a GPU), {recipe}: {text}", flush=True)
+    return {"source": source, "cores": cores, "batch": args.batch, "paths": paths,
+            "recipes": per_recipe, "cores_per_gpu": needs}
+
+
+def median(values: list[float]) -> float:
+    return float(np.median(values))

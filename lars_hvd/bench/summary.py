@@ -69,13 +69,19 @@ def render(out: Path) -> str:
                              f"{name} ({kind}) | {eff} | - | `{s['command']}` |")
     if i:
         for recipe, r in i["recipes"].items():
-            rate, per_core = r["images_per_second"], r["images_per_second_per_core"]
-            extra = (f"; a {i['gpu_images_per_second']:,.0f} img/s GPU needs "
-                     f"{i['cores_per_gpu_resnet']:.0f} such cores"
-                     if recipe == "resnet-train-224" else "")
-            lines.append(f"| ImageNet input, {recipe}, batch {i['batch']} | {rate[0]:,.0f} "
-                         f"+-{rate[1]:,.0f} img/s, {per_core[0]:,.0f} per core "
-                         f"({i['cores']} cores){extra} | - | `{i['command']}` |")
+            text = "; ".join(f"{path} {row['per_core']:,.0f} ({row['ratio_to_before']:.2f}x)"
+                             for path, row in r.items())
+            target = ("now >= 1.00x before" if recipe.startswith("eval") else
+                      ">= 600 a core (pre-sized shards)")
+            lines.append(f"| ImageNet input, {recipe}, batch {i['batch']}, images/s a core "
+                         f"({i['cores']} cores), x before | {text} | {target} | "
+                         f"`{i['command']}` |")
+        for name, recipes in i["cores_per_gpu"].items():
+            for recipe, need in recipes.items():
+                text = ", ".join(f"{path} {n:.1f}" for path, n in need["needed"].items())
+                lines.append(f"| cores a GPU needs, {name} ({need['gpu_images_per_second']:,.0f}"
+                             f" img/s a GPU, {need['cores_per_gpu']:g} a GPU), {recipe} | {text}"
+                             f" | - | `{i['command']}` |")
     if machine:
         lines += ["", f"Machine: {machine['cpus']} CPUs ({machine['processor']}), Python "
                       f"{machine['python']}."]

@@ -3,6 +3,7 @@
     python -m lars_hvd.data.make_tfrecords SRC OUT --shards 1024 --split train
     python -m lars_hvd.data.make_tfrecords VAL_SRC OUT --shards 128 --split validation
     python -m lars_hvd.data.make_tfrecords default OUT --source fashion-mnist --shards 8
+    python -m lars_hvd.data.make_tfrecords SRC OUT --shards 1024 --shorter-side 256
 
 SRC holds one subfolder per class with JPEG or PNG images. Classes are numbered 1..K in
 sorted order (the ``image/class/label`` convention of ``build_imagenet_data.py``; the reader
@@ -11,6 +12,14 @@ split written into the same OUT reuses it, so train and validation labels agree.
 Examples are shuffled (seed 0) so every shard mixes the classes, and written as
 ``OUT/{split}-{i:05d}-of-{N:05d}`` with the standard features. RGB JPEGs are stored as they
 are; any other image (PNG, grey, CMYK) is converted to an RGB JPEG (quality 95).
+
+``--shorter-side N`` stores pre-sized images: each image whose shorter side is longer than N
+pixels is resized (Pillow's antialiased Lanczos filter, aspect ratio kept) so that its
+shorter side is N, and re-encoded as a quality-95 JPEG; an image already at or below N is
+stored as it is (never upscaled) and counted. N goes into ``dataset.json`` (``shorter_side``,
+per split) and the reader refuses a model whose crops need more (``lars_hvd.data.pipeline``).
+That is the form the paper's Caffe trained from (256-pixel LMDBs) and what FFCV's
+``max_resolution`` does; the reader decodes about half the pixels of a 500x375 original.
 
 Shards are written in parallel threads, each to a hidden temporary name and renamed when
 complete, so no half-written shard ever carries a final name; ``dataset.json`` is written
@@ -103,8 +112,9 @@ def fashion_mnist_items(src: str, split: str, max_examples: int | None
     return items, classes
 
 
-def encode(item: Item) -> tuple[bytes, int, int]:
-    """(RGB JPEG bytes, height, width) of one item; raises ValueError if unreadable."""
+def encode(item: Item, shorter_side: int | None = None) -> tuple[bytes, int, int, bool]:
+    """(RGB JPEG bytes, height, width, resized?) of one item, its shorter side brought down to
+    ``shorter_side`` if it is longer; raises ValueError if unreadable."""
     from PIL import Image
 
     if item.pixels is not None:
@@ -117,11 +127,16 @@ def encode(item: Item) -> tuple[bytes, int, int]:
             image.load()
         except Exception as err:  # Pillow raises many kinds for a broken file
             raise ValueError(f"{item.path}: not a readable image ({err})") from err
-    if raw is not None and image.format == "JPEG" and image.mode == "RGB":
-        return raw, image.height, image.width
+    resized = shorter_side is not None and min(image.size) > shorter_side
+    if resized:
+        scale = shorter_side / min(image.size)
+        new = tuple(max(shorter_side, round(side * scale)) for side in image.size)
+        image = image.convert("RGB").resize(new, Image.Resampling.LANCZOS)
+    elif raw is not None and image.format == "JPEG" and image.mode == "RGB":
+        return raw, image.height, image.width, False
     out = io.BytesIO()
     image.convert("RGB").save(out, format="JPEG", quality=JPEG_QUALITY)
-    return out.getvalue(), image.height, image.width
+    return out.getvalue(), image.height, image.width, resized
 
 
 def example_bytes(item: Item, image: bytes, height: int, width: int) -> bytes:
@@ -152,17 +167,19 @@ def shard_name(split: str, index: int, shards: int) -> str:
     return f"{split}-{index:05d}-of-{shards:05d}"
 
 
-def write_shard(items: list[Item], path: Path, on_bad_image: str) -> tuple[int, list[str]]:
-    """Writes one shard atomically. Returns (examples written, skipped-image messages)."""
+def write_shard(items: list[Item], path: Path, on_bad_image: str,
+                shorter_side: int | None = None) -> tuple[int, list[str], int]:
+    """Writes one shard atomically. Returns (examples written, skipped-image messages,
+    images stored as they were although ``shorter_side`` was asked for)."""
     import tensorflow as tf
 
     partial = path.with_name(f".{path.name}.partial")
-    written, skipped = 0, []
+    written, skipped, kept = 0, [], 0
     try:
         with tf.io.TFRecordWriter(str(partial)) as writer:
             for item in items:
                 try:
-                    image, height, width = encode(item)
+                    image, height, width, resized = encode(item, shorter_side)
                 except ValueError as err:
                     if on_bad_image == "error":
                         raise UsageError(f"{err} (--on-bad-image error; --on-bad-image skip "
@@ -171,11 +188,19 @@ def write_shard(items: list[Item], path: Path, on_bad_image: str) -> tuple[int, 
                     continue
                 writer.write(example_bytes(item, image, height, width))
                 written += 1
+                kept += shorter_side is not None and not resized
         os.replace(partial, path)
     finally:
         if partial.exists():
             partial.unlink()
-    return written, skipped
+    return written, skipped, kept
+
+
+def check_shorter_side(shorter_side: int | None) -> None:
+    if shorter_side is not None and shorter_side < 1:
+        raise UsageError(f"--shorter-side must be a positive number of pixels (got "
+                         f"{shorter_side}); 256 is what the paper's Caffe trained from, or "
+                         f"leave it out to store the originals.")
 
 
 def existing_shards(out: Path, split: str) -> list[Path]:
@@ -185,8 +210,10 @@ def existing_shards(out: Path, split: str) -> list[Path]:
 
 def convert(items: list[Item], classes: list[str], out: Path, split: str, shards: int,
             *, workers: int, on_bad_image: str, overwrite: bool, source: str,
-            progress: bool = True) -> dict:
-    """Writes ``items`` as ``shards`` shards of ``split`` in ``out``; returns the manifest."""
+            progress: bool = True, shorter_side: int | None = None) -> dict:
+    """Writes ``items`` as ``shards`` shards of ``split`` in ``out`` (pre-sized to
+    ``shorter_side`` if given); returns the manifest."""
+    check_shorter_side(shorter_side)
     if shards < 1:
         raise UsageError(f"--shards must be >= 1 (got {shards}).")
     if shards > len(items):
@@ -206,33 +233,41 @@ def convert(items: list[Item], classes: list[str], out: Path, split: str, shards
     import tensorflow as tf
 
     bar = tf.keras.utils.Progbar(shards, unit_name="shard") if progress else None
-    written, skipped = 0, []
+    written, skipped, kept = 0, [], 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(write_shard, part, name, on_bad_image)
+        futures = [pool.submit(write_shard, part, name, on_bad_image, shorter_side)
                    for part, name in zip(parts, names, strict=True)]
         for done, future in enumerate(as_completed(futures), start=1):
-            count, bad = future.result()
-            written, skipped = written + count, skipped + bad
+            count, bad, small = future.result()
+            written, skipped, kept = written + count, skipped + bad, kept + small
             if bar:
                 bar.update(done)
     for stale in old:  # a replaced set with another shard count
         if stale not in names:
             stale.unlink()
-    manifest = _update_manifest(out, split, written, classes, source)
+    manifest = _update_manifest(out, split, written, classes, source, shorter_side)
     for message in skipped:
         print(f"skipped: {message}", file=sys.stderr)
-    print(f"{split}: {written} examples in {shards} shards in {out}"
+    sized = ""
+    if shorter_side is not None:
+        sized = f", shorter side {shorter_side} px"
+        if kept:
+            sized += (f" ({kept} image(s) already at or below {shorter_side} px stored as they "
+                      f"are, never upscaled)")
+    print(f"{split}: {written} examples in {shards} shards in {out}{sized}"
           f"{f'; {len(skipped)} unreadable image(s) skipped' if skipped else ''}")
     return manifest
 
 
 def _update_manifest(out: Path, split: str, examples: int, classes: list[str],
-                     source: str) -> dict:
+                     source: str, shorter_side: int | None) -> dict:
     path = out / MANIFEST
     manifest = json.loads(path.read_text()) if path.is_file() else {}
     manifest.update({"format": "imagenet-tfrecord", "classes": len(classes),
                      "class_names": classes, "label_offset": 1, split: examples})
     manifest.setdefault("sources", {})[split] = source
+    # (None: the originals' sizes; an int: no stored image has a longer shorter side)
+    manifest.setdefault("shorter_side", {})[split] = shorter_side
     atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -253,6 +288,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="parallel writer threads (default: the CPU count)")
     parser.add_argument("--on-bad-image", choices=("skip", "error"), default="skip")
+    parser.add_argument("--shorter-side", type=int, default=None, metavar="N",
+                        help="store each image resized so that its shorter side is N pixels "
+                             "(never upscaled); default: the originals")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing set of this split in OUT")
     return parser.parse_args(argv)
@@ -269,13 +307,14 @@ def main(argv=None) -> int:
         return report(UsageError(f"--max-examples must be >= 1 (got {args.max_examples})."),
                       "make_tfrecords")
     try:
+        check_shorter_side(args.shorter_side)
         if args.source == "fashion-mnist":
             items, classes = fashion_mnist_items(args.src, args.split, args.max_examples)
         else:
             items, classes = folder_items(Path(args.src), known)
         convert(items, classes, out, args.split, args.shards, workers=args.workers,
                 on_bad_image=args.on_bad_image, overwrite=args.overwrite,
-                source=args.source)
+                source=args.source, shorter_side=args.shorter_side)
     except UsageError as err:
         return report(err, "make_tfrecords")
     return 0

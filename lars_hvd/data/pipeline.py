@@ -104,8 +104,26 @@ def check(config: TrainConfig, plan: Plan) -> None:
     """Fails fast, before any model is built, on data that cannot feed this plan."""
     if config.data.dataset == "imagenet":
         _imagenet_files(config, plan, rank=0)
+        check_stored_size(config.data.data_dir, plan.input_shape[0])
     elif config.data.dataset == "fashion-mnist":
         fashion_mnist.check_files(config.data.data_dir)
+
+
+def check_stored_size(data_dir, size: int) -> None:
+    """Refuses shards pre-sized (``make_tfrecords --shorter-side``) below the shorter side
+    that a ``size``-pixel model's crops are taken from (``preprocess.resize_side``)."""
+    from lars_hvd.data import preprocess, read_manifest
+
+    stored = (read_manifest(data_dir) or {}).get("shorter_side") or {}
+    needed = preprocess.resize_side(size)
+    for split, side in sorted(stored.items()):
+        if side is not None and side < needed:
+            raise UsageError(
+                f"--data-dir {data_dir} stores {split} images pre-sized to a shorter side of "
+                f"{side} px (dataset.json), less than the {needed} px that a {size}-pixel "
+                f"model's crops are taken from; rewrite them with `python -m "
+                f"lars_hvd.data.make_tfrecords SRC {data_dir} --split {split} --shorter-side "
+                f"{needed} --overwrite` (or more), or from the originals.")
 
 
 def _imagenet_files(config: TrainConfig, plan: Plan, rank: int):

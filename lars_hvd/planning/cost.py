@@ -72,6 +72,11 @@ class Compute:
     def seconds(self, batch: float) -> float:
         return self.fixed_seconds + batch * self.per_example_seconds
 
+    def images_per_second(self) -> float:
+        """At the largest published batch: what the input must keep up with."""
+        batch = max(b for b, _ in self.points)
+        return batch / self.seconds(batch)
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -137,10 +142,17 @@ HARDWARE = {
          "NVSwitch bus bandwidth: 80% of 450 GB/s (assumed, as dgx-a100)")),
 }
 
-# Per CPU core, images/s of the training input pipeline (decode, crop, flip), measured here by
-# `python -m lars_hvd.bench input --images 256 --batches 3 --rounds 3` (docs/results/bench).
-DECODE_PER_CORE = {"resnet50": 217.0, "alexnet_bn": 200.0, "inception_v3": 217.0,
-                   "vgg16": 217.0}
+# Per CPU core (all of them busy), images/s of the ImageNet reader's training input (decode,
+# crop, flip, uint8 pixels), measured here by `python -m lars_hvd.bench input --out
+# docs/results/bench/full` (its input.json, medians of 5 rounds): each recipe from original
+# 500x375 JPEGs and from shards pre-sized to a 256 px shorter side (make_tfrecords
+# --shorter-side 256). Before issue 25 the reader gave 238 and 199 from the originals.
+DATA_FORMS = ("originals", "pre-sized")
+FORM_TEXT = {"originals": "original JPEGs", "pre-sized": "shards pre-sized to 256 px"}
+INPUT_PER_CORE = {"inception": {"originals": 748.0, "pre-sized": 1150.0},
+                  "crop": {"originals": 562.0, "pre-sized": 1460.0}}
+RECIPE = {"resnet50": "inception", "inception_v3": "inception", "vgg16": "inception",
+          "alexnet_bn": "crop"}  # lars_hvd.data.preprocess.recipe at each model's input size
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,9 @@ class Projection:
     images_per_second: float
     bound: str  # compute, input or allreduce
     precision: str = ""  # what the published compute numbers were measured at
+    input_per_core: float = 0.0  # images/s a CPU core decodes (0: no input pipeline)
+    cores_per_gpu: float = 0.0
+    data_form: str = ""  # which of DATA_FORMS that rate is for
 
     def epoch_seconds(self, steps_per_epoch: int) -> float:
         return steps_per_epoch * self.step_ms / 1e3
@@ -196,9 +211,12 @@ def allreduce_seconds(hw: Hardware, gpus: int, nbytes: float, *, hierarchical: b
 def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
             accumulation_steps: int = 1, *, fp16_allreduce: bool = False,
             hierarchical: bool = False, parameters: int | None = None,
-            input_pipeline: bool = True) -> Projection:
+            input_pipeline: bool = True, data_form: str = "originals") -> Projection:
     """One optimizer step of ``model`` on ``gpus`` GPUs of ``hw``, each taking
-    ``accumulation_steps`` micro-batches of ``per_gpu_batch`` examples."""
+    ``accumulation_steps`` micro-batches of ``per_gpu_batch`` examples, its input decoded
+    from ``data_form`` shards (``DATA_FORMS``) at the rate measured here."""
+    if data_form not in DATA_FORMS:
+        raise ValueError(f"data_form must be one of {DATA_FORMS} (got {data_form!r}).")
     if model not in hw.compute:
         raise UsageError(f"no published {model} throughput for {hw.name} in lars_hvd.planning.cost "
                          f"(it has: {', '.join(sorted(hw.compute))}); add one with its "
@@ -207,8 +225,9 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
         raise ValueError(f"need gpus >= 1, per-GPU batch > 0, accumulation >= 1; got "
                          f"{gpus}, {per_gpu_batch}, {accumulation_steps}")
     compute = hw.compute[model].seconds(per_gpu_batch)
-    decode = (per_gpu_batch / (hw.cores_per_gpu * DECODE_PER_CORE[model]) if input_pipeline
-              else 0.0)  # (synthetic data, or a pipeline that is not the bound)
+    per_core = INPUT_PER_CORE[RECIPE[model]][data_form] if input_pipeline else 0.0
+    # (no input pipeline: synthetic data, or one that is not the bound)
+    decode = per_gpu_batch / (hw.cores_per_gpu * per_core) if input_pipeline else 0.0
     micro = max(compute, decode)
     params = parameters or PARAMETERS[model]
     nbytes = params * (2 if fp16_allreduce else 4)
@@ -228,7 +247,9 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
         compute_ms=1e3 * accumulation_steps * compute, input_ms=1e3 * accumulation_steps * decode,
         allreduce_ms=1e3 * allreduce, exposed_ms=1e3 * exposed, optimizer_ms=1e3 * optimizer,
         step_ms=1e3 * step, images_per_second=gpus * per_gpu_batch * accumulation_steps / step,
-        bound=max(parts, key=parts.get), precision=hw.compute[model].precision)
+        bound=max(parts, key=parts.get), precision=hw.compute[model].precision,
+        input_per_core=per_core, data_form=data_form if input_pipeline else "",
+        cores_per_gpu=hw.cores_per_gpu)
 
 
 def hardware(name: str, network_gbits: float | None = None) -> Hardware:
@@ -266,6 +287,11 @@ def describe(p: Projection, steps_per_epoch: int, total_steps: int) -> str:
         f"  per micro-batch          {p.compute_ms / p.accumulation_steps:.1f} ms compute "
         f"({p.per_gpu_batch:g} examples a GPU), input {p.input_ms / p.accumulation_steps:.1f}"
         f" ms beside it",
+        f"  input                    {p.input_per_core:,.0f} img/s a CPU core x "
+        f"{p.cores_per_gpu:g} cores a GPU: the {RECIPE[p.model]} recipe from "
+        f"{FORM_TEXT[p.data_form]}, "
+        f"measured by `bench input` (docs/imagenet.md)" if p.input_per_core else
+        "  input                    not counted",
         f"  per optimizer step       {p.step_ms:.1f} ms = {p.accumulation_steps} micro-batch(es)"
         f" + allreduce {p.exposed_ms:.2f} ms exposed of {p.allreduce_ms:.2f} ms + optimizer "
         f"{p.optimizer_ms:.2f} ms",

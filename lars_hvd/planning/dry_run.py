@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from lars_hvd.data import read_manifest
 from lars_hvd.planning import cost
 from lars_hvd.planning.config import TrainConfig, flat_values
 from lars_hvd.planning.plan import Plan, resolve
@@ -18,9 +19,12 @@ def projection(config: TrainConfig, plan: Plan, hardware: str,
     schedule, each phase and their sum."""
     hw = cost.hardware(hardware, network_gbits)
 
+    form = data_form(config)
+
     def project(per_worker_batch: int, accumulation: int):
         return cost.project(hw, config.model.model, plan.world_size, per_worker_batch,
-                            accumulation, fp16_allreduce=config.run.fp16_allreduce)
+                            accumulation, fp16_allreduce=config.run.fp16_allreduce,
+                            data_form=form)
 
     if not plan.phases:
         return cost.describe(project(plan.per_worker_batch, plan.accumulation_steps),
@@ -35,6 +39,16 @@ def projection(config: TrainConfig, plan: Plan, hardware: str,
     lines.append(f"whole run                {cost.duration(seconds)} over "
                  f"{len(plan.phases)} phases ({plan.total_steps} steps; training only)")
     return "\n".join(lines)
+
+
+def data_form(config: TrainConfig) -> str:
+    """``pre-sized`` for ImageNet shards whose ``dataset.json`` records a stored shorter side
+    (``make_tfrecords --shorter-side``), else ``originals``."""
+    if config.data.dataset == "imagenet":
+        manifest = read_manifest(config.data.data_dir) or {}
+        if (manifest.get("shorter_side") or {}).get("train") is not None:
+            return "pre-sized"
+    return "originals"
 
 
 def dry_run(config: TrainConfig, args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ from lars_hvd.planning.config import TrainConfig
 from lars_hvd.planning.plan import Plan
 from lars_hvd.run.checkpoints import EpochCheckpoint, RunState, StepCheckpoints
 from lars_hvd.run.evaluation import EvalResult, evaluate
+from lars_hvd.run.input_wait import InputWait, describe
 from lars_hvd.run.optimizer_factory import inner_optimizer
 from lars_hvd.run.preemption import StopOnSignal
 
@@ -173,13 +174,15 @@ class Progress(tf.keras.callbacks.Callback):
     run's first optimizer step, every ``every_steps`` steps, at least every
     ``every_seconds`` (at a step's end) and at each epoch's last step. Each line: epoch and
     step, the fraction of the epoch, the epoch's mean loss so far, images/s over the last
-    interval, the learning rate, and estimates of the time left in the epoch and the run."""
+    interval, the learning rate, the share of the interval's step time rank 0 waited for input
+    (``wait``, an ``InputWait``), and estimates of the time left in the epoch and the run."""
 
     def __init__(self, plan: Plan, every_steps: int, every_seconds: float,
-                 done: dict[int, int] | None = None):
+                 done: dict[int, int] | None = None, wait: InputWait | None = None):
         super().__init__()
         self.plan, self.every_steps, self.every_seconds = plan, every_steps, every_seconds
         self.done = done or {}  # epoch -> its steps taken before this run (a resumed run)
+        self.wait = wait
         self._supports_tf_logs = True  # the loss is read (a sync) only when a line is due
         self.printed_once = False
 
@@ -206,7 +209,8 @@ class Progress(tf.keras.callbacks.Callback):
         say(f"epoch {self.epoch + 1}/{plan.epochs} step {step}/{plan.steps_per_epoch} "
             f"({step / plan.steps_per_epoch:.0%}) | loss {loss:.4f} | "
             f"{rate(images / max(now - self.last_time, 1e-9))} images/s | lr "
-            f"{current_learning_rate(self.model.optimizer):.4g} | ETA epoch "
+            f"{current_learning_rate(self.model.optimizer):.4g} | "
+            f"{describe(self.wait.interval_share()) + ' | ' if self.wait else ''}ETA epoch "
             f"{duration(left_in_epoch)}, run {duration(left_in_run)} (training only)")
         self.printed_once = True
         self.last_time, self.last_step = now, step
@@ -228,11 +232,12 @@ def current_learning_rate(optimizer) -> float:
 
 @dataclass
 class RunCallbacks:
-    """A run's callbacks (``every``, in order) and the two that the run reads afterwards."""
+    """A run's callbacks (``every``, in order) and the three that the run reads afterwards."""
 
     every: list
     stop: StopOnSignal  # .stopped: the signal's Preempted, if one stopped the run
     evaluation: Evaluate  # .last: the last evaluation's result
+    wait: InputWait  # .share(): this rank's step time spent waiting for input
 
     def use_plan(self, plan: Plan) -> None:
         """The plan of the batch-schedule phase the next ``fit`` trains (its steps per
@@ -264,14 +269,15 @@ def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, e
                                       stop))
     evaluation = Evaluate(eval_data, plan, config.run.progress_every_seconds, stop,
                           config.evaluation.target_accuracy, started)
-    result.append(evaluation)
+    wait = InputWait()
+    result += [evaluation, wait]
     if rank0:
         if not sys.stdout.isatty():
             result.append(Progress(plan, config.run.progress_every_steps,
-                                   config.run.progress_every_seconds, done))
+                                   config.run.progress_every_seconds, done, wait))
         result += [
             tf.keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             EpochTensorBoard(run_dir / "tensorboard"),
             Diagnostics(run_dir / "tensorboard" / "lars", plan, config.run.log_every_steps),
         ]
-    return RunCallbacks(result, stop, evaluation)
+    return RunCallbacks(result, stop, evaluation, wait)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from lars_hvd import distributed
+from lars_hvd.run.input_wait import describe
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Summary:
     target_epoch: int | None = None  # the epoch whose evaluation reached it (None: never)
     time_to_target_seconds: float | None = None  # MLPerf's count (callbacks.Evaluate)
     batch_schedule: list[int] | None = None  # every phase's global batch (--batch-schedule)
+    # of the step time, the share spent waiting for input (the most of any rank; input_wait)
+    input_wait_share: float | None = None
 
     def line(self) -> str:
         accuracy = "n/a" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
@@ -37,7 +40,7 @@ class Summary:
         line = (f"test accuracy {accuracy} | {self.images_per_second:.0f} images/s | wall "
                 f"{self.wall_seconds:.1f} s | global batch "
                 f"{' -> '.join(map(str, self.batch_schedule or [self.global_batch_size]))} | "
-                f"world size {self.world_size}")
+                f"world size {self.world_size} | {describe(self.input_wait_share)}")
         if self.target_accuracy is not None:
             line += (f" | target {self.target_accuracy:g} not reached"
                      if self.target_epoch is None else

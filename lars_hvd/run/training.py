@@ -25,7 +25,7 @@ from lars_hvd.errors import TrainingDiverged, disk_full, disk_full_error
 from lars_hvd.files import atomic_write_text
 from lars_hvd.planning.config import TrainConfig
 from lars_hvd.planning.plan import Plan, resolve
-from lars_hvd.run import elastic, tf_setup
+from lars_hvd.run import elastic, input_wait, tf_setup
 from lars_hvd.run.callbacks import RunCallbacks, callbacks, say
 from lars_hvd.run.checkpoints import RunState, restore
 from lars_hvd.run.evaluation import EvalResult, evaluate, recompute_bn_statistics
@@ -157,8 +157,10 @@ def compile_model(model: tf.keras.Model, config: TrainConfig, plan: Plan) -> Non
 def build(config: TrainConfig, plan: Plan, run_dir: Path) -> Run:
     """TensorFlow set for the run, the model built and compiled, a fresh run state."""
     tf_setup.configure(config)
+    # (the ImageNet reader hands uint8 pixels, which the model normalizes: lars_hvd.models.inputs)
     model = models.build(config.model.model, plan.input_shape, plan.num_classes,
-                         bn_momentum=config.model.bn_momentum)
+                         bn_momentum=config.model.bn_momentum,
+                         pixels="uint8" if config.data.dataset == "imagenet" else "float32")
     compile_model(model, config, plan)
     return Run(config, run_dir, model, RunState.new())
 
@@ -209,6 +211,7 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
     view = plan.for_epoch(initial_epoch)
     first = make_datasets(config, view, distributed.rank(), initial_epoch,
                           view.iterations_at(todo[0].skip))
+    first.train = input_wait.stamp(first.train)
     if run.started is None:
         run.started = time.perf_counter()
     every = callbacks(config, view, run.run_dir, run.state, first.eval,
@@ -225,6 +228,8 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
     result = final_evaluation(run, last_trained, every.evaluation.last, first.eval, train_data)
     report_bad_records(counters, config.data.max_bad_records)
     peak = peak_memory_mb()
+    # Horovod: every rank's share; the summary reports the largest.
+    waits = [w for w in distributed.allgather_object(every.wait.share()) if w is not None]
     if plan.world_size > 1:
         check_replicas(model)
     reached = every.evaluation.reached
@@ -238,7 +243,8 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
         peak_memory_mb=peak, target_accuracy=config.evaluation.target_accuracy,
         target_epoch=reached.epoch if reached else None,
         time_to_target_seconds=reached.seconds if reached else None,
-        batch_schedule=[p.global_batch_size for p in plan.phases] or None)
+        batch_schedule=[p.global_batch_size for p in plan.phases] or None,
+        input_wait_share=max(waits) if waits else None)
 
 
 def train(run: Run, plan: Plan, todo: list[Segment], first, every: RunCallbacks,
@@ -261,6 +267,7 @@ def train(run: Run, plan: Plan, todo: list[Segment], first, every: RunCallbacks,
             every.use_plan(view)
             if segment is not todo[0]:
                 data = make_datasets(run.config, view, distributed.rank(), segment.begin)
+                data.train = input_wait.stamp(data.train)
             counters.append(data.bad_records)
             before = view.optimizer_step(model.optimizer.iterations)
             with data_errors():
