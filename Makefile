@@ -33,11 +33,12 @@ test: install lint
 
 ## The core of the suite, for a second stack (CI runs it with STACK=current): the optimizer
 ## references, serialization, Gloo and MPI under horovodrun -np 2, training in-process and
-## under horovodrun, resume, preemption, elastic, metric averaging, the stack checks.
+## under horovodrun, resume, preemption, elastic, metric averaging, the stack checks, the
+## ImageNet reader's pixel path and the input-wait measure.
 CORE_TESTS := test_optimizer.py test_rmsprop_warmup.py test_lamb.py test_serialization.py \
   test_stack.py test_horovod_wrap.py test_distributed.py test_keras_integration.py test_train.py \
   test_train_distributed.py test_fault_tolerance.py test_preemption.py test_elastic.py \
-  test_batch_schedule.py
+  test_batch_schedule.py test_input_path.py test_input_wait.py
 test-core: install
 	$(PY) -m pytest $(addprefix tests/,$(CORE_TESTS))
 

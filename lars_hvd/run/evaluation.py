@@ -58,7 +58,10 @@ def evaluate(model, dataset: tf.data.Dataset | None, *, batch_size: int,
                 say(f"evaluation: {examples} examples on this worker, "
                     f"{examples / (last - start):.0f} images/s")
     except tf.errors.ResourceExhaustedError as err:
-        first = (err.message or "out of memory").strip().splitlines()[0]
+        lines = (err.message or "out of memory").strip().splitlines()
+        # (the allocation that failed; a graph's error begins with "Graph execution error:")
+        first = next((line.strip() for line in lines if re.search(r"OOM|[Aa]llocat", line)),
+                     lines[0])
         first = re.sub(r"\s*\[Op:.*$", "", re.sub(r"\{\{.*?\}\}\s*", "", first))[:200]
         raise UsageError(
             f"evaluation ran out of memory at --eval-batch-size {batch_size} per worker "
