@@ -1,9 +1,10 @@
 """How much of a training step waits for its batch: measured on every rank, not modelled.
 
 The training dataset's last stage (``stamp``) writes the time a batch is handed to Keras into
-a variable (one Python call a batch); ``InputWait`` takes the time each step begins (``on_train_batch_begin``, just
-before Keras asks the dataset for the batch) and, when the step ends, counts the time from
-the step's beginning to the batch's delivery as waiting for input. A step whose batch was
+a variable (one Python call a batch); ``InputWait`` takes the time each step begins
+(``on_train_batch_begin``, just before Keras asks the dataset for the batch) and, when the
+step ends, counts the time from the step's beginning to the batch's delivery as waiting for
+input. A step whose batch was
 ready in tf.data's prefetch buffer waits about nothing; an input-bound run waits most of the
 step. The first step of each ``fit`` is left out (it traces the training function first).
 """
