@@ -258,9 +258,9 @@ def photo_shards(tmp_path_factory):
     return write_items(tmp_path_factory.mktemp("photos"), items, 2)
 
 
-@pytest.mark.parametrize("pixels", ["uint8", "float32"])
-@pytest.mark.parametrize("size,channels,augment", [
-    (224, 3, "inception"), (227, 3, "crop"), (28, 1, "inception"), (28, 1, "crop")])
+@pytest.mark.parametrize("size,channels,augment,pixels", [
+    (224, 3, "inception", "uint8"), (227, 3, "crop", "uint8"), (28, 1, "inception", "uint8"),
+    (28, 1, "crop", "uint8"), (224, 3, "inception", "float32"), (28, 1, "crop", "float32")])
 def test_augmentation_shapes_and_ranges(photo_shards, size, channels, augment, pixels):
     opts = options(size=size, channels=channels, num_classes=3, augment=augment, pixels=pixels)
     low, high = preprocess.value_range(channels) if pixels == "float32" else (0, 255)
