@@ -25,7 +25,7 @@ Two outputs, the same crops and flips (``docs/imagenet.md``, "Input speed"):
   resizes only the crop (``crop_and_resize`` at the sampling positions of resizing the whole
   image: the same pixels within 1/255 by rounding); a crop that is at least twice the model's
   size on both sides is decoded at a reduced DCT scale (1/2, 1/4, 1/8), which filters
-  instead of skipping pixels (``DCT_SCALE_NOTE``).
+  instead of skipping pixels (at 500x375 it never applies to a 224 px crop).
 - ``train_image`` / ``eval_image``: ``float32`` normalized with ImageNet's RGB mean and
   standard deviation on the CPU (grey models get the luminance, normalized with the means'
   mean): the path before issue 25, for models that expect normalized floats.
@@ -169,11 +169,6 @@ def _resize_shorter_side(image, side: int):
 # -- uint8 output (the reader's default) ------------------------------------------------------
 
 DCT_RATIOS = (1, 2, 4, 8)  # the scales libjpeg decodes at (decode_and_crop_jpeg's ``ratio``)
-DCT_SCALE_NOTE = (
-    "a window whose shorter side is at least 2x (4x, 8x) the model's is decoded at 1/2 (1/4, "
-    "1/8) scale: libjpeg drops the DCT's high frequencies, which acts as an area filter, "
-    "before the same bilinear resize; at ImageNet's common 500x375 it never applies to a "
-    "224-pixel crop, and on pre-sized 256 px shards never")
 
 
 def to_pixels(image, channels: int):
@@ -188,9 +183,14 @@ def _resized_window(image_bytes, window, size: int):
     A JPEG window at least twice ``size`` on both sides is decoded at the smallest DCT scale
     1/r that keeps it so, and sampled where resizing the full-scale window would sample
     (``crop_and_resize``): the same geometry, the DCT's filter instead of skipped pixels."""
-    def full_scale():
-        return tf.image.resize(_decode_window(image_bytes, window), [size, size],
-                               method="bilinear", antialias=False)
+    def resize(pixels):
+        return tf.image.resize(pixels, [size, size], method="bilinear", antialias=False)
+
+    def full_scale():  # (any format)
+        return resize(_decode_window(image_bytes, window))
+
+    def jpeg_full_scale():  # (known to be a JPEG: no second format check)
+        return resize(tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3))
 
     def at(ratio):
         def scaled():
@@ -213,7 +213,7 @@ def _resized_window(image_bytes, window, size: int):
         index = tf.zeros([], tf.int32)
         for i in range(1, len(DCT_RATIOS)):
             index = tf.where(shorter >= DCT_RATIOS[i] * size, i, index)
-        return tf.switch_case(index, [full_scale] + [at(r) for r in DCT_RATIOS[1:]])
+        return tf.switch_case(index, [jpeg_full_scale] + [at(r) for r in DCT_RATIOS[1:]])
 
     return tf.cond(tf.io.is_jpeg(image_bytes), jpeg, full_scale)
 
@@ -274,13 +274,12 @@ def _crop_recipe_pixels(image_bytes, size: int, seed):
         pixels = tf.cast(_decode_window(image_bytes, window), tf.float32)
         crop = tf.image.crop_and_resize(pixels[None], box[None], [0], [size, size],
                                         method="bilinear")[0]
-        return tf.cast(tf.clip_by_value(tf.round(crop), 0, 255), tf.uint8)
+        return to_pixels(crop, 3)
 
     def larger():  # an image below 256 px: upscaled whole, as train_image does
         image = _resize_shorter_side(_decode_window(image_bytes, _full_window(image_bytes)),
                                      side)
-        crop = tf.slice(image, tf.concat([offset, [0]], 0), [size, size, 3])
-        return tf.cast(tf.clip_by_value(tf.round(crop), 0, 255), tf.uint8)
+        return to_pixels(tf.slice(image, tf.concat([offset, [0]], 0), [size, size, 3]), 3)
 
     return tf.case([(tf.reduce_all(tf.equal(resized, shape)), same_size),
                     (tf.reduce_all(resized < shape), smaller)], default=larger)

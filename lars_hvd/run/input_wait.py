@@ -1,12 +1,11 @@
 """How much of a training step waits for its batch: measured on every rank, not modelled.
 
-The training dataset's last stage (``stamp``) writes the time a batch is handed to Keras into
-a variable (one Python call a batch); ``InputWait`` takes the time each step begins
-(``on_train_batch_begin``, just before Keras asks the dataset for the batch) and, when the
-step ends, counts the time from the step's beginning to the batch's delivery as waiting for
-input. A step whose batch was
-ready in tf.data's prefetch buffer waits about nothing; an input-bound run waits most of the
-step. The first step of each ``fit`` is left out (it traces the training function first).
+The training dataset's last stage (``stamp``) notes the time Keras takes each batch (one
+Python call a batch); ``InputWait`` takes the time each step begins (``on_train_batch_begin``,
+just before Keras asks the dataset for the batch) and, when the step ends, counts the time
+from the step's beginning to the batch's delivery as waiting for input. A step whose batch
+was ready in tf.data's prefetch buffer waits about nothing; an input-bound run waits most of
+the step. The first step of each ``fit`` is left out (it traces the training function first).
 """
 
 from __future__ import annotations
@@ -17,28 +16,24 @@ import numpy as np
 import tensorflow as tf
 
 INPUT_BOUND = 0.10  # a run that waits more than this share of its step time is input-bound
-_clock: tf.Variable | None = None
+_delivered = [0.0]  # when the last batch was taken (time.time()), in this process
 
 
-def clock() -> tf.Variable:
-    """The process's delivery time (seconds since the epoch, as ``time.time()``)."""
-    global _clock
-    if _clock is None:
-        with tf.init_scope(), tf.device("/cpu:0"):
-            _clock = tf.Variable(0.0, dtype=tf.float64, trainable=False,
-                                 name="input_delivered")
-    return _clock
+def delivered() -> float:
+    return _delivered[0]
+
+
+def _note_delivery() -> np.float64:
+    _delivered[0] = time.time()
+    return np.float64(_delivered[0])
 
 
 def stamp(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """``dataset`` whose every element, when Keras takes it, sets ``clock()`` to now."""
-    delivered = clock()
-
+    """``dataset`` whose every element, when Keras takes it, notes the time (``delivered``)."""
     def handed_over(*element):
         # (Python's clock, not tf.timestamp, which --deterministic's op determinism refuses)
-        now = tf.numpy_function(lambda: np.float64(time.time()), [], tf.float64,
-                                stateful=True)
-        with tf.control_dependencies([delivered.assign(now)]):
+        noted = tf.numpy_function(_note_delivery, [], tf.float64, stateful=True)
+        with tf.control_dependencies([noted]):
             return tf.nest.map_structure(tf.identity, element)
 
     # (a sequential map after the prefetch: it runs when the element is asked for)
@@ -65,8 +60,7 @@ class InputWait(tf.keras.callbacks.Callback):
             self._skip = False
             return
         step = now - self._begin
-        delivered = float(clock().numpy())
-        self.waited += min(max(delivered - self._begin, 0.0), step)
+        self.waited += min(max(delivered() - self._begin, 0.0), step)
         self.stepped += step
 
     def share(self) -> float | None:
