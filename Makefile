@@ -14,7 +14,7 @@ STAMP := $(VENV)/.lars_hvd-installed
 export HOROVOD_STALL_SHUTDOWN_TIME_SECONDS ?= 120
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-core lint study study-quick study-docs bench bench-docs clean
+.PHONY: install demo test test-fast test-core lint study study-quick study-docs bench bench-docs clean
 
 install: $(STAMP)
 
@@ -31,16 +31,17 @@ demo: install
 test: install lint
 	$(PY) -m pytest tests
 
-## The core of the suite, for a second stack (CI runs it with STACK=current): the optimizer
-## references, serialization, Gloo and MPI under horovodrun -np 2, training in-process and
-## under horovodrun, resume, preemption, elastic, metric averaging, the stack checks, the
-## ImageNet reader's pixel path and the input-wait measure.
-CORE_TESTS := test_optimizer.py test_rmsprop_warmup.py test_lamb.py test_serialization.py \
-  test_stack.py test_horovod_wrap.py test_distributed.py test_keras_integration.py test_train.py \
-  test_train_distributed.py test_fault_tolerance.py test_preemption.py test_elastic.py \
-  test_batch_schedule.py test_input_path.py test_input_wait.py
+## The inner loop while coding: every test that starts no process (no horovodrun, no
+## subprocess; tests/pytest.ini's markers), under 2 minutes on 2 cores.
+test-fast: install
+	$(PY) -m pytest -m "not multiprocess" tests
+
+## The core of the suite, for a second stack (CI runs it with STACK=current): the tests
+## marked `core` (the optimizer references, serialization, Gloo and MPI under horovodrun -np 2,
+## training in-process and under horovodrun, resume, preemption, elastic, the stack checks,
+## the ImageNet reader's pixel path and the input-wait measure).
 test-core: install
-	$(PY) -m pytest $(addprefix tests/,$(CORE_TESTS))
+	$(PY) -m pytest -m core tests
 
 ## Accuracy vs global batch (SGD / LARS / LAMB and related methods, BN and no-BN nets,
 ## a ResNet-14, time to target) -> runs/study/.

@@ -1,11 +1,19 @@
 """Shared test setup: this folder is on sys.path (for lars_reference), TF is quiet, and
 lars_hvd is imported before any test imports TensorFlow (Keras 2 on the current stack).
 
+Tiers by marker (declared in pytest.ini; docs/testing.md):
+- ``multiprocess``: the test starts a process (a Python interpreter, horovodrun, mpirun, a
+  shell script, a cluster). A test without it that starts one fails: an audit hook refuses
+  the start (``make test-fast`` runs the others and must start nothing).
+- ``cluster``: Slurm or two hosts (also ``multiprocess``).
+- ``core``: run on the second stack too (``make test-core STACK=current``).
+
 A test marked ``fashion_mnist`` needs Debian's dataset-fashion-mnist: without it the test is
 skipped with the reason, and under ``CI`` it fails (CI installs the package, so a skip there
 would hide a broken install)."""
 
 import os
+import sys
 
 import pytest
 
@@ -13,8 +21,72 @@ import lars_hvd  # noqa: F401  (first: on the current stack it sets TF_USE_LEGAC
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Audit events of every way Python starts a process (subprocess, os.system, fork, spawn, exec).
+_PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.fork", "os.forkpty",
+                             "os.posix_spawn", "os.spawn", "os.exec"})
+# What libraries run once to learn about the machine (platform.processor(): uname -p;
+# numpy.testing's first import: lscpu), whichever test comes first: not a test's process.
+_INTROSPECTION = frozenset({"uname", "lscpu"})
+_guarded: list = []  # the test now running when it may not start a process, else empty
 
+
+def _refuse_processes(event: str, args: tuple) -> None:
+    if _guarded and event in _PROCESS_EVENTS and not _introspection(event, args):
+        item = _guarded[0]
+        item.started_process = f"{event} {args[:2]!r}"
+        raise RuntimeError(f"{item.nodeid} starts a process ({event}) but is not marked "
+                           f"multiprocess: mark it (pytest.mark.multiprocess), or keep it "
+                           f"in this process")
+
+
+def _introspection(event: str, args: tuple) -> bool:
+    argv = args[1] if event == "subprocess.Popen" and len(args) > 1 else None
+    return isinstance(argv, (list, tuple)) and bool(argv) and \
+        os.path.basename(str(argv[0])) in _INTROSPECTION
+
+
+sys.addaudithook(_refuse_processes)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
+    _needs_fashion_mnist(item)
+    with _guard(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _guard(item):
+        result = yield
+    started = getattr(item, "started_process", None)
+    if started:  # also when the test caught the refusal
+        pytest.fail(f"not marked multiprocess, but started a process: {started}",
+                    pytrace=False)
+    return result
+
+
+class _guard:
+    def __init__(self, item):
+        self.on = item.get_closest_marker("multiprocess") is None
+        self.item = item
+
+    def __enter__(self):
+        if self.on:
+            _guarded.append(self.item)
+
+    def __exit__(self, *exc):
+        if self.on:
+            _guarded.clear()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("cluster") and not item.get_closest_marker("multiprocess"):
+            raise pytest.UsageError(f"{item.nodeid} is marked cluster but not multiprocess")
+
+
+def _needs_fashion_mnist(item):
     if item.get_closest_marker("fashion_mnist") is None:
         return
     from lars_hvd.data import fashion_mnist

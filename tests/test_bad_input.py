@@ -21,6 +21,7 @@ def needs(case) -> None:
         pytest.skip(why)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("case", bad_inputs.CASES, ids=lambda c: c.name[:50])
 def test_bad_input(case, tmp_path):
     needs(case)
@@ -34,6 +35,7 @@ def test_bad_input(case, tmp_path):
         assert len(errors) == 1, outcome.output[-3000:]
 
 
+@pytest.mark.multiprocess
 def test_a_full_disk_run_resumes_once_space_is_free(tmp_path):
     case = next(c for c in bad_inputs.CASES if c.run is bad_inputs.disk_full)
     needs(case)

@@ -23,6 +23,8 @@ from lars_hvd.planning.schedule import build_schedule
 from lars_hvd.signals import Preempted
 from lars_hvd.train import main
 
+pytestmark = pytest.mark.core
+
 # 8 steps an epoch at 512, then 4 at 1024 from epoch 2: 16 steps in 3 epochs.
 FLAGS = ["--train-examples", "4096", "--global-batch-size", "512", "--epochs", "3",
          "--warmup-epochs", "1", "--batch-schedule", "2:1024", "--deterministic"]
@@ -101,6 +103,7 @@ def epoch_weights(run_dir: Path, epoch: int) -> dict[str, np.ndarray]:
             if k.startswith("model/") and k.endswith("VARIABLE_VALUE")}
 
 
+@pytest.mark.multiprocess
 @pytest.mark.fashion_mnist
 def test_each_phase_on_2_workers_equals_1_worker_accumulating(tmp_path):
     """Phase 1: 2 x 256 vs 1 x 2 x 256; phase 2 (from epoch 2): 2 x 2 x 256 vs 1 x 4 x 256.
@@ -125,6 +128,7 @@ def test_each_phase_on_2_workers_equals_1_worker_accumulating(tmp_path):
             assert error < 1e-5, (epoch, key, error)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.fashion_mnist
 def test_under_horovodrun_sigterm_in_phase_2_then_resume_is_bitwise(tmp_path):
     # 32 steps an epoch at 512, 16 at 1024 from epoch 2: 64 steps; the signal lands in epoch 2.
@@ -152,6 +156,7 @@ def test_under_horovodrun_sigterm_in_phase_2_then_resume_is_bitwise(tmp_path):
     assert f"(sha256 {digest})" in resumed.stdout, resumed.stdout[-3000:]
 
 
+@pytest.mark.multiprocess
 @pytest.mark.fashion_mnist
 def test_elastic_two_to_one_across_a_phase_change_holds_each_global_batch(tmp_path):
     epochs, change = 24, 13  # 16 steps an epoch at 256, then 8 at 512 from epoch 13

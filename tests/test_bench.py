@@ -101,6 +101,7 @@ def test_overhead_bench_in_one_process(tmp_path):
     assert "bare `model.fit`" in summary.render(tmp_path)
 
 
+@pytest.mark.multiprocess
 def test_overhead_bench_on_two_workers_reports_medians_and_cpu(tmp_path):
     bench_main(["overhead", "--workers", "2", "--batch", "32", "--steps", "6", "--epochs", "1",
                 "--skip", "2", "--rounds", "2", "--timeout", "300", "--out", str(tmp_path)])
@@ -129,6 +130,7 @@ def test_median_interval_is_the_binomial_order_statistics_interval():
     assert (low, high) == (5, 14) and cover == pytest.approx(0.9586, abs=1e-4)
 
 
+@pytest.mark.multiprocess
 def test_throughput_under_horovodrun_prints_horovods_lines(tmp_path):
     result = run_horovod.run(
         [*BENCH, "throughput", "--model", "small_cnn_bn", "--batch", "32",
@@ -141,6 +143,7 @@ def test_throughput_under_horovodrun_prints_horovods_lines(tmp_path):
     assert saved["workers"] == 2 and len(saved["iterations"]) == 2
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("controller", ["gloo", "mpi"])
 def test_allreduce_bench_measures_both_fusion_settings(tmp_path, controller):
     bench_main(["allreduce", "--controllers", controller, "--max-bytes", str(64 << 10),

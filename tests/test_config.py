@@ -190,6 +190,7 @@ def test_path_flags_are_checked_for_their_kind(tmp_path):
     cli.parse_args(["--run-dir", str(tmp_path / "new" / "run"), "--cache", "memory"])  # fine
 
 
+@pytest.mark.multiprocess
 def test_planning_imports_neither_tensorflow_nor_horovod(tmp_path):
     """--dry-run and the plan need no TensorFlow; --plot-lr needs TF but not Horovod."""
     import subprocess
@@ -211,6 +212,7 @@ def test_planning_imports_neither_tensorflow_nor_horovod(tmp_path):
         assert out.strip().splitlines()[-1] == expected, out
 
 
+@pytest.mark.multiprocess
 def test_the_layers_state_their_rules_in_sys_modules():
     """planning/ imports neither TensorFlow nor Horovod; optim/ no Horovod and no config."""
     import subprocess

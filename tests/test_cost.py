@@ -90,6 +90,7 @@ def test_the_input_term_uses_the_measured_rate_of_the_data_form():
         cost.project(P100, "resnet50", 8, 64, data_form="lmdb")
 
 
+@pytest.mark.multiprocess
 def test_the_dry_run_takes_the_data_form_from_the_shards_manifest(tmp_path):
     (tmp_path / "dataset.json").write_text('{"train": 100000, "classes": 10, '
                                            '"shorter_side": {"train": 256}}')
@@ -125,6 +126,7 @@ def train(*args: str) -> subprocess.CompletedProcess:
                           timeout=60, check=False, cwd=REPO)
 
 
+@pytest.mark.multiprocess
 def test_dry_run_projects_the_32k_preset_on_1024_p100s_without_tensorflow():
     out = train("--preset", "resnet50-imagenet-32k", "--dry-run", "--world-size", "1024",
                 "--hardware", "dgx1-p100")
@@ -139,6 +141,7 @@ def test_dry_run_projects_the_32k_preset_on_1024_p100s_without_tensorflow():
     assert "bound by                 compute" in text
 
 
+@pytest.mark.multiprocess
 def test_hardware_list_and_mistakes_are_one_line():
     listed = train("--hardware", "list")
     assert listed.returncode == 0 and "dgx1-p100" in listed.stdout and "source:" in listed.stdout

@@ -8,6 +8,8 @@ import sys
 import pytest
 import run_horovod
 
+pytestmark = [pytest.mark.core, pytest.mark.multiprocess]
+
 
 @pytest.mark.parametrize("controller", ["gloo", "mpi"])
 def test_lars_under_horovodrun(controller):

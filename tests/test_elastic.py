@@ -18,7 +18,7 @@ from run_horovod import wait_for
 
 from lars_hvd import horovodrun
 
-pytestmark = pytest.mark.fashion_mnist
+pytestmark = [pytest.mark.core, pytest.mark.multiprocess, pytest.mark.fashion_mnist]
 
 
 EPOCHS = 40

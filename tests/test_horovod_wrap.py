@@ -9,6 +9,8 @@ from test_serialization import NON_DEFAULT, paper_schedule
 from lars_hvd import distributed
 from lars_hvd.optim.lars import LARS
 
+pytestmark = pytest.mark.core
+
 distributed.init(pin_gpu=False, set_threads=False)  # a world of size 1
 
 

@@ -18,6 +18,8 @@ from lars_hvd import models
 from lars_hvd.data import make_tfrecords, pipeline, preprocess
 from lars_hvd.errors import UsageError
 
+pytestmark = pytest.mark.core
+
 SEEDS = [tf.constant([s, 7 * s + 1], tf.int64) for s in range(8)]
 
 

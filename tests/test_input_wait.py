@@ -6,10 +6,13 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from lars_hvd.run import input_wait
 from lars_hvd.run.report import Summary
+
+pytestmark = pytest.mark.core
 
 
 def fit_share(batch_seconds: float, step_seconds: float, steps: int = 12) -> float:

@@ -9,6 +9,8 @@ from lars_reference import relative_error
 
 from lars_hvd.optim.lars import LARS
 
+pytestmark = pytest.mark.core
+
 
 def train(jit_compile: bool = False, policy: str = "float32", steps: int = 5):
     tf.keras.mixed_precision.set_global_policy(policy)

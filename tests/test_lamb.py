@@ -12,6 +12,8 @@ from lars_reference import relative_error
 
 from lars_hvd.optim.lamb import LAMB
 
+pytestmark = pytest.mark.core
+
 STEPS = 6
 PATTERNS = ["bias", "skip_me"]  # found in tfa's names (no ":0") and in ours alike
 PINNED = tf.__version__.startswith("2.15.")

@@ -49,6 +49,7 @@ def strict_before_first_command(text: str) -> bool:
     return False
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("broken", ["false | true", 'echo "$NO_SUCH_VARIABLE"', "false"])
 def test_common_sh_makes_a_failure_stop_the_script(broken):
     script = f'source "{LAUNCH / "common.sh"}"; {broken}; echo survived'
@@ -64,6 +65,7 @@ def hostfile(tmp_path):
     return str(path)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_scripts_parse_and_explain_themselves(script):
     assert subprocess.run(["bash", "-n", str(LAUNCH / script)], check=False).returncode == 0
@@ -73,6 +75,7 @@ def test_scripts_parse_and_explain_themselves(script):
     assert "unchanged" in usage  # the training arguments pass through
 
 
+@pytest.mark.multiprocess
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_shellcheck_is_clean():
     files = [str(LAUNCH / s) for s in [*SCRIPTS, "common.sh"]]
@@ -82,6 +85,7 @@ def test_shellcheck_is_clean():
     assert result.returncode == 0, result.stdout
 
 
+@pytest.mark.multiprocess
 def test_local_passes_the_training_arguments_unchanged():
     cmd = dry("local.sh", "--np", "4")
     assert cmd[-len(TRAIN_ARGS) - 3:] == ["python3", "-m", "lars_hvd.train", *TRAIN_ARGS]
@@ -92,6 +96,7 @@ def test_local_passes_the_training_arguments_unchanged():
     assert "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS=300" in cmd
 
 
+@pytest.mark.multiprocess
 def test_knobs_become_horovods_variables(hostfile):
     knobs = ["--fusion-threshold-mb", "64", "--cycle-time-ms", "3.5", "--network-interface",
              "ib0", "--timeline", "/tmp/t.json", "--stall-check-s", "30",
@@ -110,6 +115,7 @@ def test_knobs_become_horovods_variables(hostfile):
         mpirun.index("btl_tcp_if_include") - 1:mpirun.index("btl_tcp_if_include") + 2]
 
 
+@pytest.mark.multiprocess
 def test_hostfile_gives_hosts_and_slots(hostfile):
     cmd = dry("horovodrun.sh", "--hostfile", hostfile, "--controller", "mpi")
     i = cmd.index("horovodrun")
@@ -121,6 +127,7 @@ def test_hostfile_gives_hosts_and_slots(hostfile):
     assert cmd[cmd.index("plm_rsh_args") + 1] == "-p 2222"
 
 
+@pytest.mark.multiprocess
 def test_hosts_without_counts_take_gpus_per_node(tmp_path):
     path = tmp_path / "hosts"
     path.write_text("a\nb\n")
@@ -128,6 +135,7 @@ def test_hosts_without_counts_take_gpus_per_node(tmp_path):
     assert cmd[cmd.index("-H") + 1] == "a:4,b:4" and cmd[cmd.index("-np") + 1] == "8"
 
 
+@pytest.mark.multiprocess
 def test_slurm_uses_the_allocation(tmp_path):
     cmd = dry("slurm.sbatch", env={"SLURM_NTASKS": "64", "SLURM_CPUS_PER_TASK": "10"})
     i = cmd.index("srun")
@@ -139,6 +147,7 @@ def test_slurm_uses_the_allocation(tmp_path):
     assert cmd[-len(TRAIN_ARGS):] == TRAIN_ARGS
 
 
+@pytest.mark.multiprocess
 def test_kubernetes_manifest_is_a_valid_mpijob():
     out = launch("k8s.sh", "--image", "registry/lars_hvd:1", "--nodes", "4",
                  "--gpus-per-node", "8", "--fusion-threshold-mb", "32", "--dry-run", "--",
@@ -167,17 +176,20 @@ def test_kubernetes_manifest_is_a_valid_mpijob():
     ("k8s.sh", ["--image", "x", "--name", "Bad_Name"], "--name must be a DNS label"),
     ("slurm.sbatch", ["--launcher", "ssh"], "--launcher must be srun or mpirun"),
 ])
+@pytest.mark.multiprocess
 def test_bad_options_are_named(script, args, message):
     result = launch(script, *args, "--dry-run", check=False)
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
+@pytest.mark.multiprocess
 def test_more_ranks_than_slots_is_refused(hostfile):
     result = launch("mpirun.sh", "--hostfile", hostfile, "--np", "17", "--dry-run",
                     check=False)
     assert result.returncode == 2 and "--np 17 is more than the 16 slots" in result.stderr
 
 
+@pytest.mark.multiprocess
 @pytest.mark.fashion_mnist
 def test_local_script_really_trains_two_workers(tmp_path):
     env = {**os.environ, "LARS_HVD_PYTHON": sys.executable,

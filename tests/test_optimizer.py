@@ -11,6 +11,8 @@ from lars_reference import excluded, lars_step, relative_error
 
 from lars_hvd.optim.lars import LARS, trust_ratio
 
+pytestmark = pytest.mark.core
+
 STEPS = 6
 TOLERANCE = 1e-5  # float32 vs float64 reference, norm-wise relative error per variable
 

@@ -22,7 +22,7 @@ from lars_hvd import horovodrun
 from lars_hvd.signals import EXIT_RESUMABLE, Preempted
 from lars_hvd.train import main
 
-pytestmark = pytest.mark.fashion_mnist
+pytestmark = [pytest.mark.core, pytest.mark.fashion_mnist]
 
 # 8 optimizer steps an epoch, 3 epochs; deterministic ops, so reruns are bitwise equal.
 FLAGS = ["--train-examples", "4096", "--global-batch-size", "512", "--epochs", "3",
@@ -98,6 +98,7 @@ def test_step_checkpoints_every_n_steps_keep_the_last_k(tmp_path):
     assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
 
 
+@pytest.mark.multiprocess
 def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_path):
     """SIGUSR1 to both workers of a -np 2 job mid-epoch: one step checkpoint, exit code 75
     on both ranks, and the resumed run ends with the uninterrupted run's weights."""
@@ -140,6 +141,7 @@ def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_p
     assert f"(sha256 {digest})" in resumed.stdout, resumed.stdout[-3000:]
 
 
+@pytest.mark.multiprocess
 def test_a_signal_while_tensorflow_loads_stops_the_run_at_its_first_step(tmp_path):
     """Slurm's early warning can come while a rank still imports TensorFlow: the ranks catch
     it from before that import, stop after their first step with a checkpoint and exit 75."""

@@ -23,7 +23,7 @@ import pytest
 
 from lars_hvd import horovodrun
 
-pytestmark = pytest.mark.fashion_mnist
+pytestmark = [pytest.mark.multiprocess, pytest.mark.fashion_mnist]
 
 PRESETS = ["resnet50-imagenet-32k", "resnet50-imagenet-mlperf", "alexnet-bn-imagenet-8k"]
 # One optimizer step an epoch, one example per worker: mixed_float16 (the MLPerf preset's

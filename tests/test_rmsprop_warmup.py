@@ -12,6 +12,8 @@ from lars_reference import relative_error
 
 from lars_hvd.optim.rmsprop_warmup import RMSpropWarmup, sgd_share
 
+pytestmark = pytest.mark.core
+
 TOLERANCE = 1e-5  # float32 vs the float64 reference, norm-wise relative error
 
 

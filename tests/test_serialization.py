@@ -13,6 +13,8 @@ from lars_hvd.optim.lars import LARS
 from lars_hvd.optim.schedules import LinearWarmup
 from lars_hvd.planning.plan import linear_scaled_learning_rate
 
+pytestmark = pytest.mark.core
+
 NON_DEFAULT = dict(
     learning_rate=7.5,
     momentum=0.8,

@@ -21,6 +21,8 @@ import pytest
 from lars_hvd import horovodrun
 from lars_hvd.data import fashion_mnist
 
+pytestmark = [pytest.mark.multiprocess, pytest.mark.cluster]
+
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "tests" / "slurm_cluster.sh"
 # The default job, small and deterministic: 32 optimizer steps an epoch.

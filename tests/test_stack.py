@@ -11,6 +11,8 @@ import pytest
 
 from lars_hvd import stack
 
+pytestmark = pytest.mark.core
+
 
 def test_python_outside_both_stacks():
     for version in ((3, 10), (3, 11), (3, 12), (3, 13)):
@@ -52,6 +54,7 @@ def test_horovod_without_tensorflow(monkeypatch):
         stack.check_horovod_tensorflow()
 
 
+@pytest.mark.multiprocess
 def test_installed_stack_is_good():
     out = subprocess.run(
         [sys.executable, "-m", "lars_hvd.stack"], capture_output=True, text=True, timeout=120
@@ -72,6 +75,7 @@ def test_installed_stack_is_good():
     (True, "0", "0"),  # the user's own choice is left alone (check_keras names it)
     (False, None, None),  # no tf-keras (the pinned stack): nothing to set
 ])
+@pytest.mark.multiprocess
 def test_importing_lars_hvd_sets_tf_use_legacy_keras(tmp_path, tf_keras, preset, expected):
     site = tmp_path / "site"
     site.mkdir()

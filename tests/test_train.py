@@ -14,7 +14,7 @@ from lars_hvd.data import fashion_mnist
 from lars_hvd.errors import UsageError
 from lars_hvd.train import main
 
-pytestmark = pytest.mark.fashion_mnist
+pytestmark = [pytest.mark.core, pytest.mark.fashion_mnist]
 
 SMALL = ["--train-examples", "2048", "--global-batch-size", "512", "--epochs", "2",
          "--log-every-steps", "1", "--deterministic"]

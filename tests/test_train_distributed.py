@@ -10,7 +10,7 @@ import pytest
 import run_horovod
 import tensorflow as tf
 
-pytestmark = pytest.mark.fashion_mnist
+pytestmark = [pytest.mark.core, pytest.mark.multiprocess, pytest.mark.fashion_mnist]
 
 TRAIN = [sys.executable, "-m", "lars_hvd.train"]
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TWO_HOSTS = ["bash", str(ROOT / "tests" / "two_hosts.sh")]
 
 check = subprocess.run([*TWO_HOSTS, "check"], capture_output=True, text=True, check=False)
-pytestmark = [pytest.mark.fashion_mnist]
+pytestmark = [pytest.mark.multiprocess, pytest.mark.cluster, pytest.mark.fashion_mnist]
 
 TRAIN = ["--train-examples", "1024", "--global-batch-size", "256", "--epochs", "2",
          "--warmup-epochs", "0.5"]

@@ -1,0 +1,59 @@
+"""Where the suite's time goes, as the markdown tables of docs/testing.md, from a JUnit XML
+file written by pytest (a test's time there is its setup, call and teardown together):
+
+    .venv/bin/python -m pytest tests --junitxml=runs/tests.xml
+    python tests/durations.py runs/tests.xml [--slowest 25]
+
+Prints the slowest tests, then the seconds and test count per file, then the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import xml.etree.ElementTree as ET
+
+
+def cases(path: str) -> list[tuple[str, str, float, str]]:
+    """(file, test, seconds, outcome) of every test case in the report."""
+    found = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        parts = case.get("classname", "").split(".")  # tests.test_x[.TestClass]
+        module = next((p for p in reversed(parts) if p.startswith("test_")), parts[-1])
+        outcome = next((child.tag for child in case
+                        if child.tag in ("failure", "error", "skipped")), "passed")
+        found.append((f"{module}.py", case.get("name", ""), float(case.get("time", 0)),
+                      outcome))
+    return found
+
+
+def tables(found: list[tuple[str, str, float, str]], slowest: int) -> str:
+    rows = ["| seconds | test |", "|---:|---|"]
+    for file, name, seconds, outcome in sorted(found, key=lambda c: -c[2])[:slowest]:
+        mark = "" if outcome == "passed" else f" ({outcome})"
+        rows.append(f"| {seconds:.1f} | {file}::{name}{mark} |")
+    per_file: dict[str, list[float]] = collections.defaultdict(list)
+    for file, _, seconds, _ in found:
+        per_file[file].append(seconds)
+    rows += ["", "| seconds | tests | file |", "|---:|---:|---|"]
+    for file, times in sorted(per_file.items(), key=lambda kv: -sum(kv[1])):
+        rows.append(f"| {sum(times):.0f} | {len(times)} | {file} |")
+    outcomes = collections.Counter(outcome for *_, outcome in found)
+    total = sum(seconds for _, _, seconds, _ in found)
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+    rows += ["", f"Total: {len(found)} tests ({counts}), {total:.0f} s ({total / 60:.1f} min) "
+                 f"summed over tests."]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", help="pytest's --junitxml file")
+    parser.add_argument("--slowest", type=int, default=25, help="how many tests to list")
+    args = parser.parse_args(argv)
+    print(tables(cases(args.report), args.slowest))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
