@@ -153,7 +153,7 @@ def test_world_size_flag_is_for_dry_runs_only():
 @pytest.mark.parametrize("extra", [
     ["--optimizer", "sgd", "--lr-scaling", "linear", "--learning-rate", "0.1"],
     ["--optimizer", "lamb", "--learning-rate", "0.01"],
-    ["--precision", "mixed_float16", "--max-per-worker-batch", "256"],
+    ["--precision", "mixed_float16", "--max-per-worker-batch", "256", "--eval-examples", "2000"],
     ["--precision", "mixed_bfloat16", "--label-smoothing", "0.1", "--decay", "cosine"],
     ["--decay", "step", "--step-boundaries", "1"],
     ["--lars-mode", "clip", "--learning-rate", "0.5"],
