@@ -32,7 +32,7 @@ test: install lint
 	$(PY) -m pytest tests
 
 ## The inner loop while coding: every test that starts no process (no horovodrun, no
-## subprocess; tests/pytest.ini's markers), under 2 minutes on 2 cores.
+## subprocess; tests/pytest.ini's markers). 4.5 minutes on 2 cores (docs/testing.md).
 test-fast: install
 	$(PY) -m pytest -m "not multiprocess" tests
 

@@ -12,6 +12,7 @@ A test marked ``fashion_mnist`` needs Debian's dataset-fashion-mnist: without it
 skipped with the reason, and under ``CI`` it fails (CI installs the package, so a skip there
 would hide a broken install)."""
 
+import contextlib
 import os
 import sys
 
@@ -27,12 +28,12 @@ _PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.fork", "os.for
 # What libraries run once to learn about the machine (platform.processor(): uname -p;
 # numpy.testing's first import: lscpu), whichever test comes first: not a test's process.
 _INTROSPECTION = frozenset({"uname", "lscpu"})
-_guarded: list = []  # the test now running when it may not start a process, else empty
+_guarded = None  # the test now running when it may not start a process
 
 
 def _refuse_processes(event: str, args: tuple) -> None:
-    if _guarded and event in _PROCESS_EVENTS and not _introspection(event, args):
-        item = _guarded[0]
+    item = _guarded
+    if item is not None and event in _PROCESS_EVENTS and not _introspection(event, args):
         item.started_process = f"{event} {args[:2]!r}"
         raise RuntimeError(f"{item.nodeid} starts a process ({event}) but is not marked "
                            f"multiprocess: mark it (pytest.mark.multiprocess), or keep it "
@@ -66,18 +67,16 @@ def pytest_runtest_call(item):
     return result
 
 
-class _guard:
-    def __init__(self, item):
-        self.on = item.get_closest_marker("multiprocess") is None
-        self.item = item
-
-    def __enter__(self):
-        if self.on:
-            _guarded.append(self.item)
-
-    def __exit__(self, *exc):
-        if self.on:
-            _guarded.clear()
+@contextlib.contextmanager
+def _guard(item):
+    """Process starts are refused inside, unless ``item`` is marked multiprocess."""
+    global _guarded
+    if item.get_closest_marker("multiprocess") is None:
+        _guarded = item
+    try:
+        yield
+    finally:
+        _guarded = None
 
 
 def pytest_collection_modifyitems(items):

@@ -19,7 +19,7 @@ from run_horovod import wait_for
 
 from lars_hvd import horovodrun
 
-pytestmark = [pytest.mark.core, pytest.mark.fashion_mnist]
+pytestmark = [pytest.mark.core, pytest.mark.multiprocess, pytest.mark.fashion_mnist]
 
 TRAIN = [sys.executable, "-m", "lars_hvd.train"]
 # Deterministic ops; 64 steps per epoch (~2.4 s here) so that a kill lands inside an epoch.
@@ -68,7 +68,6 @@ def rank_pids(marker: str, rank: int) -> list[int]:
     return found
 
 
-@pytest.mark.multiprocess
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     uninterrupted = tmp_path / "uninterrupted"
     out = finish(start([*RUN, "--run-dir", str(uninterrupted)]))
@@ -98,7 +97,6 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     assert not different, f"not bitwise equal: {different[:5]}"
 
 
-@pytest.mark.multiprocess
 def test_a_killed_worker_ends_the_job_within_60_s_naming_the_rank(tmp_path):
     proc = start(["--train-examples", "60000", "--global-batch-size", "256", "--epochs", "20",
                   "--run-dir", str(tmp_path / "run")])
@@ -116,7 +114,6 @@ def test_a_killed_worker_ends_the_job_within_60_s_naming_the_rank(tmp_path):
     assert "Process 1 exit with status code" in out or "rank 1" in out.lower(), out[-3000:]
 
 
-@pytest.mark.multiprocess
 def test_nan_keeps_the_last_good_checkpoint(tmp_path):
     import bad_inputs
 
