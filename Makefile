@@ -9,6 +9,7 @@ VENV ?= .venv-$(STACK)
 endif
 PY := $(VENV)/bin/python
 NP ?= 2
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.lars_hvd-installed
 # A hang must fail, not stall: Horovod shuts a job down after this many stalled seconds.
 export HOROVOD_STALL_SHUTDOWN_TIME_SECONDS ?= 120
@@ -27,9 +28,10 @@ $(STAMP): setup.py .ci/install.sh
 demo: install
 	$(VENV)/bin/horovodrun -np $(NP) -H localhost:$(NP) --gloo $(PY) -m lars_hvd.train
 
-## Every test (unit, and real 2-process Gloo and MPI runs), after the linter.
+## Every test (unit, and real 2-process Gloo and MPI runs), after the linter, on
+## $(TEST_WORKERS) pytest-xdist workers, a file's tests on one (docs/testing.md).
 test: install lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 ## The inner loop while coding: every test that starts no process (no horovodrun, no
 ## subprocess; tests/pytest.ini's markers). 4.5 minutes on 2 cores (docs/testing.md).
@@ -41,7 +43,7 @@ test-fast: install
 ## training in-process and under horovodrun, resume, preemption, elastic, the stack checks,
 ## the ImageNet reader's pixel path and the input-wait measure).
 test-core: install
-	$(PY) -m pytest -m core tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m core tests
 
 ## Accuracy vs global batch (SGD / LARS / LAMB and related methods, BN and no-BN nets,
 ## a ResNet-14, time to target) -> runs/study/.

@@ -45,6 +45,6 @@ setup(
         "current-gpu": [f"tensorflow[and-cuda]=={CURRENT_TF}", f"tf-keras=={CURRENT_TF}",
                         "tensorboard==2.21.0"],
         "crosscheck": ["tensorflow-addons==0.23.0"],
-        "test": ["pytest>=8", "ruff==0.17.6", "pyyaml"],
+        "test": ["pytest>=8", "pytest-xdist==3.6.1", "ruff==0.17.6", "pyyaml"],
     },
 )

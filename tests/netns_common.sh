@@ -7,11 +7,12 @@ check_netns() {  # prints why network namespaces cannot be made here, and fails
   [ "$(id -u)" = 0 ] || { echo "network namespaces need root (running as uid $(id -u))"; return 1; }
   command -v ip >/dev/null || { echo "iproute2's ip is not installed"; return 1; }
   command -v unshare >/dev/null || { echo "unshare (util-linux) is not installed"; return 1; }
-  if ! ip netns add lhvd-probe 2>/dev/null; then
+  # (named after this shell: the two scripts' checks may run at once, from two test workers)
+  if ! ip netns add "lhvd-probe-$$" 2>/dev/null; then
     echo "ip netns add fails here (no CAP_SYS_ADMIN, or no network-namespace support)"
     return 1
   fi
-  ip netns del lhvd-probe
+  ip netns del "lhvd-probe-$$"
 }
 
 kill_namespace_processes() {  # namespace: kill -9 everything still running inside it

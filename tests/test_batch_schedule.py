@@ -1,9 +1,10 @@
 """Training through --batch-schedule: the LR read in epochs across phases, each phase the
-same training as one worker accumulating, and resume and elastic training across phases."""
+same training as one worker accumulating, and resume across phases. (Elastic training across
+a phase change is test_elastic.py's; a stop and resume in phase 2 under horovodrun is
+test_preemption.py's.)"""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sys
@@ -12,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from run_horovod import wait_for
-from test_elastic import ended, start_elastic, wait_for_text
-from test_preemption import SignalAtStep, final_tensors, start_horovodrun, worker_pids
+from test_preemption import SignalAtStep, final_tensors
 
 from lars_hvd import horovodrun
 from lars_hvd.planning.cli import parse_args
@@ -126,56 +125,3 @@ def test_each_phase_on_2_workers_equals_1_worker_accumulating(tmp_path):
         for key in a:
             error = np.linalg.norm(a[key] - b[key]) / np.linalg.norm(a[key])
             assert error < 1e-5, (epoch, key, error)
-
-
-@pytest.mark.multiprocess
-@pytest.mark.fashion_mnist
-def test_under_horovodrun_sigterm_in_phase_2_then_resume_is_bitwise(tmp_path):
-    # 32 steps an epoch at 512, 16 at 1024 from epoch 2: 64 steps; the signal lands in epoch 2.
-    argv = [sys.executable, "-m", "lars_hvd.train", *FLAGS, "--train-examples", "16384",
-            "--signal-check-seconds", "0.1"]
-    whole = horovodrun.run([*argv, "--run-dir", str(tmp_path / "whole")], np_=2, timeout=300)
-    assert whole.returncode == 0, whole.stdout[-3000:]
-    digest = re.search(r"replicas agree: .*\(sha256 (\w+)\)", whole.stdout).group(1)
-    run_dir, log = tmp_path / "run", tmp_path / "job.log"
-    proc = start_horovodrun([*argv, "--run-dir", str(run_dir)], log)
-    try:
-        wait_for(run_dir / "checkpoints" / "epoch-1.index", proc, poll=0.01)
-        for pid in worker_pids(str(run_dir), exclude=proc.pid):
-            os.kill(pid, signal.SIGTERM)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    text = log.read_text()
-    stop = re.search(r"stopped by SIGTERM after optimizer step (\d+) of 64", text)
-    assert stop and 32 < int(stop.group(1)) < 48, text[-3000:]  # inside epoch 2, phase 2
-    resumed = horovodrun.run([*argv, "--run-dir", str(run_dir), "--resume"], np_=2,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
-    assert f"(sha256 {digest})" in resumed.stdout, resumed.stdout[-3000:]
-
-
-@pytest.mark.multiprocess
-@pytest.mark.fashion_mnist
-def test_elastic_two_to_one_across_a_phase_change_holds_each_global_batch(tmp_path):
-    epochs, change = 24, 13  # 16 steps an epoch at 256, then 8 at 512 from epoch 13
-    proc, slots, log, run_dir = start_elastic(tmp_path, [
-        "--train-examples", "4096", "--global-batch-size", "256", "--batch-schedule",
-        f"{change}:512", "--max-per-worker-batch", "128", "--epochs", str(epochs),
-        "--warmup-epochs", "1"])
-    with ended(proc, log):
-        wait_for(run_dir / "checkpoints" / "epoch-2.index", proc)
-        slots.write_text("localhost:1\n")  # a worker leaves, before the phase change
-        wait_for_text(log, "elastic: 1 worker(s) from epoch", proc)
-        proc.wait(timeout=300)
-    out = log.read_text()
-    left = int(re.search(r"elastic: 1 worker\(s\) from epoch (\d+)", out).group(1))
-    assert left < change, out[-4000:]  # the phase change happened on one worker
-    assert "256 examples per optimizer step = 1 workers x 2 accumulation step(s) x 128" in out
-    assert (f"epoch {change}: 512 examples per optimizer step = 1 workers x 4 accumulation "
-            f"step(s) x 128") in out
-    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / f"epoch-{epochs}"))
-    steps = (change - 1) * 16 + (epochs - change + 1) * 8
-    assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == steps
-    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == steps * 4

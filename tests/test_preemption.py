@@ -101,11 +101,14 @@ def test_step_checkpoints_every_n_steps_keep_the_last_k(tmp_path):
 @pytest.mark.multiprocess
 def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_path):
     """SIGUSR1 to both workers of a -np 2 job mid-epoch: one step checkpoint, exit code 75
-    on both ranks, and the resumed run ends with the uninterrupted run's weights."""
-    # 32 steps an epoch (about 3 s here), so that the signal lands inside epoch 2.
-    # Checks about every 0.1 s (a few steps of about 20 ms), not at every step.
+    on both ranks, and the resumed run ends with the uninterrupted run's weights. The job
+    has a batch schedule, so the stop also falls in its second phase (test_batch_schedule.py
+    resumes across phases in one process)."""
+    # 32 steps an epoch at 512, then 16 at 1024 from epoch 2 (64 steps; epoch 1 about 3 s
+    # here), so that the signal lands inside epoch 2, in phase 2. Checks about every 0.1 s
+    # (a few steps of about 20 ms), not at every step.
     argv = [sys.executable, "-m", "lars_hvd.train", *FLAGS, "--train-examples", "16384",
-            "--signal-check-seconds", "0.1"]
+            "--batch-schedule", "2:1024", "--signal-check-seconds", "0.1"]
     whole = horovodrun.run([*argv, "--run-dir", str(tmp_path / "whole")], np_=2, timeout=300)
     assert whole.returncode == 0, whole.stdout[-3000:]
     digest = re.search(r"replicas agree: .*\(sha256 (\w+)\)", whole.stdout).group(1)
@@ -128,8 +131,8 @@ def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_p
     text = log.read_text()
     assert proc.returncode != 0, text[-3000:]
     stop = re.search(r"\[0\]<stdout>:lars_hvd.train: stopped by SIGUSR1 after optimizer step "
-                     r"(\d+) of 96", text)
-    assert stop and 32 < int(stop.group(1)) < 64, text[-3000:]  # inside epoch 2
+                     r"(\d+) of 64", text)
+    assert stop and 32 < int(stop.group(1)) < 48, text[-3000:]  # inside epoch 2, phase 2
     assert f"exit with status code {EXIT_RESUMABLE}" in text, text[-3000:]
     assert took < 30, took  # within Slurm's default grace period
     assert list((run_dir / "checkpoints" / "steps").glob("step-*.index"))

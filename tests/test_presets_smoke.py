@@ -4,9 +4,9 @@ Only what makes a run small is overridden (global batch, training and evaluation
 epochs and the warmup inside them); the model, precision, optimizer, schedule, evaluation
 batch and frequency and the per-worker bound are the preset's. Each run trains an epoch (one
 optimizer step) and checkpoints it, is killed, resumes for one more epoch, evaluates and
-checkpoints again, and
-writes progress lines to its log file as a batch job would. The peak resident memory of the
-largest worker is printed (``pytest -s`` shows it).
+checkpoints again, and writes progress lines to its log file as a batch job would. The
+MLPerf preset trains its one epoch and evaluates without the kill and resume (see RESUMED).
+The peak resident memory of the largest worker is printed (``pytest -s`` shows it).
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from lars_hvd import horovodrun
 pytestmark = [pytest.mark.multiprocess, pytest.mark.fashion_mnist]
 
 PRESETS = ["resnet50-imagenet-32k", "resnet50-imagenet-mlperf", "alexnet-bn-imagenet-8k"]
+# Whether the test kills and resumes the preset's run. mixed_float16 (the MLPerf preset's
+# precision) has no fast kernels on a CPU: one launch of it takes about 80 s here, most of it
+# the first 2-example step. Its resume takes the code path the other two presets check;
+# mixed float16's own (the loss scale restored) is test_train.py's.
+RESUMED = {"resnet50-imagenet-32k": True, "resnet50-imagenet-mlperf": False,
+           "alexnet-bn-imagenet-8k": True}
 # One optimizer step an epoch, one example per worker: mixed_float16 (the MLPerf preset's
 # precision) has no fast kernels on a CPU, where one ResNet-50 step takes about a minute.
 SMALL = ["--global-batch-size", "2", "--train-examples", "2", "--eval-examples", "4",
@@ -67,11 +73,40 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def finish(proc: subprocess.Popen, log: Path) -> str:
+    try:
+        proc.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise AssertionError(log.read_text()[-5000:]) from None
+    text = log.read_text()
+    assert proc.returncode == 0, text[-5000:]
+    return text
+
+
+def check_last_epoch(text: str, epoch: int) -> None:
+    """Epoch ``epoch`` (the last) trained, evaluated 4 examples and wrote the summary."""
+    assert re.search(rf"epoch {epoch}/{epoch} step 1/1 \(100%\) \| loss \d.* images/s \| lr "
+                     r".* ETA", text), text[-5000:]
+    assert re.search(rf"epoch {epoch}: evaluation started", text), text[-5000:]
+    assert re.search(rf"epoch {epoch}: evaluation ended in [\d.]+ s: accuracy [\d.]+, loss "
+                     r"[\d.]+ on 4 examples", text), text[-5000:]
+    assert re.search(r"test accuracy [\d.]+ \(a subset: 4 of 16 examples\) .* world size 2",
+                     text), text[-5000:]
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_trains_checkpoints_resumes_and_evaluates(preset, shards, tmp_path):
     run_dir = tmp_path / "run"
     argv = ["--preset", preset, "--data-dir", str(shards), *SMALL, "--run-dir", str(run_dir)]
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    if not RESUMED[preset]:  # one epoch, evaluated
+        text = finish(start([*argv, "--epochs", "1", "--warmup-epochs", "0"], first_log),
+                      first_log)
+        check_last_epoch(text, 1)
+        assert latest_checkpoint(run_dir) == "epoch-1"
+        print_peak_memory(preset, text)
+        return
 
     # Epoch 1, then the job is killed as soon as its checkpoint is the latest.
     proc = start(argv, first_log)
@@ -88,22 +123,14 @@ def test_preset_trains_checkpoints_resumes_and_evaluates(preset, shards, tmp_pat
         first[-5000:]
 
     # Resumed: epoch 2, evaluation, checkpoint, summary.
-    proc = start([*argv, "--resume"], second_log)
-    try:
-        proc.wait(timeout=600)
-    except subprocess.TimeoutExpired:
-        stop(proc)
-        raise AssertionError(second_log.read_text()[-5000:]) from None
-    second = second_log.read_text()
-    assert proc.returncode == 0, second[-5000:]
+    second = finish(start([*argv, "--resume"], second_log), second_log)
     assert re.search(r"resumed from \S+epoch-1: epoch 1, step 1", second), second[-5000:]
-    assert re.search(r"epoch 2/2 step 1/1 \(100%\) \| loss \d.* images/s \| lr .* ETA", second)
-    assert re.search(r"epoch 2: evaluation started", second), second[-5000:]
-    assert re.search(r"epoch 2: evaluation ended in [\d.]+ s: accuracy [\d.]+, loss [\d.]+ "
-                     r"on 4 examples", second), second[-5000:]
-    assert re.search(r"test accuracy [\d.]+ \(a subset: 4 of 16 examples\) .* world size 2",
-                     second), second[-5000:]
+    check_last_epoch(second, 2)
     assert latest_checkpoint(run_dir) == "epoch-2"
-    peak = re.search(r"peak resident memory\s+(\d+) MB on the largest worker", second)
-    assert peak, second[-5000:]
+    print_peak_memory(preset, second)
+
+
+def print_peak_memory(preset: str, text: str) -> None:
+    peak = re.search(r"peak resident memory\s+(\d+) MB on the largest worker", text)
+    assert peak, text[-5000:]
     print(f"\n{preset}: peak resident memory {peak.group(1)} MB on the largest worker")

@@ -49,16 +49,28 @@ def cluster(tmp_path_factory):
     if why:
         pytest.skip(why)
     state = tmp_path_factory.mktemp("slurm")
-    subprocess.run(["bash", str(CLUSTER), "up", str(state)], check=True)
-    try:
+    try:  # (a cluster that failed to come up is taken down too)
+        subprocess.run(["bash", str(CLUSTER), "up", str(state)], check=True)
         yield Cluster(state, tmp_path_factory.mktemp("jobs"))
     finally:
         subprocess.run(["bash", str(CLUSTER), "down", str(state)], check=False)
 
 
+@pytest.fixture(autouse=True)
+def cancel_what_is_left(request):
+    """A failed test's jobs are cancelled, not left training beside the next tests."""
+    yield
+    if "cluster" in request.fixturenames:
+        cluster = request.getfixturevalue("cluster")
+        if cluster.submitted:
+            subprocess.run(["scancel", *map(str, cluster.submitted)], env=cluster.env,
+                           capture_output=True, check=False)
+
+
 class Cluster:
     def __init__(self, state: Path, jobs: Path):
         self.state, self.jobs = state, jobs
+        self.submitted: list[int] = []
         self.env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf"),
                     "LARS_HVD_PYTHON": str(horovodrun.BIN / "python"),
                     "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -74,7 +86,8 @@ class Cluster:
              f"--output={self.jobs}/job-%j.out", *sbatch_args, "launch/slurm.sbatch",
              *launcher, "--", *train],
             cwd=REPO, env=self.env, capture_output=True, text=True, check=True).stdout
-        return int(out.strip().split(";")[0])
+        self.submitted.append(int(out.strip().split(";")[0]))
+        return self.submitted[-1]
 
     def job(self, job: int) -> dict[str, str]:
         text = subprocess.run(["scontrol", "show", "job", str(job)], env=self.env,
@@ -207,12 +220,12 @@ def test_a_job_at_its_time_limit_checkpoints_and_resumes_after_requeue(cluster):
              "--eval-every-epochs", "200"]
     job = cluster.submit("--time=1", "--signal=B:URG@1", train=train)
     info = cluster.wait_until(job, lambda i: i["Restarts"] != "0" or i["JobState"] in FINAL,
-                              timeout=240)
+                              timeout=300)
     assert info["Restarts"] == "1", (info, cluster.output(job)[-4000:])
     # The requeued job gets a longer limit (as from an admin), not to be stopped again.
     subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=10"], env=cluster.env,
                    check=True)
-    cluster.wait_until(job, lambda _: "resumed from" in cluster.output(job), timeout=180)
+    cluster.wait_until(job, lambda _: "resumed from" in cluster.output(job), timeout=300)
     subprocess.run(["scancel", str(job)], env=cluster.env, check=True)
     cluster.wait(job, timeout=120)
     out = cluster.output(job)
@@ -249,7 +262,8 @@ def test_a_killed_rank_ends_the_job_and_the_next_submission_resumes(cluster):
     run_dir = cluster.run_dir(job)
     wait_for_file(run_dir / "checkpoints" / "epoch-1.index", cluster, job)
     killed = time.monotonic()
-    ranks = [pid for pid in namespace_pids("lhvd-s2") if b"lars_hvd.train" in cmdline(pid)]
+    ranks = [pid for pid in namespace_pids("lhvd-s2") if b"lars_hvd.train" in cmdline(pid)
+             and f"SLURM_JOB_ID={job}".encode() in environ(pid)]
     assert len(ranks) == 1, ranks
     os.kill(ranks[0], 9)  # the rank on lhvd-s2 dies (as on an out-of-memory kill)
     info = cluster.wait(job, timeout=120)
@@ -277,3 +291,10 @@ def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def environ(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []

@@ -126,6 +126,28 @@ def test_resume_continues_from_the_right_step(uninterrupted, tmp_path, capsys):
     assert len((b_dir / "log.csv").read_text().strip().splitlines()) == 3
 
 
+def test_mixed_float16_resumes_with_its_loss_scale(tmp_path, capsys):
+    """Stopped after epoch 1 and resumed, a mixed_float16 run ends with an uninterrupted
+    run's values, the loss-scale optimizer's state included (the MLPerf preset's precision,
+    which test_presets_smoke.py does not resume: too slow on a CPU)."""
+    # (4 steps an epoch at 256: mixed float16 is slow on a CPU)
+    fp16 = [*SMALL, "--train-examples", "1024", "--global-batch-size", "256", "--precision",
+            "mixed_float16", "--eval-examples", "1000"]
+    try:
+        main([*fp16, "--run-dir", str(tmp_path / "a")])
+        main([*fp16, "--run-dir", str(tmp_path / "b")], extra_callbacks=[StopAfterEpochs(1)])
+        main([*fp16, "--run-dir", str(tmp_path / "b"), "--resume"])
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    assert "epoch 1, step 4" in capsys.readouterr().out
+    a, b = checkpoint_values(tmp_path / "a"), checkpoint_values(tmp_path / "b")
+    assert b["optimizer/loss_scale/good_steps/.ATTRIBUTES/VARIABLE_VALUE"] == 8
+    assert a.keys() == b.keys() and "optimizer/loss_scale/current_loss_scale/.ATTRIBUTES/" \
+        "VARIABLE_VALUE" in a
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
 def test_existing_run_is_never_overwritten(uninterrupted):
     run_dir, _ = uninterrupted
     before = (run_dir / "plan.json").read_bytes()

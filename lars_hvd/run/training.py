@@ -149,9 +149,12 @@ def compile_model(model: tf.keras.Model, config: TrainConfig, plan: Plan) -> Non
         fp16_allreduce=config.run.fp16_allreduce,
     )
     apply_sgd_exclusions(optimizer, model, config)
+    # (the metric as an object, its variables made here: from the string "accuracy" Keras
+    # makes them inside the first step, and a tf.function that creates variables is traced
+    # twice: seconds more before every run's first step, on every rank)
     model.compile(optimizer=optimizer,
                   loss=loss_function(plan.num_classes, config.model.label_smoothing),
-                  metrics=["accuracy"])
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
 def build(config: TrainConfig, plan: Plan, run_dir: Path) -> Run:
