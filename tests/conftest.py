@@ -10,10 +10,14 @@ Tiers by marker (declared in pytest.ini; docs/testing.md):
 
 A test marked ``fashion_mnist`` needs Debian's dataset-fashion-mnist: without it the test is
 skipped with the reason, and under ``CI`` it fails (CI installs the package, so a skip there
-would hide a broken install)."""
+would hide a broken install).
+
+Each test's CPU seconds (its process and the processes it waited for) go into its JUnit XML
+record as the property ``cpu_seconds``, for tests/durations.py."""
 
 import contextlib
 import os
+import resource
 import sys
 
 import pytest
@@ -51,6 +55,7 @@ sys.addaudithook(_refuse_processes)
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
+    item.cpu_at_start = _cpu_seconds()
     _needs_fashion_mnist(item)
     with _guard(item):
         return (yield)
@@ -65,6 +70,22 @@ def pytest_runtest_call(item):
         pytest.fail(f"not marked multiprocess, but started a process: {started}",
                     pytrace=False)
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item):
+    try:
+        return (yield)
+    finally:  # (read by tests/durations.py from --junitxml)
+        item.user_properties.append(
+            ("cpu_seconds", round(_cpu_seconds() - item.cpu_at_start, 2)))
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of the processes it waited for (user + system)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                        resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @contextlib.contextmanager
