@@ -98,20 +98,32 @@ def test_step_checkpoints_every_n_steps_keep_the_last_k(tmp_path):
     assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
 
 
+# The horovodrun job of the next two tests: 32 steps an epoch at 512, then 16 at 1024 from
+# epoch 2 (64 steps; epoch 1 about 3 s here), so that a signal or a kill lands inside epoch 2,
+# in the batch schedule's second phase. Checks about every 0.1 s (a few steps of about 20 ms),
+# not at every step.
+JOB = [sys.executable, "-m", "lars_hvd.train", *FLAGS, "--train-examples", "16384",
+       "--batch-schedule", "2:1024", "--signal-check-seconds", "0.1"]
+
+
+@pytest.fixture(scope="module")
+def whole_job(tmp_path_factory) -> tuple[Path, str]:
+    """JOB under horovodrun -np 2, uninterrupted: its run directory and its output."""
+    run_dir = tmp_path_factory.mktemp("whole-job") / "run"
+    result = horovodrun.run([*JOB, "--run-dir", str(run_dir)], np_=2, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return run_dir, result.stdout
+
+
 @pytest.mark.multiprocess
-def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_path):
+def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(whole_job,
+                                                                           tmp_path):
     """SIGUSR1 to both workers of a -np 2 job mid-epoch: one step checkpoint, exit code 75
-    on both ranks, and the resumed run ends with the uninterrupted run's weights. The job
-    has a batch schedule, so the stop also falls in its second phase (test_batch_schedule.py
-    resumes across phases in one process)."""
-    # 32 steps an epoch at 512, then 16 at 1024 from epoch 2 (64 steps; epoch 1 about 3 s
-    # here), so that the signal lands inside epoch 2, in phase 2. Checks about every 0.1 s
-    # (a few steps of about 20 ms), not at every step.
-    argv = [sys.executable, "-m", "lars_hvd.train", *FLAGS, "--train-examples", "16384",
-            "--batch-schedule", "2:1024", "--signal-check-seconds", "0.1"]
-    whole = horovodrun.run([*argv, "--run-dir", str(tmp_path / "whole")], np_=2, timeout=300)
-    assert whole.returncode == 0, whole.stdout[-3000:]
-    digest = re.search(r"replicas agree: .*\(sha256 (\w+)\)", whole.stdout).group(1)
+    on both ranks, and the resumed run ends with the uninterrupted run's weights. The stop
+    falls in the batch schedule's second phase (test_batch_schedule.py resumes across phases
+    in one process)."""
+    argv = JOB
+    digest = re.search(r"replicas agree: .*\(sha256 (\w+)\)", whole_job[1]).group(1)
 
     run_dir = tmp_path / "run"
     log = tmp_path / "job.log"
@@ -142,6 +154,40 @@ def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(tmp_p
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert "resumed from" in resumed.stdout and "steps/step-" in resumed.stdout
     assert f"(sha256 {digest})" in resumed.stdout, resumed.stdout[-3000:]
+
+
+@pytest.mark.multiprocess
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(whole_job, tmp_path):
+    """SIGKILL to the whole job inside epoch 2 (a preemption without warning), then
+    --resume: the run ends bitwise where the uninterrupted one ends."""
+    uninterrupted = whole_job[0]
+    # How long epoch 2 takes on this machine now (save to save), so that the kill below lands
+    # a quarter of the way into it rather than after a fixed time a faster machine outruns.
+    saved = [(uninterrupted / "checkpoints" / f"epoch-{e}.index").stat().st_mtime
+             for e in (1, 2)]
+    epoch_seconds = saved[1] - saved[0]
+    run_dir = tmp_path / "run"
+    proc = start_horovodrun([*JOB, "--run-dir", str(run_dir)], tmp_path / "job.log")
+    try:
+        wait_for(run_dir / "checkpoints" / "epoch-1.index", proc, poll=0.01)
+        time.sleep(epoch_seconds / 4)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole job, as a preemption does
+        proc.wait()
+    assert not (run_dir / "checkpoints" / "epoch-2.index").exists(), \
+        f"the kill came too late ({epoch_seconds / 4:.2f} s into an epoch of {epoch_seconds:.2f} s)"
+
+    resumed = horovodrun.run([*JOB, "--run-dir", str(run_dir), "--resume"], np_=2,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    # From epoch 1's checkpoint, or from the step checkpoint the workers wrote on their way
+    # out: horovodrun's per-worker middleman, killed, sends its worker a SIGTERM.
+    assert re.search(r"resumed from \S+(/epoch-1|/steps/step-\d+): epoch 1", resumed.stdout), \
+        resumed.stdout[-3000:]
+    a, b = final_tensors(uninterrupted), final_tensors(run_dir)
+    assert a.keys() == b.keys() and len(a) > 20
+    different = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not different, f"not bitwise equal: {different[:5]}"
 
 
 @pytest.mark.multiprocess
