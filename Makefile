@@ -28,10 +28,12 @@ $(STAMP): setup.py .ci/install.sh
 demo: install
 	$(VENV)/bin/horovodrun -np $(NP) -H localhost:$(NP) --gloo $(PY) -m lars_hvd.train
 
-## Every test (unit, and real 2-process Gloo and MPI runs), after the linter, on
-## $(TEST_WORKERS) pytest-xdist workers, a file's tests on one (docs/testing.md).
+## Every test (unit, and real 2-process Gloo and MPI runs), after the linter: on
+## $(TEST_WORKERS) pytest-xdist workers, a file's tests on one; then the Slurm and two-host
+## tests alone, whose signals race a job's start (docs/testing.md).
 test: install lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not cluster" tests
+	$(PY) -m pytest -m cluster tests
 
 ## The inner loop while coding: every test that starts no process (no horovodrun, no
 ## subprocess; tests/pytest.ini's markers). 4.5 minutes on 2 cores (docs/testing.md).
