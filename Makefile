@@ -36,9 +36,10 @@ test: install lint
 	$(PY) -m pytest -m cluster tests
 
 ## The inner loop while coding: every test that starts no process (no horovodrun, no
-## subprocess; tests/pytest.ini's markers). 4.5 minutes on 2 cores (docs/testing.md).
+## subprocess; tests/pytest.ini's markers), on $(TEST_WORKERS) workers. 2 min 43 s on 2 cores
+## (docs/testing.md).
 test-fast: install
-	$(PY) -m pytest -m "not multiprocess" tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not multiprocess" tests
 
 ## The core of the suite, for a second stack (CI runs it with STACK=current): the tests
 ## marked `core` (the optimizer references, serialization, Gloo and MPI under horovodrun -np 2,
