@@ -190,21 +190,35 @@ def test_a_signalled_job_requeues_itself_and_ends_as_an_uninterrupted_one(cluste
     assert saved - signalled < 30  # within Slurm's default grace period
 
 
-def test_a_signal_while_the_job_starts_is_not_fatal(cluster, uninterrupted):
-    """Slurm's early warning comes up to a minute early, so it can reach the job as it starts
-    (ranks importing TensorFlow): the job stops at its first step, requeues, and ends as an
-    uninterrupted one."""
-    job = cluster.submit(train=FLAGS)
-    cluster.wait(job, timeout=60, done=("RUNNING",))
-    time.sleep(0.3)  # (the batch script has started; srun or the ranks are starting)
-    subprocess.run(["scancel", "--batch", "--signal=USR1", str(job)], env=cluster.env,
-                   check=True)
+def test_a_signal_before_the_ranks_catch_it_is_not_fatal(cluster, uninterrupted, tmp_path):
+    """Slurm's early warning comes up to a minute early, so it can reach a rank before the
+    rank catches it (its interpreter starting): the rank dies of it, and the script stops the
+    job as a caught signal does. It requeues, and ends as an uninterrupted one. Here each rank
+    starts through a wrapper that holds it until the test lets go, and the warning comes while
+    both are held."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    python = tmp_path / "held-python"
+    python.write_text(f"#!/bin/sh\nwhile [ -e {hold} ]; do sleep 0.1; done\n"
+                      f"exec {horovodrun.BIN / 'python'} \"$@\"\n")
+    python.chmod(0o755)
+    job = cluster.submit(train=FLAGS, launcher=["--python", str(python)])
+    try:
+        deadline = time.monotonic() + 120
+        while len(ranks_of(job, "lhvd-s1", "lhvd-s2", program=python)) < 2:
+            assert time.monotonic() < deadline, cluster.output(job)[-4000:]
+            time.sleep(0.1)
+        subprocess.run(["scancel", "--batch", "--signal=USR1", str(job)], env=cluster.env,
+                       check=True)
+        cluster.wait_until(job, lambda i: i["Restarts"] != "0" or i["JobState"] in FINAL,
+                           timeout=120)
+    finally:
+        hold.unlink()
     info = cluster.wait(job)
     out = cluster.output(job)
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), \
         out[-4000:]
-    assert ("stopped by SIGUSR1 after optimizer step 1 of 128" in out
-            or "before the ranks started: not starting them" in out), out[-4000:]
+    assert "SIGUSR1 reached a rank before it could catch it (exit code 138)" in out, out[-4000:]
     assert f"requeueing job {job}" in out
     assert digest(out) == digest(uninterrupted)
 
@@ -262,8 +276,7 @@ def test_a_killed_rank_ends_the_job_and_the_next_submission_resumes(cluster):
     run_dir = cluster.run_dir(job)
     wait_for_file(run_dir / "checkpoints" / "epoch-1.index", cluster, job)
     killed = time.monotonic()
-    ranks = [pid for pid in namespace_pids("lhvd-s2") if b"lars_hvd.train" in cmdline(pid)
-             and f"SLURM_JOB_ID={job}".encode() in environ(pid)]
+    ranks = ranks_of(job, "lhvd-s2")
     assert len(ranks) == 1, ranks
     os.kill(ranks[0], 9)  # the rank on lhvd-s2 dies (as on an out-of-memory kill)
     info = cluster.wait(job, timeout=120)
@@ -278,6 +291,14 @@ def test_a_killed_rank_ends_the_job_and_the_next_submission_resumes(cluster):
     assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), out[-4000:]
     assert re.search(r"resumed from \S+/checkpoints/(epoch|steps/step)-\d+", out), out[-4000:]
     print(f"\na killed rank ended the job in {took:.1f} s")
+
+
+def ranks_of(job: int, *namespaces: str, program: Path | None = None) -> list[int]:
+    """The processes of ``job`` running ``lars_hvd.train`` (through ``program``) on these
+    nodes."""
+    return [pid for namespace in namespaces for pid in namespace_pids(namespace)
+            if b"lars_hvd.train" in cmdline(pid) and str(program or "").encode() in cmdline(pid)
+            and f"SLURM_JOB_ID={job}".encode() in environ(pid)]
 
 
 def namespace_pids(namespace: str) -> list[int]:
