@@ -29,7 +29,8 @@ CLUSTER = REPO / "tests" / "slurm_cluster.sh"
 # An epoch takes about a second here: the ranks agree on signals every 0.1 s (the default,
 # 1 s, would often see a signal sent inside epoch 2 only at its last step).
 FLAGS = ["--train-examples", "16384", "--global-batch-size", "512", "--epochs", "4",
-         "--warmup-epochs", "1", "--deterministic", "--signal-check-seconds", "0.1"]
+         "--warmup-epochs", "1", "--deterministic", "--signal-check-seconds", "0.1",
+         "--eval-examples", "2000"]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
 
 
@@ -125,6 +126,13 @@ def digest(output: str) -> str:
     return found[-1]
 
 
+def python_after(path: Path, shell: str) -> Path:
+    """An interpreter for ``--python``: runs the ``shell`` line, then the test's Python."""
+    path.write_text(f'#!/bin/sh\n{shell}\nexec {horovodrun.BIN / "python"} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
 def wait_for_file(path: Path, cluster: Cluster, job: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -145,7 +153,8 @@ def test_sbatch_trains_across_both_nodes_through_srun(uninterrupted):
     out = uninterrupted
     assert "workers                  lhvd-s1 (rank 0), lhvd-s2 (rank 1)" in out, out[-4000:]
     assert re.search(r"slurm: run directory runs/slurm-\d+ \(Slurm job \d+\)", out)
-    assert re.search(r"test accuracy 0\.\d+ \| .* world size 2", out), out[-4000:]
+    assert re.search(r"test accuracy 0\.\d+ \(a subset: 2000 of 10000 examples\) \| .* world "
+                     r"size 2", out), out[-4000:]
     digest(out)
 
 
@@ -198,10 +207,7 @@ def test_a_signal_before_the_ranks_catch_it_is_not_fatal(cluster, uninterrupted,
     lets go, and the warning comes while both are held."""
     hold = tmp_path / "hold"
     hold.touch()
-    python = tmp_path / "held-python"
-    python.write_text(f"#!/bin/sh\nwhile [ -e {hold} ]; do sleep 0.1; done\n"
-                      f"exec {horovodrun.BIN / 'python'} \"$@\"\n")
-    python.chmod(0o755)
+    python = python_after(tmp_path / "held-python", f"while [ -e {hold} ]; do sleep 0.1; done")
     job = cluster.submit(train=FLAGS, launcher=["--python", str(python)])
     try:
         deadline = time.monotonic() + 120
@@ -225,16 +231,20 @@ def test_a_signal_before_the_ranks_catch_it_is_not_fatal(cluster, uninterrupted,
     assert digest(out) == digest(uninterrupted)
 
 
-def test_a_job_at_its_time_limit_checkpoints_and_resumes_after_requeue(cluster):
+def test_a_job_at_its_time_limit_checkpoints_and_resumes_after_requeue(cluster, tmp_path):
     """--time=1: Slurm's SIGTERM at the limit (60-90 s in, Slurm checks every 30 s) stops the
     ranks at a step with a checkpoint inside the grace period (KillWait=30 s); the script
     requeues the job and it resumes from that step. (That a requeued job then ends as an
     uninterrupted one does is the USR1 test's; the rest of this run is cancelled.)"""
     # Longer than the limit, so that it falls mid-run. The early warning is made a harmless
-    # SIGURG here, so that what stops the job is the time limit itself.
+    # SIGURG here, so that what stops the job is the time limit itself. The first run's ranks
+    # start 45 s into the job, not to train on both cores for the whole minute and more.
     train = [*FLAGS[:4], "--epochs", "200", "--warmup-epochs", "1", "--deterministic",
              "--eval-every-epochs", "200"]
-    job = cluster.submit("--time=1", "--signal=B:URG@1", train=train)
+    python = python_after(tmp_path / "late-python",
+                          '[ "${SLURM_RESTART_COUNT:-0}" != 0 ] || sleep 45')
+    job = cluster.submit("--time=1", "--signal=B:URG@1", train=train,
+                         launcher=["--python", str(python)])
     info = cluster.wait_until(job, lambda i: i["Restarts"] != "0" or i["JobState"] in FINAL,
                               timeout=300)
     assert info["Restarts"] == "1", (info, cluster.output(job)[-4000:])
