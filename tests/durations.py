@@ -1,8 +1,8 @@
 """Where the suite's time goes, as the markdown tables of docs/testing.md, from a JUnit XML
 file written by pytest (a test's time there is its setup, call and teardown together):
 
-    .venv/bin/python -m pytest tests --junitxml=runs/tests.xml
-    python tests/durations.py runs/tests.xml [--slowest 25]
+    PYTEST_ADDOPTS=--junitxml=runs/tests.xml make test
+    python tests/durations.py runs/tests.xml runs/tests-cluster.xml [--slowest 25]
 
 Prints the slowest tests, then the seconds and test count per file, then the total. Beside
 the wall seconds, the CPU seconds that tests/conftest.py records for each test (its process
@@ -54,10 +54,11 @@ def tables(found: list[tuple[str, str, float, float, str]], slowest: int) -> str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("report", help="pytest's --junitxml file")
+    parser.add_argument("reports", nargs="+", help="pytest's --junitxml files (make test "
+                        "writes the cluster tests' to runs/tests-cluster.xml)")
     parser.add_argument("--slowest", type=int, default=25, help="how many tests to list")
     args = parser.parse_args(argv)
-    print(tables(cases(args.report), args.slowest))
+    print(tables([case for report in args.reports for case in cases(report)], args.slowest))
     return 0
 
 
