@@ -216,6 +216,30 @@ def test_recompute_bn_statistics_averages_training_batches():
     assert bn.momentum == 0.99  # restored
 
 
+def test_evaluation_traces_once_per_model_and_sees_its_current_weights():
+    import gc
+    import weakref
+
+    from lars_hvd import distributed
+    from lars_hvd.run import evaluation
+
+    distributed.init(pin_gpu=False, set_threads=False)
+    inputs = tf.keras.Input((2,))
+    dense = tf.keras.layers.Dense(2, use_bias=False, kernel_initializer="identity")
+    model = tf.keras.Model(inputs, dense(inputs))
+    x = np.array([[1, 0], [0, 1], [1, 0], [0, 1], [1, 0]], np.float32)  # 5: a short last batch
+    data = tf.data.Dataset.from_tensor_slices((x, np.zeros(5, np.int32))).batch(2)
+    assert evaluation.evaluate(model, data, batch_size=2).accuracy == 0.6  # argmax = x's
+    dense.set_weights([np.array([[0, 1], [0, 1]], np.float32)])  # now always class 1
+    assert evaluation.evaluate(model, data, batch_size=2).accuracy == 0.0
+    counts = evaluation._counts(model)
+    assert counts.experimental_get_tracing_count() == 2  # a full and a short batch, once
+    gone = weakref.ref(model)
+    del model, counts
+    gc.collect()
+    assert gone() is None  # the cache does not keep an evaluated model alive
+
+
 def test_elastic_rewrap_for_more_accumulation_continues_the_optimizer():
     """What an elastic reset does when a worker count needs more accumulation: the model,
     re-compiled for 2 micro-batches per step, takes the same step on two halves of a batch
