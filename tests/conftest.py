@@ -31,6 +31,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # same; the benchmarks, run outside the tests, keep Open MPI's default.
 os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
 
+
+def _share_the_cores_among_workers() -> None:
+    """A pytest-xdist worker is one of N test processes on this machine: its TensorFlow
+    pools get cores / N threads, as a rank's do among the ranks on one machine, and the
+    runtime starts now so that they stay so (a test's ``distributed.init`` cannot resize
+    them). Without workers, TensorFlow is left to the tests."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    import tensorflow as tf
+
+    from lars_hvd import distributed
+
+    threads = distributed.threads_per_rank(workers)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.constant(0)  # the runtime starts with these pools
+
+
+_share_the_cores_among_workers()
+
 # Audit events of every way Python starts a process (subprocess, os.system, fork, spawn, exec).
 _PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.fork", "os.forkpty",
                              "os.posix_spawn", "os.spawn", "os.exec"})
