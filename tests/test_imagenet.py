@@ -218,7 +218,7 @@ def test_order_is_keyed_on_seed_and_epoch(id_shards):
 
 
 def test_evaluation_reads_every_example_once_even_with_fewer_shards_than_ranks(id_shards):
-    for world_size in (1, 3, 5, 8):  # 4 shards: by shard for 1 and 3, by record for 5 and 8
+    for world_size in (3, 5):  # 4 shards: by shard for 3 (one rank reads 2), by record for 5
         seen = []
         for rank in range(world_size):
             ds = imagenet.eval_dataset(id_shards, options(), rank=rank, world_size=world_size,

@@ -90,19 +90,20 @@ def test_every_optimizer_gets_as_many_learning_rates():
 
 @pytest.mark.fashion_mnist
 def test_tiny_sweep_is_real_and_resumable(tmp_path, capsys):
-    argv = ["--quick", "--epochs", "2", "--train-examples", "2048", "--batches", "256", "1024",
+    # One global batch: the table and plots across batches are checked on rows above.
+    argv = ["--quick", "--epochs", "2", "--train-examples", "2048", "--batches", "1024",
             "--out", str(tmp_path / "out"), "--runs-dir", str(tmp_path / "runs")]
     out = sweep.main(argv)
     rows = study.load_rows(out / "runs.jsonl")
-    assert len(rows) >= 12  # 2 batches x 2 optimizers x 3 LRs (+ seeds where close)
+    assert len(rows) >= 6  # 2 optimizers x 3 LRs (+ seeds where close, edges)
     assert all(r["status"] == "ok" or r["status"].startswith("diverged") for r in rows)
-    assert {r["global_batch"] for r in rows} == {256, 1024}
+    assert {r["global_batch"] for r in rows} == {1024}
     assert all((tmp_path / "runs" / r["key"] / "plan.json").is_file() for r in rows)
     for name in ("table.md", "accuracy_vs_batch.png", "trust_ratios.png"):
         assert (out / name).is_file(), name
     assert (out / "accuracy_vs_batch.png").read_bytes()[:4] == b"\x89PNG"
     table = (out / "table.md").read_text()
-    assert "| 256 | 16 |" in table and "| 1,024 | 4 |" in table
+    assert "| 1,024 | 4 |" in table  # 2 epochs of 2 steps
     capsys.readouterr()
     sweep.main(argv)  # again: everything is cached
     assert "0 runs to do" in capsys.readouterr().out

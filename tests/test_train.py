@@ -130,9 +130,9 @@ def test_mixed_float16_resumes_with_its_loss_scale(tmp_path, capsys):
     """Stopped after epoch 1 and resumed, a mixed_float16 run ends with an uninterrupted
     run's values, the loss-scale optimizer's state included (the MLPerf preset's precision,
     which test_presets_smoke.py does not resume: too slow on a CPU)."""
-    # (4 steps an epoch at 256: mixed float16 is slow on a CPU)
-    fp16 = [*SMALL, "--train-examples", "1024", "--global-batch-size", "256", "--precision",
-            "mixed_float16", "--eval-examples", "1000"]
+    # (4 steps an epoch at 128: mixed float16 is slow on a CPU)
+    fp16 = [*SMALL, "--train-examples", "512", "--global-batch-size", "128", "--precision",
+            "mixed_float16", "--eval-examples", "500"]
     try:
         main([*fp16, "--run-dir", str(tmp_path / "a")])
         main([*fp16, "--run-dir", str(tmp_path / "b")], extra_callbacks=[StopAfterEpochs(1)])
@@ -175,7 +175,10 @@ def test_world_size_flag_is_for_dry_runs_only():
 @pytest.mark.parametrize("extra", [
     ["--optimizer", "sgd", "--lr-scaling", "linear", "--learning-rate", "0.1"],
     ["--optimizer", "lamb", "--learning-rate", "0.01"],
-    ["--precision", "mixed_float16", "--max-per-worker-batch", "256", "--eval-examples", "2000"],
+    # (mixed float16 has no fast CPU kernels: 8 steps of 256 as 2 x 128, not of 512)
+    ["--precision", "mixed_float16", "--train-examples", "1024", "--global-batch-size", "256",
+     "--max-per-worker-batch", "128", "--bn-recompute-examples", "1024", "--eval-examples",
+     "1000"],
     ["--precision", "mixed_bfloat16", "--label-smoothing", "0.1", "--decay", "cosine"],
     ["--decay", "step", "--step-boundaries", "1"],
     ["--lars-mode", "clip", "--learning-rate", "0.5"],
