@@ -165,20 +165,78 @@ def test_bad_flags_are_named():
         bench_main(["optimizer", "--model", "vgg", "--no-save"])
     with pytest.raises(SystemExit, match="--rounds must be positive, got 0"):
         bench_main(["overhead", "--rounds", "0", "--no-save"])
-    with pytest.raises(SystemExit, match="--images 256 is fewer than the 960 one measurement"):
+    with pytest.raises(SystemExit, match=r"--images 256 is fewer than the 5440 one measurement"
+                                         r" reads at most \(\(--warmup \+ --max-windows"):
         bench_main(["input", "--images", "256", "--no-save"])
+    with pytest.raises(SystemExit, match="--max-windows 2 is too few: .* the last 3 windows"):
+        bench_main(["input", "--max-windows", "2", "--no-save"])
+    with pytest.raises(SystemExit, match="--tolerance 10.0 is not a fraction"):
+        bench_main(["input", "--tolerance", "10", "--no-save"])
+
+
+def known_rate_pipeline(cost: float, batch: int, first_wait: float):
+    """A tf.data pipeline of known steady rate, 1 / ``cost`` elements a second: each batch
+    is made by sleeping ``batch`` x ``cost`` seconds (no core needed, so a busy machine does
+    not change it), in the background (prefetch). The first element's consumer-side step
+    takes ``first_wait`` seconds (a first decode, a function's first call), while the
+    background works ahead: the batches it buffered come out at once afterwards, as a fresh
+    reader's do."""
+    import time
+
+    import tensorflow as tf
+
+    def make(i):
+        time.sleep(batch * cost)
+        return i
+
+    def consume(i):
+        if int(i[0]) == 0:
+            time.sleep(first_wait)
+        return i
+
+    return (tf.data.Dataset.range(10**6).batch(batch)
+            .map(lambda i: tf.py_function(make, [i], tf.int64)).prefetch(64)
+            .map(lambda i: tf.py_function(consume, [i], tf.int64)))
+
+
+def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstates_it():
+    import time
+
+    from lars_hvd.bench import steady
+    from lars_hvd.bench.__main__ import parser
+
+    defaults = parser().parse_args(["input"])  # the bench's default settings
+    cost, batch = 0.005, 8  # 200 elements a second; 0.6 s of head start: 15 batches
+    found = steady.measure(iter(known_rate_pipeline(cost, batch, 0.6)), batch=batch,
+                           window=defaults.batches, warmup=defaults.warmup,
+                           max_windows=defaults.max_windows, tolerance=defaults.tolerance)
+    assert found.steady, found
+    assert found.rate == pytest.approx(1 / cost, rel=0.1), found
+    assert found.windows[0] > 2 / cost  # the head start, read in the first window
+    # The method before issue 40: a fresh iterator, 5 batches untimed, 3 timed.
+    iterator = iter(known_rate_pipeline(cost, batch, 0.6))
+    for _ in range(5):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(3):
+        next(iterator)
+    assert 3 * batch / (time.perf_counter() - start) > 2 / cost
 
 
 def test_input_bench_times_every_recipe_and_path_on_generated_jpegs(tmp_path):
-    bench_main(["input", "--images", "12", "--height", "60", "--width", "80", "--shards", "2",
-                "--batch", "4", "--warmup", "1", "--batches", "2", "--rounds", "2",
+    bench_main(["input", "--height", "60", "--width", "80", "--shards", "2", "--batch", "4",
+                "--warmup", "1", "--batches", "2", "--max-windows", "3", "--rounds", "2",
                 "--out", str(tmp_path)])
     result = json.loads((tmp_path / "input.json").read_text())
+    assert result["source"] == "28 generated 60x80 JPEGs"  # (1 + 3 x 2) x 4: no wrap-around
     assert set(result["recipes"]) == {"resnet-train-224", "alexnet-train-227", "eval-224"}
     for rows in result["recipes"].values():
         assert set(rows) == {"before", "now", "now-256"}
         for row in rows.values():
             assert len(row["rounds"]) == 2 and all(rate > 0 for rate in row["rounds"])
+            assert all(len(w) == 3 for w in row["windows"])  # 3 windows: steady or not
+            assert row["rounds"] == [float(np.median(w)) for w in row["windows"]]
+            assert isinstance(row["steady"], bool) and "rounds steady" in row["steadiness"]
             assert row["per_core"] == pytest.approx(np.median(row["rounds"]) / result["cores"])
             assert row["per_cpu_second"] > 0
         assert rows["before"]["ratio_to_before"] == 1

@@ -27,6 +27,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from lars_hvd.bench import steady
     from lars_hvd.planning import cost
 
     top = argparse.ArgumentParser(prog="python -m lars_hvd.bench",
@@ -119,14 +120,23 @@ def parser() -> argparse.ArgumentParser:
                        help="ImageNet reader: decode + augment images/s, per core")
     p.add_argument("--data-dir", default=None,
                    help="time these train-*-of-* shards (default: generate JPEGs)")
-    p.add_argument("--images", type=int, default=1024, help="generated images")
+    p.add_argument("--images", type=int, default=None,
+                   help="generated images (default: as many as one measurement reads at "
+                        "most, (--warmup + --max-windows x --batches) x --batch)")
     p.add_argument("--height", type=int, default=375)
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--shards", type=int, default=8)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--warmup", type=int, default=5,
-                   help="untimed batches of each fresh iterator")
-    p.add_argument("--batches", type=int, default=10, help="timed batches per round")
+    p.add_argument("--warmup", type=int, default=steady.WARMUP,
+                   help="untimed batches of each fresh iterator: the pipeline fills")
+    p.add_argument("--batches", type=int, default=steady.WINDOW,
+                   help="batches per timed window (consecutive windows of one iterator)")
+    p.add_argument("--max-windows", type=int, default=steady.MAX_WINDOWS,
+                   help=f"windows before a path is reported as not steady (at least "
+                        f"{steady.AGREE})")
+    p.add_argument("--tolerance", type=float, default=steady.TOLERANCE,
+                   help=f"steady: the last {steady.AGREE} windows' rates within this "
+                        f"fraction of their median")
     p.add_argument("--rounds", type=int, default=5)
     add_common(p)
 
@@ -150,20 +160,36 @@ def _complete(args) -> None:
         if args.num_classes is None:
             args.num_classes = 10 if shape[0] == 28 else 1000
     for name in ("batch", "rounds", "steps", "workers", "num_iters", "num_batches_per_iter",
-                 "images", "height", "width", "shards", "batches"):
+                 "images", "height", "width", "shards", "batches", "max_windows"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "batch" and
                                           args.command == "optimizer" else 1):
             raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.command == "input" and not args.data_dir:
-        needed = (args.warmup + args.batches) * args.batch
-        if args.images < needed:
-            raise SystemExit(f"--images {args.images} is fewer than the {needed} one "
-                             f"measurement reads ((--warmup + --batches) x --batch): it would "
-                             f"wrap around the set and time the reader's restart; use --images "
-                             f"{needed} or more")
+    if args.command == "input":
+        _complete_input(args)
     if args.command == "optimizer":
         args.xla_modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
+
+
+def _complete_input(args) -> None:
+    from lars_hvd.bench import steady
+    from lars_hvd.bench.input import examples_read
+
+    if args.max_windows < steady.AGREE:
+        raise SystemExit(f"--max-windows {args.max_windows} is too few: steady means the last "
+                         f"{steady.AGREE} windows agree; use --max-windows {steady.AGREE} or "
+                         f"more")
+    if not 0 < args.tolerance < 1:
+        raise SystemExit(f"--tolerance {args.tolerance} is not a fraction between 0 and 1; "
+                         f"e.g. --tolerance {steady.TOLERANCE}")
+    needed = examples_read(args)
+    if args.images is None:
+        args.images = needed
+    elif args.images < needed and not args.data_dir:
+        raise SystemExit(f"--images {args.images} is fewer than the {needed} one measurement "
+                         f"reads at most ((--warmup + --max-windows x --batches) x --batch): it "
+                         f"would wrap around the set and time the reader's restart; use "
+                         f"--images {needed} or more")
 
 
 def result_name(args) -> str:

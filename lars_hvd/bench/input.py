@@ -8,11 +8,13 @@ decode like photographs, twice: as they are, and pre-sized to a shorter side of 
 AlexNet's 227 crop, the evaluation center crop) and each path -- ``before`` (the reader
 before issue 25: per-record error handling, normalized floats, the crop recipe decoding the
 whole image; ``lars_hvd.bench.input_before``), ``now`` (today's reader) on the originals and
-``now-256`` on the pre-sized shards -- it times ``--batches`` batches of a fresh iterator
-after ``--warmup`` untimed ones; the paths take turns in every round (the order rotating),
-for ``--rounds`` rounds. Reported: medians over rounds of images/s per core (wall time, all
-of the process's cores busy: tf.data uses every core it has) and per CPU-second (the
-process's CPU time), and the median of each round's ratio to ``before``.
+``now-256`` on the pre-sized shards -- it reads one iterator to its steady state
+(``lars_hvd.bench.steady``: ``--warmup`` untimed batches, then windows of ``--batches``
+batches until the last 3 agree within ``--tolerance``, at most ``--max-windows``); the paths
+take turns in every round (the order rotating), for ``--rounds`` rounds. Reported: medians
+over rounds of images/s per core (wall time, all of the process's cores busy: tf.data uses
+every core it has) and per CPU-second (the process's CPU time), the median of each round's
+ratio to ``before``, and how steady the windows were.
 
 Whether that starves a GPU: a profile's published per-GPU training rate (``lars_hvd.planning.
 cost``; ResNet-50 for the inception recipe, AlexNet-BN for the crop recipe) divided by the
@@ -23,12 +25,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from lars_hvd.bench import steady
 from lars_hvd.planning import cost
 
 RECIPES = {  # name: (model input size, training?, augment)
@@ -84,19 +86,19 @@ def _dataset(files, recipe: str, path: str, batch: int, examples: int):
                                  counter=counter, stage=stage).repeat()
 
 
-def _time(files, recipe: str, path: str, args) -> tuple[float, float]:
-    """(images per second of wall time, per CPU-second) of ``--batches`` batches."""
-    iterator = iter(_dataset(files, recipe, path, args.batch,
-                             (args.warmup + args.batches) * args.batch))
-    for _ in range(args.warmup):
-        next(iterator)
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(args.batches):
-        next(iterator)[0].numpy()
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+def examples_read(args) -> int:
+    """The most images one measurement reads (warm-up and every window)."""
+    return (args.warmup + args.max_windows * args.batches) * args.batch
+
+
+def _measure(files, recipe: str, path: str, args) -> steady.Steady:
+    """One iterator of ``path``'s reader for ``recipe``, read to its steady state."""
+    iterator = iter(_dataset(files, recipe, path, args.batch, examples_read(args)))
+    result = steady.measure(iterator, batch=args.batch, window=args.batches,
+                            warmup=args.warmup, max_windows=args.max_windows,
+                            tolerance=args.tolerance)
     del iterator  # (no prefetching in the background while the next path is timed)
-    images = args.batches * args.batch
-    return images / wall, images / max(cpu, 1e-9)
+    return result
 
 
 def cores_per_gpu(per_core: dict[str, dict]) -> dict[str, dict]:
@@ -131,24 +133,17 @@ def run(args) -> dict:
             source = f"{args.images} generated {args.height}x{args.width} JPEGs"
         per_recipe, per_core = {}, {}
         for recipe in RECIPES:
-            walls, cpus = {p: [] for p in paths}, {p: [] for p in paths}
+            measured = {p: [] for p in paths}
             for round_ in range(args.rounds):
                 for path in paths[round_ % len(paths):] + paths[:round_ % len(paths)]:
-                    wall, cpu = _time(shards[PATHS[path][2]], recipe, path, args)
-                    walls[path].append(wall)
-                    cpus[path].append(cpu)
-            rows = {}
-            for path in paths:
-                ratios = [a / b for a, b in zip(walls[path], walls["before"], strict=True)]
-                rows[path] = {"per_core": median(walls[path]) / cores,
-                              "per_cpu_second": median(cpus[path]),
-                              "ratio_to_before": median(ratios),
-                              "rounds": walls[path]}
-                print(f"input {recipe:>17} {path:>8}: {rows[path]['per_core']:7.1f} images/s "
-                      f"per core ({cores} cores), {rows[path]['per_cpu_second']:7.1f} per "
-                      f"CPU-second, {rows[path]['ratio_to_before']:.2f}x before", flush=True)
-            per_recipe[recipe] = rows
-            per_core[recipe] = {path: rows[path]["per_core"] for path in paths}
+                    measured[path].append(_measure(shards[PATHS[path][2]], recipe, path, args))
+            per_recipe[recipe] = {path: _row(measured[path], measured["before"], cores)
+                                  for path in paths}
+            for path, row in per_recipe[recipe].items():
+                print(f"input {recipe:>17} {path:>8}: {row['per_core']:7.1f} images/s per core "
+                      f"({cores} cores), {row['per_cpu_second']:7.1f} per CPU-second, "
+                      f"{row['ratio_to_before']:.2f}x before; {row['steadiness']}", flush=True)
+            per_core[recipe] = {path: row["per_core"] for path, row in per_recipe[recipe].items()}
     needs = cores_per_gpu({r: per_core[r] for r in TRAINING_MODEL})
     for name, recipes in needs.items():
         for recipe, need in recipes.items():
@@ -156,7 +151,22 @@ def run(args) -> dict:
             print(f"cores a GPU needs, {name} ({need['gpu_images_per_second']:,.0f} img/s a GPU,"
                   f" {need['cores_per_gpu']:g} cores a GPU), {recipe}: {text}", flush=True)
     return {"source": source, "cores": cores, "batch": args.batch, "paths": paths,
-            "recipes": per_recipe, "cores_per_gpu": needs}
+            "window_batches": args.batches, "warmup_batches": args.warmup,
+            "tolerance": args.tolerance, "recipes": per_recipe, "cores_per_gpu": needs}
+
+
+def _row(rounds: list[steady.Steady], before: list[steady.Steady], cores: int) -> dict:
+    """One path's result over its rounds (``before``: the same rounds of the path before)."""
+    rates = [r.rate for r in rounds]
+    worst = max(rounds, key=lambda r: (not r.steady, r.spread))
+    return {"per_core": median(rates) / cores,
+            "per_cpu_second": median([r.per_cpu_second for r in rounds]),
+            "ratio_to_before": median([a.rate / b.rate for a, b in zip(rounds, before,
+                                                                        strict=True)]),
+            "rounds": rates, "windows": [list(r.windows) for r in rounds],
+            "steady": all(r.steady for r in rounds), "spread": worst.spread,
+            "steadiness": f"{sum(r.steady for r in rounds)} of {len(rounds)} rounds steady, "
+                          f"the least {worst.describe()}"}
 
 
 def median(values: list[float]) -> float:

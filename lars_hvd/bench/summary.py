@@ -69,12 +69,14 @@ def render(out: Path) -> str:
                              f"{name} ({kind}) | {eff} | - | `{s['command']}` |")
     if i:
         for recipe, r in i["recipes"].items():
-            text = "; ".join(f"{path} {row['per_core']:,.0f} ({row['ratio_to_before']:.2f}x)"
+            text = "; ".join(f"{path} {row['per_core']:,.0f} ({row['ratio_to_before']:.2f}x"
+                             f"{'' if row['steady'] else ', NOT steady'})"
                              for path, row in r.items())
             target = ("now >= 1.00x before" if recipe.startswith("eval") else
                       ">= 600 a core (pre-sized shards)")
             lines.append(f"| ImageNet input, {recipe}, batch {i['batch']}, images/s a core "
-                         f"({i['cores']} cores), x before | {text} | {target} | "
+                         f"({i['cores']} cores) in the steady state (windows of "
+                         f"{i['window_batches']} batches), x before | {text} | {target} | "
                          f"`{i['command']}` |")
         for name, recipes in i["cores_per_gpu"].items():
             for recipe, need in recipes.items():
