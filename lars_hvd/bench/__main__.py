@@ -120,9 +120,9 @@ def parser() -> argparse.ArgumentParser:
                        help="ImageNet reader: decode + augment images/s, per core")
     p.add_argument("--data-dir", default=None,
                    help="time these train-*-of-* shards (default: generate JPEGs)")
-    p.add_argument("--images", type=int, default=None,
-                   help="generated images (default: as many as one measurement reads at "
-                        "most, (--warmup + --max-windows x --batches) x --batch)")
+    p.add_argument("--images", type=int, default=1024,
+                   help="generated images (their shards are read as often as a measurement "
+                        "needs, in one pass)")
     p.add_argument("--height", type=int, default=375)
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--shards", type=int, default=8)
@@ -131,12 +131,12 @@ def parser() -> argparse.ArgumentParser:
                    help="untimed batches of each fresh iterator: the pipeline fills")
     p.add_argument("--batches", type=int, default=steady.WINDOW,
                    help="batches per timed window (consecutive windows of one iterator)")
-    p.add_argument("--max-windows", type=int, default=steady.MAX_WINDOWS,
-                   help=f"windows before a path is reported as not steady (at least "
-                        f"{steady.AGREE})")
+    p.add_argument("--windows", type=int, default=steady.WINDOWS,
+                   help=f"timed windows of each iterator (at least {steady.MIN_WINDOWS}): the "
+                        f"first reads what was buffered and is left out")
     p.add_argument("--tolerance", type=float, default=steady.TOLERANCE,
-                   help=f"steady: the last {steady.AGREE} windows' rates within this "
-                        f"fraction of their median")
+                   help="not steady: more than 1 - this of the first window came from what "
+                        "the pipeline had buffered (it may have lasted longer)")
     p.add_argument("--rounds", type=int, default=5)
     add_common(p)
 
@@ -160,7 +160,7 @@ def _complete(args) -> None:
         if args.num_classes is None:
             args.num_classes = 10 if shape[0] == 28 else 1000
     for name in ("batch", "rounds", "steps", "workers", "num_iters", "num_batches_per_iter",
-                 "images", "height", "width", "shards", "batches", "max_windows"):
+                 "images", "height", "width", "shards", "batches", "windows"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "batch" and
                                           args.command == "optimizer" else 1):
@@ -173,23 +173,14 @@ def _complete(args) -> None:
 
 def _complete_input(args) -> None:
     from lars_hvd.bench import steady
-    from lars_hvd.bench.input import examples_read
 
-    if args.max_windows < steady.AGREE:
-        raise SystemExit(f"--max-windows {args.max_windows} is too few: steady means the last "
-                         f"{steady.AGREE} windows agree; use --max-windows {steady.AGREE} or "
-                         f"more")
+    if args.windows < steady.MIN_WINDOWS:
+        raise SystemExit(f"--windows {args.windows} is too few: the first is left out and the "
+                         f"rate is that of the {steady.MIN_WINDOWS - 1} or more after it; use "
+                         f"--windows {steady.MIN_WINDOWS} or more")
     if not 0 < args.tolerance < 1:
         raise SystemExit(f"--tolerance {args.tolerance} is not a fraction between 0 and 1; "
                          f"e.g. --tolerance {steady.TOLERANCE}")
-    needed = examples_read(args)
-    if args.images is None:
-        args.images = needed
-    elif args.images < needed and not args.data_dir:
-        raise SystemExit(f"--images {args.images} is fewer than the {needed} one measurement "
-                         f"reads at most ((--warmup + --max-windows x --batches) x --batch): it "
-                         f"would wrap around the set and time the reader's restart; use "
-                         f"--images {needed} or more")
 
 
 def result_name(args) -> str:

@@ -9,8 +9,8 @@ AlexNet's 227 crop, the evaluation center crop) and each path -- ``before`` (the
 before issue 25: per-record error handling, normalized floats, the crop recipe decoding the
 whole image; ``lars_hvd.bench.input_before``), ``now`` (today's reader) on the originals and
 ``now-256`` on the pre-sized shards -- it reads one iterator to its steady state
-(``lars_hvd.bench.steady``: ``--warmup`` untimed batches, then windows of ``--batches``
-batches until the last 3 agree within ``--tolerance``, at most ``--max-windows``); the paths
+(``lars_hvd.bench.steady``: ``--warmup`` untimed batches, then ``--windows`` windows of
+``--batches`` batches, the first, which reads what was buffered, left out); the paths
 take turns in every round (the order rotating), for ``--rounds`` rounds. Reported: medians
 over rounds of images/s per core (wall time, all of the process's cores busy: tf.data uses
 every core it has) and per CPU-second (the process's CPU time), the median of each round's
@@ -23,6 +23,7 @@ per-core rate is the number of such cores each GPU needs for its input.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -88,14 +89,20 @@ def _dataset(files, recipe: str, path: str, batch: int, examples: int):
 
 def examples_read(args) -> int:
     """The most images one measurement reads (warm-up and every window)."""
-    return (args.warmup + args.max_windows * args.batches) * args.batch
+    return (args.warmup + args.windows * args.batches) * args.batch
 
 
 def _measure(files, recipe: str, path: str, args) -> steady.Steady:
-    """One iterator of ``path``'s reader for ``recipe``, read to its steady state."""
+    """One iterator of ``path``'s reader for ``recipe``, read to its steady state.
+
+    The generated set's shards are listed as often as one pass over them all must hold
+    ``examples_read`` images: the reader reads more shards (as from ImageNet's 1,024) instead
+    of starting over at the end of the set, which would time its restart."""
+    if not args.data_dir:
+        files = files * math.ceil(examples_read(args) / args.images)
     iterator = iter(_dataset(files, recipe, path, args.batch, examples_read(args)))
     result = steady.measure(iterator, batch=args.batch, window=args.batches,
-                            warmup=args.warmup, max_windows=args.max_windows,
+                            warmup=args.warmup, windows=args.windows,
                             tolerance=args.tolerance)
     del iterator  # (no prefetching in the background while the next path is timed)
     return result
@@ -151,20 +158,21 @@ def run(args) -> dict:
             print(f"cores a GPU needs, {name} ({need['gpu_images_per_second']:,.0f} img/s a GPU,"
                   f" {need['cores_per_gpu']:g} cores a GPU), {recipe}: {text}", flush=True)
     return {"source": source, "cores": cores, "batch": args.batch, "paths": paths,
-            "window_batches": args.batches, "warmup_batches": args.warmup,
-            "tolerance": args.tolerance, "recipes": per_recipe, "cores_per_gpu": needs}
+            "window_batches": args.batches, "windows": args.windows,
+            "warmup_batches": args.warmup, "tolerance": args.tolerance,
+            "recipes": per_recipe, "cores_per_gpu": needs}
 
 
 def _row(rounds: list[steady.Steady], before: list[steady.Steady], cores: int) -> dict:
     """One path's result over its rounds (``before``: the same rounds of the path before)."""
     rates = [r.rate for r in rounds]
-    worst = max(rounds, key=lambda r: (not r.steady, r.spread))
+    worst = max(rounds, key=lambda r: r.buffered)
     return {"per_core": median(rates) / cores,
             "per_cpu_second": median([r.per_cpu_second for r in rounds]),
             "ratio_to_before": median([a.rate / b.rate for a, b in zip(rounds, before,
                                                                         strict=True)]),
             "rounds": rates, "windows": [list(r.windows) for r in rounds],
-            "steady": all(r.steady for r in rounds), "spread": worst.spread,
+            "steady": all(r.steady for r in rounds), "buffered": worst.buffered,
             "steadiness": f"{sum(r.steady for r in rounds)} of {len(rounds)} rounds steady, "
                           f"the least {worst.describe()}"}
 
