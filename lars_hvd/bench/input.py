@@ -108,6 +108,37 @@ def _measure(files, recipe: str, path: str, args) -> steady.Steady:
     return result
 
 
+def _decode_only(files, batch: int, examples: int) -> tf.data.Dataset:
+    """The AlexNet crop's JPEG decode alone (its window: the 227 px crop's span in the
+    original, widened by ``preprocess.JPEG_MARGIN``, at the center): no crop position, resize,
+    flip, checks or shuffle. Its rate bounds the recipe's from above on original JPEGs."""
+    from lars_hvd.data import imagenet, preprocess
+
+    def decode(record):
+        image_bytes = tf.io.parse_single_example(
+            record, {"image/encoded": imagenet.FEATURES["image/encoded"]})["image/encoded"]
+        shape = tf.image.extract_jpeg_shape(image_bytes)[:2]
+        span = tf.cast(tf.cast(tf.reduce_min(shape), tf.float32) * 227 / preprocess.CROP_RESIZE,
+                       tf.int32) + 2 * preprocess.JPEG_MARGIN
+        side = tf.minimum(span, tf.reduce_min(shape))
+        window = tf.concat([(shape - side) // 2, [side, side]], 0)
+        return tf.shape(tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3))
+
+    return (tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE)
+            .map(decode, num_parallel_calls=tf.data.AUTOTUNE).take(examples)
+            .batch(batch).prefetch(tf.data.AUTOTUNE))
+
+
+def _measure_decode(files, args) -> steady.Steady:
+    files = files * math.ceil(examples_read(args) / args.images)
+    iterator = iter(_decode_only(files, args.batch, examples_read(args)))
+    result = steady.measure(iterator, batch=args.batch, window=args.batches,
+                            warmup=args.warmup, windows=args.windows,
+                            tolerance=args.tolerance)
+    del iterator
+    return result
+
+
 def cores_per_gpu(per_core: dict[str, dict]) -> dict[str, dict]:
     """profile -> recipe -> path -> CPU cores a GPU needs to be fed at its published rate."""
     out = {}
@@ -138,12 +169,14 @@ def run(args) -> dict:
                                                 args.width, args.shards, shorter_side=256)}
             paths = list(PATHS)
             source = f"{args.images} generated {args.height}x{args.width} JPEGs"
-        per_recipe, per_core = {}, {}
+        per_recipe, per_core, decode = {}, {}, []
         for recipe in RECIPES:
             measured = {p: [] for p in paths}
             for round_ in range(args.rounds):
                 for path in paths[round_ % len(paths):] + paths[:round_ % len(paths)]:
                     measured[path].append(_measure(shards[PATHS[path][2]], recipe, path, args))
+                if recipe == "alexnet-train-227" and not args.data_dir:
+                    decode.append(_measure_decode(shards["originals"], args))
             per_recipe[recipe] = {path: _row(measured[path], measured["before"], cores)
                                   for path in paths}
             for path, row in per_recipe[recipe].items():
@@ -151,6 +184,12 @@ def run(args) -> dict:
                       f"({cores} cores), {row['per_cpu_second']:7.1f} per CPU-second, "
                       f"{row['ratio_to_before']:.2f}x before; {row['steadiness']}", flush=True)
             per_core[recipe] = {path: row["per_core"] for path, row in per_recipe[recipe].items()}
+        decode_only = _row(decode, decode, cores) if decode else None
+        if decode_only:
+            print(f"input alexnet-train-227 JPEG decode of its window alone, originals: "
+                  f"{decode_only['per_core']:7.1f} images/s per core, "
+                  f"{decode_only['per_cpu_second']:7.1f} per CPU-second; "
+                  f"{decode_only['steadiness']}", flush=True)
     needs = cores_per_gpu({r: per_core[r] for r in TRAINING_MODEL})
     for name, recipes in needs.items():
         for recipe, need in recipes.items():
@@ -160,7 +199,7 @@ def run(args) -> dict:
     return {"source": source, "cores": cores, "batch": args.batch, "paths": paths,
             "window_batches": args.batches, "windows": args.windows,
             "warmup_batches": args.warmup, "tolerance": args.tolerance,
-            "recipes": per_recipe, "cores_per_gpu": needs}
+            "recipes": per_recipe, "alexnet_decode_only": decode_only, "cores_per_gpu": needs}
 
 
 def _row(rounds: list[steady.Steady], before: list[steady.Steady], cores: int) -> dict:
