@@ -254,3 +254,5 @@ def test_input_bench_times_every_recipe_and_path_on_generated_jpegs(tmp_path):
     assert p100["needed"]["now"] == pytest.approx(
         2987 / result["recipes"]["alexnet-train-227"]["now"]["per_core"])
     assert "ImageNet input, resnet-train-224" in summary.render(tmp_path)
+    bench_main(["summary", "--out", str(tmp_path)])  # the summary alone, from the results
+    assert (tmp_path / "summary.md").read_text() == summary.render(tmp_path)

@@ -1,4 +1,5 @@
-"""python -m lars_hvd.bench {throughput,overhead,optimizer,allreduce,scaling,all} [flags]"""
+"""python -m lars_hvd.bench {throughput,overhead,optimizer,allreduce,scaling,input,summary,all}
+[flags]"""
 
 from __future__ import annotations
 
@@ -140,6 +141,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5)
     add_common(p)
 
+    p = sub.add_parser("summary", formatter_class=fmt,
+                       help="rewrite --out's summary.md from the results there (after one "
+                            "benchmark was run again)")
+    p.add_argument("--out", default="runs/bench")
+
     p = sub.add_parser("all", formatter_class=fmt, help="every benchmark (make bench)")
     p.add_argument("--quick", action="store_true",
                    help="the reduced settings of make bench")
@@ -239,10 +245,14 @@ def main(argv=None) -> None:
 
         worker(args)
         return
+    from lars_hvd.bench import summary
+
+    if args.command == "summary":
+        summary.write(Path(args.out))
+        return
     if args.command != "all":
         run_one(args, argv)
         return
-    from lars_hvd.bench import summary
 
     for quick in QUICK:
         # The full set: each benchmark at its defaults (the 2-worker overhead keeps its -np).

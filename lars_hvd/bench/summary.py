@@ -78,6 +78,11 @@ def render(out: Path) -> str:
                          f"({i['cores']} cores) in the steady state (windows of "
                          f"{i['window_batches']} batches), x before | {text} | {target} | "
                          f"`{i['command']}` |")
+        floor = i.get("alexnet_decode_only")
+        if floor:
+            lines.append(f"| ImageNet input, alexnet-train-227's JPEG decode alone (its window,"
+                         f" originals), images/s a core | {floor['per_core']:,.0f} | - | "
+                         f"`{i['command']}` |")
         for name, recipes in i["cores_per_gpu"].items():
             for recipe, need in recipes.items():
                 text = ", ".join(f"{path} {n:.1f}" for path, n in need["needed"].items())
