@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -81,13 +82,26 @@ def test_the_input_term_uses_the_measured_rate_of_the_data_form():
         resnet = cost.project(P100, "resnet50", 8, 64, data_form=form)
         assert resnet.input_ms == pytest.approx(1e3 * 64 / (5 * cost.INPUT_PER_CORE[
             "inception"][form]))
-    # Batch 4,096 on a DGX-1 needs 2,987 img/s a P100: 5 cores at 562 fall short, at 1,460
-    # they do not.
+    # Batch 4,096 on a DGX-1 needs 2,987 img/s a P100: 5 cores at the crop's measured rate
+    # from original JPEGs fall short, from pre-sized shards they do not.
+    crop = cost.INPUT_PER_CORE["crop"]
+    assert 5 * crop["originals"] < 2987 < 5 * crop["pre-sized"]
     assert cost.project(P100, "alexnet_bn", 8, 512).bound == "input"
     assert cost.project(P100, "alexnet_bn", 8, 512, data_form="pre-sized").bound == "compute"
     assert cost.project(P100, "alexnet_bn", 8, 512, input_pipeline=False).input_ms == 0
     with pytest.raises(ValueError, match="data_form must be one of"):
         cost.project(P100, "resnet50", 8, 64, data_form="lmdb")
+
+
+def test_the_input_rates_are_the_published_steady_state_ones():
+    """cost.INPUT_PER_CORE is docs/results/bench/full/input.json's, rounded to an image."""
+    full = json.loads((REPO / "docs/results/bench/full/input.json").read_text())
+    assert full["command"] == "python -m lars_hvd.bench input --out docs/results/bench/full"
+    assert "window_batches" in full  # measured in the steady state (issue 40)
+    for recipe, rows in (("inception", "resnet-train-224"), ("crop", "alexnet-train-227")):
+        for form, path in (("originals", "now"), ("pre-sized", "now-256")):
+            assert cost.INPUT_PER_CORE[recipe][form] == round(
+                full["recipes"][rows][path]["per_core"]), (recipe, form)
 
 
 @pytest.mark.multiprocess
@@ -98,11 +112,12 @@ def test_the_dry_run_takes_the_data_form_from_the_shards_manifest(tmp_path):
             "imagenet", "--global-batch-size", "4096", "--world-size", "8"]
     sized = train(*args, "--data-dir", str(tmp_path))
     assert sized.returncode == 0, sized.stderr
-    assert "1,460 img/s a CPU core x 5 cores a GPU: the crop recipe from shards pre-sized " \
-        "to 256 px" in sized.stdout
+    crop = cost.INPUT_PER_CORE["crop"]
+    assert f"{crop['pre-sized']:,.0f} img/s a CPU core x 5 cores a GPU: the crop recipe from " \
+        "shards pre-sized to 256 px" in sized.stdout
     originals = train(*args)
-    assert "562 img/s a CPU core x 5 cores a GPU: the crop recipe from original JPEGs" in \
-        originals.stdout
+    assert f"{crop['originals']:,.0f} img/s a CPU core x 5 cores a GPU: the crop recipe from " \
+        "original JPEGs" in originals.stdout
     assert "bound by                 input" in originals.stdout
     assert "bound by                 compute" in sized.stdout
 

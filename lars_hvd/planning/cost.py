@@ -143,14 +143,15 @@ HARDWARE = {
 }
 
 # Per CPU core (all of them busy), images/s of the ImageNet reader's training input (decode,
-# crop, flip, uint8 pixels), measured here by `python -m lars_hvd.bench input --out
-# docs/results/bench/full` (its input.json, medians of 5 rounds): each recipe from original
-# 500x375 JPEGs and from shards pre-sized to a 256 px shorter side (make_tfrecords
-# --shorter-side 256). Before issue 25 the reader gave 238 and 199 from the originals.
+# crop, flip, uint8 pixels) in the steady state, measured here by `python -m lars_hvd.bench
+# input --out docs/results/bench/full` (its input.json, medians of 5 rounds; tests/test_cost.py
+# checks that these are its numbers): each recipe from original 500x375 JPEGs and from shards
+# pre-sized to a 256 px shorter side (make_tfrecords --shorter-side 256). The reader before
+# issue 25 gives 336 and 276 from the originals.
 DATA_FORMS = ("originals", "pre-sized")
 FORM_TEXT = {"originals": "original JPEGs", "pre-sized": "shards pre-sized to 256 px"}
-INPUT_PER_CORE = {"inception": {"originals": 748.0, "pre-sized": 1150.0},
-                  "crop": {"originals": 562.0, "pre-sized": 1460.0}}
+INPUT_PER_CORE = {"inception": {"originals": 548.0, "pre-sized": 754.0},
+                  "crop": {"originals": 410.0, "pre-sized": 961.0}}
 RECIPE = {"resnet50": "inception", "inception_v3": "inception", "vgg16": "inception",
           "alexnet_bn": "crop"}  # lars_hvd.data.preprocess.recipe at each model's input size
 

@@ -96,9 +96,8 @@ RUNS = [
         "512", "You, Gitman, Ginsburg, arXiv:1708.03888, sec. 1 (batch 4096 about 3x faster "
         "than 512)", 3.0, "x faster per epoch",
         "8 P100 on NVLink; the paper's claim is about compute and communication, so the input "
-        "pipeline is left out (with it, at 5 cores a GPU and the rates this project's reader "
-        f"is measured at: {paper_with_input()}; 1.05x with the reader before issue 25, which "
-        "bounded both batches)",
+        "pipeline is left out (with it, at 5 cores a GPU and the steady-state rates this "
+        f"project's reader is measured at: {paper_with_input()})",
         lambda: epoch_speedup(P100, "alexnet_bn", 512, 4096),
         "the fixed cost a step (36 ms, ResNet-50's on TensorFlow) is assumed for Caffe's "
         "AlexNet too"),
