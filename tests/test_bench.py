@@ -212,7 +212,8 @@ def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstate
     assert found.steady, found
     assert found.rate == pytest.approx(1 / cost, rel=0.1), found
     assert found.windows[0] > 2 / cost and found.buffered > 0.5  # the head start
-    # Windows shorter than what was buffered: the second one still reads it, and says so.
+    # Windows shorter than what was buffered: the first comes all from the buffer, which may
+    # last into the stretch, and the result says so.
     short = steady.measure(iter(known_rate_pipeline(cost, batch, 0.8)), batch=batch,
                            window=3, warmup=defaults.warmup, windows=defaults.windows,
                            tolerance=defaults.tolerance)

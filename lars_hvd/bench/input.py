@@ -92,20 +92,23 @@ def examples_read(args) -> int:
     return (args.warmup + args.windows * args.batches) * args.batch
 
 
-def _measure(files, recipe: str, path: str, args) -> steady.Steady:
-    """One iterator of ``path``'s reader for ``recipe``, read to its steady state.
-
-    The generated set's shards are listed as often as one pass over them all must hold
+def _one_pass(files: list[str], args) -> list[str]:
+    """The generated set's shards, listed as often as one pass over them all must hold
     ``examples_read`` images: the reader reads more shards (as from ImageNet's 1,024) instead
     of starting over at the end of the set, which would time its restart."""
-    if not args.data_dir:
-        files = files * math.ceil(examples_read(args) / args.images)
-    iterator = iter(_dataset(files, recipe, path, args.batch, examples_read(args)))
-    result = steady.measure(iterator, batch=args.batch, window=args.batches,
-                            warmup=args.warmup, windows=args.windows,
-                            tolerance=args.tolerance)
-    del iterator  # (no prefetching in the background while the next path is timed)
-    return result
+    return files if args.data_dir else files * math.ceil(examples_read(args) / args.images)
+
+
+def _steady(dataset: tf.data.Dataset, args) -> steady.Steady:
+    """One iterator of ``dataset``, read to its steady state; it ends on return (no
+    prefetching in the background while the next path is timed)."""
+    return steady.measure(iter(dataset), batch=args.batch, window=args.batches,
+                          warmup=args.warmup, windows=args.windows, tolerance=args.tolerance)
+
+
+def _measure(files, recipe: str, path: str, args) -> steady.Steady:
+    return _steady(_dataset(_one_pass(files, args), recipe, path, args.batch,
+                            examples_read(args)), args)
 
 
 def _decode_only(files, batch: int, examples: int) -> tf.data.Dataset:
@@ -130,13 +133,7 @@ def _decode_only(files, batch: int, examples: int) -> tf.data.Dataset:
 
 
 def _measure_decode(files, args) -> steady.Steady:
-    files = files * math.ceil(examples_read(args) / args.images)
-    iterator = iter(_decode_only(files, args.batch, examples_read(args)))
-    result = steady.measure(iterator, batch=args.batch, window=args.batches,
-                            warmup=args.warmup, windows=args.windows,
-                            tolerance=args.tolerance)
-    del iterator
-    return result
+    return _steady(_decode_only(_one_pass(files, args), args.batch, examples_read(args)), args)
 
 
 def cores_per_gpu(per_core: dict[str, dict]) -> dict[str, dict]:
