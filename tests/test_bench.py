@@ -171,24 +171,28 @@ def test_bad_flags_are_named():
         bench_main(["input", "--tolerance", "10", "--no-save"])
 
 
-def known_rate_pipeline(cost: float, batch: int, first_wait: float):
+def known_rate_pipeline(cost: float, batch: int, head_start: int):
     """A tf.data pipeline of known steady rate, 1 / ``cost`` elements a second: each batch
-    is made by sleeping ``batch`` x ``cost`` seconds (no core needed, so a busy machine does
-    not change it), in the background (prefetch). The first element's consumer-side step
-    takes ``first_wait`` seconds (a first decode, a function's first call), while the
-    background works ahead: the batches it buffered come out at once afterwards, as a fresh
-    reader's do."""
+    is made by sleeping ``batch`` x ``cost`` seconds (no core needed), in the background
+    (prefetch). The first element's consumer-side step (a first decode, a function's first
+    call) ends only once the background has made ``head_start`` batches, which then come out
+    at once, as a fresh reader's do. (Waiting for a count, not for a time: on a loaded
+    machine the background may make fewer batches in a given time.)"""
     import time
 
     import tensorflow as tf
 
+    made = [0]
+
     def make(i):
         time.sleep(batch * cost)
+        made[0] += 1
         return i
 
     def consume(i):
-        if int(i[0]) == 0:
-            time.sleep(first_wait)
+        deadline = time.monotonic() + 60
+        while int(i[0]) == 0 and made[0] < head_start and time.monotonic() < deadline:
+            time.sleep(0.01)
         return i
 
     return (tf.data.Dataset.range(10**6).batch(batch)
@@ -203,10 +207,10 @@ def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstate
     from lars_hvd.bench.__main__ import parser
 
     defaults = parser().parse_args(["input"])  # the bench's default settings
-    # 200 elements a second; 0.8 s of head start: 20 batches, 15 of them after the warm-up,
-    # which the first window of 20 reads (with it, the rate would be 14% too high)
+    # 200 elements a second; a head start of 20 batches, 15 of them after the warm-up, which
+    # the first window of 20 reads (with it, the rate would be 14% too high)
     cost, batch = 0.005, 8
-    found = steady.measure(iter(known_rate_pipeline(cost, batch, 0.8)), batch=batch,
+    found = steady.measure(iter(known_rate_pipeline(cost, batch, 20)), batch=batch,
                            window=defaults.batches, warmup=defaults.warmup,
                            windows=defaults.windows, tolerance=defaults.tolerance)
     assert found.steady, found
@@ -214,12 +218,12 @@ def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstate
     assert found.windows[0] > 2 / cost and found.buffered > 0.5  # the head start
     # Windows shorter than what was buffered: the first comes all from the buffer, which may
     # last into the stretch, and the result says so.
-    short = steady.measure(iter(known_rate_pipeline(cost, batch, 0.8)), batch=batch,
+    short = steady.measure(iter(known_rate_pipeline(cost, batch, 20)), batch=batch,
                            window=3, warmup=defaults.warmup, windows=defaults.windows,
                            tolerance=defaults.tolerance)
     assert not short.steady and "NOT steady" in short.describe(), short
     # The method before issue 40: a fresh iterator, 5 batches untimed, 3 timed.
-    iterator = iter(known_rate_pipeline(cost, batch, 0.8))
+    iterator = iter(known_rate_pipeline(cost, batch, 20))
     for _ in range(5):
         next(iterator)
     start = time.perf_counter()
