@@ -172,13 +172,14 @@ def test_bad_flags_are_named():
 
 
 def known_rate_pipeline(cost: float, batch: int, head_start: int):
-    """A tf.data pipeline of known steady rate, about 1 / ``cost`` elements a second (the
-    list it returns beside it says when each batch was made: ``made_rate``): each batch
-    is made by sleeping ``batch`` x ``cost`` seconds (no core needed), in the background
-    (prefetch). The first element's consumer-side step (a first decode, a function's first
-    call) ends only once the background has made ``head_start`` batches, which then come out
-    at once, as a fresh reader's do. (Waiting for a count, not for a time: on a loaded
-    machine the background may make fewer batches in a given time.)"""
+    """An iterator over a tf.data pipeline of known steady rate, about 1 / ``cost`` elements
+    a second (the list it returns beside it says when each batch was made: ``made_rate``):
+    each batch is made by sleeping ``batch`` x ``cost`` seconds (no core needed), in the
+    background (prefetch). The first batch comes out only once the background has made
+    ``head_start`` batches, which then come out at once, as a fresh reader's do. (Waiting for
+    a count, not for a time: on a loaded machine the background may make fewer batches in a
+    given time. The wait is in this thread, not in a TensorFlow function, which would hold
+    one of the pool's threads the background needs: a test process has one.)"""
     import time
 
     import tensorflow as tf
@@ -190,15 +191,18 @@ def known_rate_pipeline(cost: float, batch: int, head_start: int):
         made.append(time.monotonic())
         return i
 
-    def consume(i):
+    def head_started(iterator):
+        first = next(iterator)  # starts the background
         deadline = time.monotonic() + 60
-        while int(i[0]) == 0 and len(made) < head_start and time.monotonic() < deadline:
+        while len(made) < head_start:
+            assert time.monotonic() < deadline, f"made {len(made)} of {head_start} in 60 s"
             time.sleep(0.01)
-        return i
+        yield first
+        yield from iterator
 
-    return (tf.data.Dataset.range(10**6).batch(batch)
-            .map(lambda i: tf.py_function(make, [i], tf.int64)).prefetch(64)
-            .map(lambda i: tf.py_function(consume, [i], tf.int64))), made
+    dataset = (tf.data.Dataset.range(10**6).batch(batch)
+               .map(lambda i: tf.py_function(make, [i], tf.int64)).prefetch(64))
+    return head_started(iter(dataset)), made
 
 
 def made_rate(made: list[float], batch: int, head_start: int) -> float:
@@ -218,8 +222,8 @@ def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstate
     # 200 elements a second; a head start of 20 batches, 15 of them after the warm-up, which
     # the first window of 20 reads (with it, the rate would be 14% too high)
     cost, batch = 0.005, 8
-    dataset, made = known_rate_pipeline(cost, batch, 20)
-    found = steady.measure(iter(dataset), batch=batch, window=defaults.batches,
+    iterator, made = known_rate_pipeline(cost, batch, 20)
+    found = steady.measure(iterator, batch=batch, window=defaults.batches,
                            warmup=defaults.warmup, windows=defaults.windows,
                            tolerance=defaults.tolerance)
     assert found.steady, found
@@ -229,20 +233,20 @@ def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstate
     assert found.windows[0] > 2 / cost and found.buffered > 0.5  # the head start
     # Left out, not averaged in: over ten windows the first would add less than 10%, over
     # two it adds a third (the first window here runs at 4x the rate).
-    dataset, made = known_rate_pipeline(cost, batch, 20)
-    two = steady.measure(iter(dataset), batch=batch, window=defaults.batches,
+    iterator, made = known_rate_pipeline(cost, batch, 20)
+    two = steady.measure(iterator, batch=batch, window=defaults.batches,
                          warmup=defaults.warmup, windows=3, tolerance=defaults.tolerance)
     assert two.rate == pytest.approx(made_rate(made, batch, 20), rel=0.1), two
     # Windows shorter than what was buffered: the first comes all from the buffer, which may
     # last into the stretch, and the result says so. (A slower source, 50 elements a second,
     # and 5 batches buffered after the warm-up: the first window of 3 then takes far less
     # than the stretch's pace, also when a loaded machine slows the reading of a batch.)
-    short = steady.measure(iter(known_rate_pipeline(0.02, batch, 10)[0]), batch=batch,
+    short = steady.measure(known_rate_pipeline(0.02, batch, 10)[0], batch=batch,
                            window=3, warmup=defaults.warmup, windows=defaults.windows,
                            tolerance=defaults.tolerance)
     assert not short.steady and "NOT steady" in short.describe(), short
     # The method before issue 40: a fresh iterator, 5 batches untimed, 3 timed.
-    iterator = iter(known_rate_pipeline(cost, batch, 20)[0])
+    iterator = known_rate_pipeline(cost, batch, 20)[0]
     for _ in range(5):
         next(iterator)
     start = time.perf_counter()
