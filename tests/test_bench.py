@@ -171,88 +171,69 @@ def test_bad_flags_are_named():
         bench_main(["input", "--tolerance", "10", "--no-save"])
 
 
-def known_rate_pipeline(cost: float, batch: int, head_start: int):
-    """An iterator over a tf.data pipeline of known steady rate, about 1 / ``cost`` elements
-    a second (the list it returns beside it says when each batch was made: ``made_rate``):
-    each batch is made by sleeping ``batch`` x ``cost`` seconds (no core needed), in the
-    background (prefetch). The first batch comes out only once the background has made
-    ``head_start`` batches, which then come out at once, as a fresh reader's do. (Waiting for
-    a count, not for a time: on a loaded machine the background may make fewer batches in a
-    given time. The wait is in this thread, not in a TensorFlow function, which would hold
-    one of the pool's threads the background needs: a test process has one.)"""
-    import time
+class KnownRateReader:
+    """A reader of known steady rate, ``1 / cost`` elements a second, on a simulated clock
+    (``clock``, ``cpu_clock``): ``head_start`` batches are ready when the first is asked for,
+    as a fresh tf.data reader's buffer is, then one every ``batch * cost`` seconds; reading a
+    batch takes 0.1 ms of this process's CPU. (On the wall clock, such a test failed under a
+    loaded machine's scheduling: stop 44's CI, and once the background made 1 batch in 60 s.)"""
 
-    import tensorflow as tf
+    def __init__(self, cost: float, batch: int, head_start: int):
+        self.period, self.batch, self.head_start = batch * cost, batch, head_start
+        self.now = self.cpu = 0.0
+        self.served = 0
 
-    made = []  # when each batch was made
+    def __iter__(self):
+        return self
 
-    def make(i):
-        time.sleep(batch * cost)
-        made.append(time.monotonic())
-        return i
+    def __next__(self) -> tuple:
+        ready = max(0, self.served - self.head_start + 1) * self.period
+        self.now = max(self.now, ready) + 1e-4
+        self.cpu += 1e-4
+        self.served += 1
+        return (np.zeros(self.batch),)
 
-    def head_started(iterator):
-        first = next(iterator)  # starts the background
-        deadline = time.monotonic() + 60
-        while len(made) < head_start:
-            assert time.monotonic() < deadline, f"made {len(made)} of {head_start} in 60 s"
-            time.sleep(0.01)
-        yield first
-        yield from iterator
+    def clock(self) -> float:
+        return self.now
 
-    dataset = (tf.data.Dataset.range(10**6).batch(batch)
-               .map(lambda i: tf.py_function(make, [i], tf.int64)).prefetch(64))
-    return head_started(iter(dataset)), made
-
-
-def made_rate(made: list[float], batch: int, head_start: int) -> float:
-    """Elements a second a known-rate pipeline made after its head start (and 5 batches
-    more): its exact rate, which a loaded machine (waking a sleeper late) lowers a little."""
-    steady_part = made[head_start + 5:]
-    return batch * (len(steady_part) - 1) / (steady_part[-1] - steady_part[0])
+    def cpu_clock(self) -> float:
+        return self.cpu
 
 
 def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstates_it():
-    import time
-
     from lars_hvd.bench import steady
     from lars_hvd.bench.__main__ import parser
 
     defaults = parser().parse_args(["input"])  # the bench's default settings
+
+    def measure(reader, **settings):
+        settings = {"window": defaults.batches, "warmup": defaults.warmup,
+                    "windows": defaults.windows, "tolerance": defaults.tolerance, **settings}
+        return steady.measure(reader, batch=reader.batch, clock=reader.clock,
+                              cpu_clock=reader.cpu_clock, **settings)
+
     # 200 elements a second; a head start of 20 batches, 15 of them after the warm-up, which
-    # the first window of 20 reads (with it, the rate would be 14% too high)
+    # the first window of 20 reads (with it, the rate would be 7% too high)
     cost, batch = 0.005, 8
-    iterator, made = known_rate_pipeline(cost, batch, 20)
-    found = steady.measure(iterator, batch=batch, window=defaults.batches,
-                           warmup=defaults.warmup, windows=defaults.windows,
-                           tolerance=defaults.tolerance)
+    found = measure(KnownRateReader(cost, batch, 20))
     assert found.steady, found
-    true_rate = made_rate(made, batch, 20)
-    assert true_rate == pytest.approx(1 / cost, rel=0.3)  # the pipeline meant
-    assert found.rate == pytest.approx(true_rate, rel=0.1), (found, true_rate)
-    assert found.windows[0] > 2 / cost and found.buffered > 0.5  # the head start
-    # Left out, not averaged in: over ten windows the first would add less than 10%, over
-    # two it adds a third (the first window here runs at 4x the rate).
-    iterator, made = known_rate_pipeline(cost, batch, 20)
-    two = steady.measure(iterator, batch=batch, window=defaults.batches,
-                         warmup=defaults.warmup, windows=3, tolerance=defaults.tolerance)
-    assert two.rate == pytest.approx(made_rate(made, batch, 20), rel=0.1), two
-    # Windows shorter than what was buffered: the first comes all from the buffer, which may
-    # last into the stretch, and the result says so. (A slower source, 50 elements a second,
-    # and 5 batches buffered after the warm-up: the first window of 3 then takes far less
-    # than the stretch's pace, also when a loaded machine slows the reading of a batch.)
-    short = steady.measure(known_rate_pipeline(0.02, batch, 10)[0], batch=batch,
-                           window=3, warmup=defaults.warmup, windows=defaults.windows,
-                           tolerance=defaults.tolerance)
+    assert found.rate == pytest.approx(1 / cost, rel=1e-6), found
+    assert found.windows[0] > 3 / cost and found.buffered > 0.7, found  # the head start
+    # Left out, not averaged in: over three windows the first would add a third.
+    three = measure(KnownRateReader(cost, batch, 20), windows=3)
+    assert three.rate == pytest.approx(1 / cost, rel=1e-6), three
+    # Windows shorter than what was buffered: the first comes all from the buffer, which
+    # lasts into the stretch, and the result says so.
+    short = measure(KnownRateReader(cost, batch, 10), window=3)
     assert not short.steady and "NOT steady" in short.describe(), short
     # The method before issue 40: a fresh iterator, 5 batches untimed, 3 timed.
-    iterator = known_rate_pipeline(cost, batch, 20)[0]
+    reader = KnownRateReader(cost, batch, 20)
     for _ in range(5):
-        next(iterator)
-    start = time.perf_counter()
+        next(reader)
+    start = reader.clock()
     for _ in range(3):
-        next(iterator)
-    assert 3 * batch / (time.perf_counter() - start) > 2 / cost
+        next(reader)
+    assert 3 * batch / (reader.clock() - start) > 10 / cost
 
 
 def test_input_bench_times_every_recipe_and_path_on_generated_jpegs(tmp_path):

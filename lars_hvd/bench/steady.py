@@ -15,7 +15,7 @@ outlasted it, and the result says that the windows are too short to be steady.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,20 +78,21 @@ def _overall(rates) -> float:
 
 
 def measure(iterator: Iterator, *, batch: int, window: int, warmup: int, windows: int,
-            tolerance: float = TOLERANCE) -> Steady:
+            tolerance: float = TOLERANCE, clock: Callable[[], float] = time.perf_counter,
+            cpu_clock: Callable[[], float] = time.process_time) -> Steady:
     """Reads ``warmup`` batches untimed, then ``windows`` consecutive windows of ``window``
-    batches (``batch`` images each). Each batch's first component is copied to NumPy, as a
-    training step would take it."""
+    batches (``batch`` images each), timed by ``clock`` and ``cpu_clock`` (seconds). Each
+    batch's first component is copied to NumPy, as a training step would take it."""
     if windows < MIN_WINDOWS:
         raise ValueError(f"windows must be at least {MIN_WINDOWS} (got {windows}).")
     for _ in range(warmup):
         next(iterator)
     walls, cpus = [], []
     for _ in range(windows):
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu = clock(), cpu_clock()
         for _ in range(window):
             np.asarray(next(iterator)[0])
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        wall, cpu = clock() - start, cpu_clock() - cpu
         walls.append(window * batch / wall)
         cpus.append(window * batch / max(cpu, 1e-9))
     return Steady(tuple(walls), tuple(cpus), tolerance)
