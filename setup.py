@@ -5,7 +5,8 @@ stack ``.[cpu]`` / ``.[gpu]`` (TensorFlow 2.15.1, Python 3.10-3.11) or the curre
 ``.[current-cpu]`` / ``.[current-gpu]`` (TensorFlow 2.21 with tf-keras, Python 3.10-3.13;
 with ``current-cpu`` install ``tf-keras`` with ``--no-deps``, as ``make install`` does, or it
 replaces tensorflow-cpu by the full ``tensorflow``). ``crosscheck`` is tensorflow-addons, for
-the tests on the pinned stack only. Horovod is built from source *after* TensorFlow by
+the tests on the pinned stack only; ``keras3`` is JAX and PyTorch, for the tests of
+``lars_hvd.keras3`` on the current stack. Horovod is built from source *after* TensorFlow by
 ``make install`` (``.ci/install.sh``), so it is not a pip requirement here: pip would try to
 build it in an isolated environment without TensorFlow and get a Horovod without TF ops.
 
@@ -45,6 +46,10 @@ setup(
         "current-gpu": [f"tensorflow[and-cuda]=={CURRENT_TF}", f"tf-keras=={CURRENT_TF}",
                         "tensorboard==2.21.0"],
         "crosscheck": ["tensorflow-addons==0.23.0"],
+        # Keras 3's other backends, for the tests of lars_hvd.keras3 on the current stack
+        # (whose TensorFlow brings Keras 3). PyPI's torch for Linux x86_64 is the CUDA build
+        # (several GB); the CPU one is on PyTorch's own index (docs/optimizer.md).
+        "keras3": ["jax[cpu]==0.10.2", "torch==2.13.0"],
         "test": ["pytest>=8", "pytest-xdist==3.6.1", "ruff==0.17.6", "pyyaml"],
     },
 )

@@ -84,8 +84,9 @@ if [ "$STACK" = pinned ]; then
   say "Installing the pinned stack (.[${extra},test,crosscheck]: TensorFlow $TF_VERSION, mpi4py, pytest, ruff, tensorflow-addons)"
   "${PIP[@]}" install -q -e ".[${extra},test,crosscheck]"
 else
-  say "Installing the current stack (.[current-${extra},test]: TensorFlow $TF_VERSION, tf-keras $TF_VERSION, mpi4py, pytest, ruff)"
-  "${PIP[@]}" install -q -e ".[current-${extra},test]"
+  # JAX and PyTorch (.[keras3]): the tests of lars_hvd.keras3 on Keras 3's other backends.
+  say "Installing the current stack (.[current-${extra},test,keras3]: TensorFlow $TF_VERSION, tf-keras $TF_VERSION, mpi4py, pytest, ruff, JAX, PyTorch)"
+  "${PIP[@]}" install -q -e ".[current-${extra},test,keras3]"
   # tf-keras requires `tensorflow`; beside tensorflow-cpu that would pull in the full CUDA
   # wheel over it. Its only dependency is TensorFlow itself, installed just above.
   "${PIP[@]}" install -q --no-deps "tf-keras==$TF_VERSION"

@@ -8,7 +8,7 @@ import copy
 import numpy as np
 import pytest
 import tensorflow as tf
-from lars_reference import relative_error
+from lars_reference import gradients, initial_weights, lamb_reference, relative_error
 
 from lars_hvd.optim.lamb import LAMB
 
@@ -21,45 +21,12 @@ PINNED = tf.__version__.startswith("2.15.")
 
 def make_variables():
     """Adapted, excluded (bias, regex), zero-weight and zero-gradient variables."""
-    rng = np.random.default_rng(1)
-    init = {
-        "dense/kernel": rng.normal(size=(5, 4)),
-        "dense/bias": rng.normal(size=(4,)),
-        "skip_me/kernel": rng.normal(size=(3, 3)),
-        "zero/kernel": np.zeros((2, 3)),  # ||w|| = 0 -> trust = 1
-        "frozen/kernel": rng.normal(size=(2, 2)),  # zero gradients -> ||u|| = 0 -> trust = 1
-    }
-    return [tf.Variable(value.astype(np.float32), name=name) for name, value in init.items()]
+    return [tf.Variable(value.astype(np.float32), name=name)
+            for name, value in initial_weights(1).items()]
 
 
 def gradients_for(step: int, variables) -> list[np.ndarray]:
-    rng = np.random.default_rng(200 + step)
-    grads = []
-    for variable in variables:
-        g = rng.normal(scale=0.5, size=variable.shape).astype(np.float32)
-        grads.append(np.zeros_like(g) if variable.name.startswith("frozen") else g)
-    return grads
-
-
-def lamb_reference(weights, grads_per_step, lr, beta_1, beta_2, epsilon, weight_decay_rate,
-                   excluded):
-    """Algorithm 2 of You et al. 2019 in float64, step t = 1, 2, ..."""
-    w = [x.astype(np.float64) for x in weights]
-    m = [np.zeros_like(x) for x in w]
-    v = [np.zeros_like(x) for x in w]
-    for t, grads in enumerate(grads_per_step, start=1):
-        for i, g in enumerate(grads):
-            g = g.astype(np.float64)
-            m[i] = beta_1 * m[i] + (1 - beta_1) * g
-            v[i] = beta_2 * v[i] + (1 - beta_2) * g * g
-            u = (m[i] / (1 - beta_1**t)) / (np.sqrt(v[i] / (1 - beta_2**t)) + epsilon)
-            trust = 1.0
-            if not excluded[i]:
-                u = u + weight_decay_rate * w[i]
-                w_norm, u_norm = np.linalg.norm(w[i]), np.linalg.norm(u)
-                trust = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
-            w[i] = w[i] - lr * trust * u
-    return w
+    return gradients(200 + step, [(variable.name, variable.shape) for variable in variables])
 
 
 @pytest.mark.parametrize("weight_decay_rate", [0.0, 0.01])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import tensorflow as tf
-from lars_reference import excluded, lars_step, relative_error
+from lars_reference import (
+    LARS_CASES,
+    excluded,
+    gradients,
+    initial_weights,
+    lars_step,
+    relative_error,
+)
 
 from lars_hvd.optim.lars import LARS, trust_ratio
 
@@ -19,46 +24,16 @@ TOLERANCE = 1e-5  # float32 vs float64 reference, norm-wise relative error per v
 
 def make_variables():
     """Included, rank-excluded, regex-excluded, zero-weight and zero-gradient variables."""
-    rng = np.random.default_rng(0)
-    init = {
-        "dense/kernel": rng.normal(size=(5, 4)),
-        "dense/bias": rng.normal(size=(4,)),  # rank 1: excluded by the low-rank rule
-        "skip_me/kernel": rng.normal(size=(3, 3)),  # excluded by a regex
-        "zero/kernel": np.zeros((2, 3)),  # ||w|| = 0 -> trust = 1
-        "frozen/kernel": rng.normal(size=(2, 2)),  # gets zero gradients -> trust = 1
-    }
-    variables = [tf.Variable(value.astype(np.float32), name=name) for name, value in init.items()]
-    return variables
+    return [tf.Variable(value.astype(np.float32), name=name)
+            for name, value in initial_weights(0).items()]
 
 
 def gradients_for(step: int, variables):
-    rng = np.random.default_rng(100 + step)
-    grads = []
-    for variable in variables:
-        g = rng.normal(scale=0.5, size=variable.shape).astype(np.float32)
-        if variable.name.startswith("frozen"):
-            g = np.zeros_like(g)
-        grads.append(g)
-    return grads
-
-
-CASES = [
-    dict(mode=mode, momentum=momentum, nesterov=nesterov, weight_decay_rate=wd, epsilon=eps)
-    for mode, (momentum, nesterov), wd, eps in itertools.product(
-        ["paper", "decayed_grad"], [(0.0, False), (0.9, False), (0.9, True)], [0.0, 5e-3],
-        [0.0],
-    )
-] + [dict(mode="paper", momentum=0.9, nesterov=False, weight_decay_rate=5e-3, epsilon=1e-3)] + [
-    # LARC's clip policy at a global rate that caps some layers and not others (see
-    # test_clip_cases_cap_some_layers_and_not_others).
-    dict(mode=mode, momentum=0.9, nesterov=nesterov, weight_decay_rate=5e-3, epsilon=0.0,
-         clip=True, lr=0.012)
-    for mode, nesterov in [("paper", False), ("decayed_grad", True)]
-]
+    return gradients(100 + step, [(variable.name, variable.shape) for variable in variables])
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
+@pytest.mark.parametrize("case", LARS_CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_matches_numpy_reference(case, compiled):
     lr, eta, patterns = case.get("lr", 2.0), 0.01, ["skip_me"]
     variables = make_variables()

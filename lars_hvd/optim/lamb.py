@@ -12,21 +12,15 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from lars_hvd.optim.common import (
-    check_learning_rate,
-    check_weight_decay_rate,
-    exclusions,
-    l2_norm,
-    patterns_match,
-    refuse_base_weight_decay,
-)
+from lars_hvd.optim import rules
+from lars_hvd.optim.common import Keras2, l2_norm
 from lars_hvd.stack import check_keras
 
 check_keras(tf.keras)
 
 
 @tf.keras.utils.register_keras_serializable(package="lars_hvd")
-class LAMB(tf.keras.optimizers.Optimizer):
+class LAMB(rules.Exclusions, Keras2, tf.keras.optimizers.Optimizer):
     r"""Layer-wise Adaptive Moments for Batch training (LAMB).
 
     For every variable ``w`` with gradient ``g`` at step ``t`` (1, 2, ...; the optimizer's
@@ -62,32 +56,22 @@ class LAMB(tf.keras.optimizers.Optimizer):
         name: str = "LAMB",
         **kwargs,
     ):
-        refuse_base_weight_decay(kwargs, "LAMB adds its weight decay to the Adam update "
-                                         "before the trust ratio")
+        rules.refuse_base_weight_decay(kwargs, "LAMB adds its weight decay to the Adam "
+                                               "update before the trust ratio")
         super().__init__(name=name, **kwargs)
-        check_learning_rate(learning_rate)
-        for argument, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"{argument} must be a float in [0, 1). "
-                                 f"Received: {argument}={value!r}.")
-        if not isinstance(epsilon, (int, float)) or not epsilon > 0:
-            raise ValueError(f"epsilon must be a float > 0. Received: epsilon={epsilon!r}.")
-        check_weight_decay_rate(weight_decay_rate)
+        rules.check_learning_rate(learning_rate)
+        settings = rules.lamb_settings(**rules.arguments(locals(), rules.LAMB_SETTINGS))
         self._learning_rate = self._build_learning_rate(learning_rate)
-        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
-        self.epsilon = float(epsilon)
-        self.weight_decay_rate = float(weight_decay_rate)
-        self.exclude_from_weight_decay, self.exclude_from_layer_adaptation = exclusions(
-            exclude_from_weight_decay, exclude_from_layer_adaptation)
+        for key, value in settings.items():
+            setattr(self, key, value)
 
-    def uses_weight_decay(self, variable) -> bool:
-        """Whether ``variable`` gets the weight decay."""
-        return self.weight_decay_rate > 0 and not patterns_match(
-            self.exclude_from_weight_decay, variable)
+    @staticmethod
+    def name_of(variable) -> str:  # (rules.Exclusions)
+        return variable.name
 
-    def uses_layer_adaptation(self, variable) -> bool:
-        """Whether ``variable`` gets the trust ratio (else trust = 1)."""
-        return not patterns_match(self.exclude_from_layer_adaptation, variable)
+    @staticmethod
+    def shape_of(variable) -> tuple:
+        return tuple(variable.shape.as_list())
 
     def build(self, var_list):
         """Creates the two moment slots ``m`` and ``v`` per variable."""
@@ -109,31 +93,20 @@ class LAMB(tf.keras.optimizers.Optimizer):
         step = tf.cast(self.iterations + 1, dtype)
         index = self._index_dict[self._var_key(variable)]
         m, v = self.first_moments[index], self.second_moments[index]
-        m.assign(self.beta_1 * m + (1.0 - self.beta_1) * gradient)
-        v.assign(self.beta_2 * v + (1.0 - self.beta_2) * tf.square(gradient))
-        m_hat = m / (1.0 - tf.pow(tf.cast(self.beta_1, dtype), step))
-        v_hat = v / (1.0 - tf.pow(tf.cast(self.beta_2, dtype), step))
-        update = m_hat / (tf.sqrt(v_hat) + self.epsilon)
+        new_m, new_v, update = rules.lamb_moments(
+            m, v, gradient, step, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+            ops=tf)
+        m.assign(new_m)
+        v.assign(new_v)
         if self.uses_weight_decay(variable):
             update += self.weight_decay_rate * variable
         if self.uses_layer_adaptation(variable):
-            weight_norm, update_norm = l2_norm(variable), l2_norm(update)
-            both_positive = tf.logical_and(weight_norm > 0, update_norm > 0)
-            ratio = tf.where(both_positive, weight_norm / tf.where(both_positive, update_norm,
-                                                                   1.0), 1.0)
-            update = ratio * update
+            update = rules.lamb_trust_ratio(l2_norm(variable), l2_norm(update), ops=tf) * update
         variable.assign_sub(lr * update)
 
     def get_config(self) -> dict:
         """Every constructor argument: Horovod rebuilds the optimizer from this."""
         config = super().get_config()
-        config.update({
-            "learning_rate": self._serialize_hyperparameter(self._learning_rate),
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-            "epsilon": self.epsilon,
-            "weight_decay_rate": self.weight_decay_rate,
-            "exclude_from_weight_decay": list(self.exclude_from_weight_decay),
-            "exclude_from_layer_adaptation": list(self.exclude_from_layer_adaptation),
-        })
+        config["learning_rate"] = self._serialize_hyperparameter(self._learning_rate)
+        config.update(rules.settings_of(self, rules.LAMB_SETTINGS))
         return config

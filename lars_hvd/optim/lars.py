@@ -7,69 +7,21 @@ why every constructor argument is in the config.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
 from lars_hvd import compat
-from lars_hvd.optim.common import (
-    check_learning_rate,
-    check_weight_decay_rate,
-    exclusions,
-    handle,
-    l2_norm,
-    patterns_match,
-    refuse_base_weight_decay,
-)
-from lars_hvd.optim.modes import TRUST_RATIO_MODES
+from lars_hvd.optim import rules
+from lars_hvd.optim.common import Keras2, handle, l2_norm
 from lars_hvd.stack import check_keras
 
 check_keras(tf.keras)
 
 
-def trust_ratio(
-    weight_norm,
-    grad_norm,
-    *,
-    trust_coefficient: float,
-    weight_decay_rate: float = 0.0,
-    epsilon: float = 0.0,
-    mode: str = "paper",
-):
-    """The LARS local learning rate of one layer (a pure function of two norms).
-
-    ```
-    paper:         trust = eta * ||w|| / (||g|| + beta * ||w|| + epsilon)
-    decayed_grad:  trust = eta * ||w|| / (||g + beta * w|| + epsilon)
-    either norm is 0:  trust = 1
-    ```
-
-    Args:
-      weight_norm: ``||w||``, a scalar tensor.
-      grad_norm: ``||g||`` in ``"paper"`` mode, ``||g + beta * w||`` in ``"decayed_grad"`` mode.
-      trust_coefficient: eta, the paper's 0.001.
-      weight_decay_rate: beta, the coupled weight decay of this variable (0 if excluded).
-      epsilon: added to the denominator; the paper has none.
-      mode: ``"paper"`` or ``"decayed_grad"``.
-
-    Returns:
-      A scalar tensor of the dtype of ``weight_norm``; never NaN or Inf for finite inputs,
-      because a zero norm on either side gives a ratio of 1.
-    """
-    if mode == "paper":
-        denominator = grad_norm + weight_decay_rate * weight_norm + epsilon
-    elif mode == "decayed_grad":
-        denominator = grad_norm + epsilon
-    else:
-        raise ValueError(
-            f"trust_ratio_mode must be one of {TRUST_RATIO_MODES}. Received: mode={mode!r}"
-        )
-    both_positive = tf.logical_and(weight_norm > 0, grad_norm > 0)
-    # Divide by 1 where the ratio is discarded, so no Inf/NaN is ever produced, even inside
-    # a gradient of this function.
-    safe_denominator = tf.where(both_positive, denominator, tf.ones_like(denominator))
-    ratio = trust_coefficient * weight_norm / safe_denominator
-    return tf.where(both_positive, ratio, tf.ones_like(ratio))
+def trust_ratio(weight_norm, grad_norm, **kwargs):
+    """``rules.trust_ratio`` (the formula, its arguments) on TensorFlow tensors."""
+    return rules.trust_ratio(weight_norm, grad_norm, ops=tf, **kwargs)
 
 
 def _l2_norms(weight, grad):
@@ -88,7 +40,7 @@ def _l2_norms(weight, grad):
 
 
 @tf.keras.utils.register_keras_serializable(package="lars_hvd")
-class LARS(tf.keras.optimizers.Optimizer):
+class LARS(rules.Exclusions, Keras2, tf.keras.optimizers.Optimizer):
     r"""SGD with momentum and layer-wise adaptive rate scaling (LARS).
 
     For every variable ``w`` with gradient ``g``, at global learning rate ``lr`` (a float or a
@@ -178,63 +130,24 @@ class LARS(tf.keras.optimizers.Optimizer):
         name: str = "LARS",
         **kwargs,
     ):
-        refuse_base_weight_decay(kwargs, "LARS couples weight decay into the gradient before "
-                                         "the trust ratio")
+        rules.refuse_base_weight_decay(kwargs, "LARS couples weight decay into the gradient "
+                                               "before the trust ratio")
         super().__init__(name=name, **kwargs)
-        check_learning_rate(learning_rate)
-        if not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
-            raise ValueError(
-                f"momentum must be a float in [0, 1). Received: momentum={momentum!r}."
-            )
-        check_weight_decay_rate(weight_decay_rate)
-        if not isinstance(trust_coefficient, (int, float)) or not trust_coefficient > 0:
-            raise ValueError(
-                f"trust_coefficient must be a float > 0 (the paper uses 0.001). "
-                f"Received: trust_coefficient={trust_coefficient!r}."
-            )
-        if not isinstance(epsilon, (int, float)) or not epsilon >= 0:
-            raise ValueError(f"epsilon must be a float >= 0. Received: epsilon={epsilon!r}.")
-        if trust_ratio_mode not in TRUST_RATIO_MODES:
-            raise ValueError(
-                f"trust_ratio_mode must be one of {TRUST_RATIO_MODES}. "
-                f"Received: trust_ratio_mode={trust_ratio_mode!r}."
-            )
-        if nesterov and momentum == 0:
-            raise ValueError(
-                "nesterov=True needs momentum > 0. Received: nesterov=True, momentum=0."
-            )
+        rules.check_learning_rate(learning_rate)
+        settings = rules.lars_settings(**rules.arguments(locals(), rules.LARS_SETTINGS))
         self._learning_rate = self._build_learning_rate(learning_rate)
-        self.momentum = float(momentum)
-        self.weight_decay_rate = float(weight_decay_rate)
-        self.trust_coefficient = float(trust_coefficient)
-        self.epsilon = float(epsilon)
-        self.nesterov = bool(nesterov)
-        self.trust_ratio_mode = trust_ratio_mode
-        self.exclude_from_weight_decay, self.exclude_from_layer_adaptation = exclusions(
-            exclude_from_weight_decay, exclude_from_layer_adaptation)
-        self.exclude_low_rank = bool(exclude_low_rank)
-        self.record_trust_ratios = bool(record_trust_ratios)
-        if not isinstance(trust_clip, bool):
-            raise ValueError(f"trust_clip must be True or False (LARC's clip or scale "
-                             f"policy). Received: trust_clip={trust_clip!r}.")
-        self.trust_clip = trust_clip
+        for key, value in settings.items():
+            setattr(self, key, value)
 
-    # -- exclusions -------------------------------------------------------------------------
+    # -- exclusions (rules.Exclusions) -----------------------------------------------------
 
-    def _excluded(self, variable, patterns: Iterable[str]) -> bool:
-        if self.exclude_low_rank and variable.shape.rank is not None and variable.shape.rank <= 1:
-            return True
-        return patterns_match(patterns, variable)
+    @staticmethod
+    def name_of(variable) -> str:
+        return variable.name
 
-    def uses_weight_decay(self, variable) -> bool:
-        """Whether ``variable`` gets the coupled weight decay."""
-        return self.weight_decay_rate > 0 and not self._excluded(
-            variable, self.exclude_from_weight_decay
-        )
-
-    def uses_layer_adaptation(self, variable) -> bool:
-        """Whether ``variable`` gets the trust ratio (else trust = 1)."""
-        return not self._excluded(variable, self.exclude_from_layer_adaptation)
+    @staticmethod
+    def shape_of(variable) -> tuple:
+        return tuple(variable.shape.as_list())
 
     def manifest(self, var_list=None) -> list[dict]:
         """Which variables get weight decay and layer adaptation.
@@ -245,17 +158,7 @@ class LARS(tf.keras.optimizers.Optimizer):
         Returns:
           One dict per variable: ``name``, ``shape``, ``weight_decay``, ``layer_adaptation``.
         """
-        if var_list is None:
-            var_list = self._built_variables()
-        return [
-            {
-                "name": variable.name,
-                "shape": tuple(variable.shape.as_list()),
-                "weight_decay": self.uses_weight_decay(variable),
-                "layer_adaptation": self.uses_layer_adaptation(variable),
-            }
-            for variable in var_list
-        ]
+        return super().manifest(self._built_variables() if var_list is None else var_list)
 
     def trust_ratios(self) -> dict[str, float]:
         """The last step's trust ratio of every adapted variable, by variable name.
@@ -329,14 +232,7 @@ class LARS(tf.keras.optimizers.Optimizer):
                 epsilon=self.epsilon,
                 mode=self.trust_ratio_mode,
             )
-            if self.trust_clip:
-                # LARC's clip policy: the trust ratio is the local rate, capped by lr.
-                local_lr = tf.minimum(lr, ratio)
-                # Recorded as the multiplier of lr (1 where lr = 0: no step is taken then).
-                safe_lr = tf.where(lr > 0, lr, tf.ones_like(lr))
-                ratio = tf.where(lr > 0, local_lr / safe_lr, tf.ones_like(lr))
-            else:
-                local_lr = lr * ratio
+            local_lr, ratio = rules.local_rate(lr, ratio, clip=self.trust_clip, ops=tf)
             if self.record_trust_ratios:
                 index = self._index_dict[self._var_key(variable)]
                 self._trust_ratio_records[index].assign(tf.cast(ratio, tf.float32))
@@ -356,20 +252,6 @@ class LARS(tf.keras.optimizers.Optimizer):
     def get_config(self) -> dict:
         """Every constructor argument: Horovod rebuilds the optimizer from this."""
         config = super().get_config()
-        config.update(
-            {
-                "learning_rate": self._serialize_hyperparameter(self._learning_rate),
-                "momentum": self.momentum,
-                "weight_decay_rate": self.weight_decay_rate,
-                "trust_coefficient": self.trust_coefficient,
-                "epsilon": self.epsilon,
-                "nesterov": self.nesterov,
-                "trust_ratio_mode": self.trust_ratio_mode,
-                "exclude_from_weight_decay": list(self.exclude_from_weight_decay),
-                "exclude_from_layer_adaptation": list(self.exclude_from_layer_adaptation),
-                "exclude_low_rank": self.exclude_low_rank,
-                "record_trust_ratios": self.record_trust_ratios,
-                "trust_clip": self.trust_clip,
-            }
-        )
+        config["learning_rate"] = self._serialize_hyperparameter(self._learning_rate)
+        config.update(rules.settings_of(self, rules.LARS_SETTINGS))
         return config

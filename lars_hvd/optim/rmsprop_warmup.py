@@ -10,7 +10,8 @@ import numbers
 
 import tensorflow as tf
 
-from lars_hvd.optim.common import check_learning_rate, handle
+from lars_hvd.optim.common import handle
+from lars_hvd.optim.rules import check_learning_rate
 from lars_hvd.stack import check_keras
 
 check_keras(tf.keras)
