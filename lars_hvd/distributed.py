@@ -25,19 +25,26 @@ import horovod.tensorflow as hvd_tf  # noqa: E402  (after the stack checks)
 import horovod.tensorflow.keras as hvd  # noqa: E402
 
 _CONFIGURED = False
+_BN_SET = None  # the process set whose ranks share this rank's batch-norm statistics
 
 
-def init(pin_gpu: bool = True, set_threads: bool = True) -> None:
+def init(pin_gpu: bool = True, set_threads: bool = True, *, bn_group: int = 1) -> None:
     """Initializes Horovod, then TF's threads and device visibility for this rank.
 
     Must run before TensorFlow creates its runtime (before the first op), because thread
     pools and visible devices are fixed then. Calling it again is a no-op.
+
+    Args:
+      bn_group: workers whose batch norm shares statistics (``--bn-group``): groups of this
+        many consecutive ranks, each a Horovod process set (1: none; the world: all).
     """
-    global _CONFIGURED
+    global _CONFIGURED, _BN_SET
     if _CONFIGURED:
         return
-    # Horovod: initialize the communicator (MPI or Gloo, as horovodrun chose).
-    hvd.init()
+    # Horovod: initialize the communicator (MPI or Gloo, as horovodrun chose); with batch-norm
+    # groups, their process sets are added once the world size is known.
+    hvd.init(process_sets="dynamic" if bn_group > 1 else None)
+    _BN_SET = bn_process_set(bn_group)
     if set_threads:
         configure_threads(hvd.local_size())
     if pin_gpu:
@@ -81,6 +88,61 @@ def pin_gpu_to_local_rank(local_rank: int) -> None:
         tf.config.experimental.set_memory_growth(gpu, True)
     # Horovod: one GPU per process, chosen by the rank's index on its node.
     tf.config.set_visible_devices(gpus[local_rank % len(gpus)], "GPU")
+
+
+def bn_process_set(group: int):
+    """The process set of this rank's batch-norm group: ``group`` consecutive ranks (on one
+    node when ``group`` <= the ranks a node runs), added in the same order on every rank;
+    Horovod's global set for the whole world; None for 1, or a group that does not divide
+    the world (the plan refuses it, naming the fix)."""
+    world = hvd.size()
+    if group <= 1 or world % group:
+        return None
+    if group == world:
+        return hvd.global_process_set
+    # Horovod: every rank adds every set, in the same order.
+    sets = [hvd.add_process_set(list(range(first, first + group)))
+            for first in range(0, world, group)]
+    return sets[hvd.rank() // group]
+
+
+@tf.keras.utils.register_keras_serializable(package="lars_hvd")
+class GroupBatchNormalization(tf.keras.layers.BatchNormalization):
+    """Batch norm whose batch moments are those of this rank's ``--bn-group``: the group's
+    mean and E[x^2] in one allreduce, whose gradient is the allreduce of the gradients, so
+    the backward pass sees the group's statistics exactly. Keras's non-fused kernel (the
+    fused one computes its moments inside); outside a group, Keras's own batch norm."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**{**kwargs, "fused": False})
+
+    def _calculate_mean_and_var(self, inputs, reduction_axes, keep_dims, mask=None):
+        mean, variance = super()._calculate_mean_and_var(inputs, reduction_axes, keep_dims,
+                                                         mask=mask)
+        if _BN_SET is None:
+            return mean, variance
+        # Horovod: the group's [E[x], E[x^2]], averaged over its workers (equal micro-batches).
+        moments = hvd_tf.allreduce(tf.stack([mean, variance + tf.square(mean)]),
+                                   op=hvd_tf.Average, process_set=_BN_SET)
+        group_mean, mean_of_square = tf.unstack(moments)
+        return group_mean, mean_of_square - tf.square(group_mean)
+
+
+def synchronize_batch_norm(model: tf.keras.Model) -> tf.keras.Model:
+    """``model`` with each BatchNormalization a ``GroupBatchNormalization`` over this rank's
+    ``--bn-group`` (same config and weights: checkpoints stay compatible); ``model`` itself
+    without a group."""
+    if _BN_SET is None:
+        return model
+
+    def clone(layer):
+        if type(layer) is tf.keras.layers.BatchNormalization:
+            return GroupBatchNormalization(**layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    synced = tf.keras.models.clone_model(model, clone_function=clone)
+    synced.set_weights(model.get_weights())
+    return synced
 
 
 def rank() -> int:

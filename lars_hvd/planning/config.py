@@ -129,6 +129,9 @@ class ModelConfig:
                                    "lags over the few dozen steps of a large-batch run)",
                               bounds=Bounds(above=0, below=1))
     label_smoothing: float = flag(0.0, "label smoothing of the cross-entropy loss", bounds=FRACTION)
+    bn_group: int = flag(1, "batch-norm statistics over groups of N consecutive workers "
+                            "(N = world size: all; 1: each worker its own micro-batch)",
+                         bounds=Bounds(at_least=1))
 
 
 @dataclass
@@ -361,6 +364,9 @@ def validate(config: TrainConfig) -> None:
          f"--warmup-epochs must be in [0, --epochs={r.epochs}) (got {s.warmup_epochs})"),
         (not (r.resume and r.run_dir is None),
          "--resume needs --run-dir: the run to continue"),
+        (not (r.elastic and config.model.bn_group > 1),
+         f"--bn-group {config.model.bn_group} needs a fixed world (its process sets are made "
+         f"at start-up) and --elastic changes it: drop one of the two"),
         (not (r.elastic and r.run_dir is None),
          "--elastic needs --run-dir: a folder every worker (also one that joins later) "
          "agrees on"),

@@ -60,6 +60,7 @@ class Plan:
     # steps and total_steps above then count every phase).
     phases: tuple[Phase, ...] = ()
     phase: int = 0  # which of ``phases`` this plan trains (``for_epoch``)
+    bn_group: int = 1  # workers whose micro-batches share batch-norm statistics
 
     def for_epoch(self, epoch: int) -> Plan:
         """The plan of the phase that trains (0-based) ``epoch``: its global batch, split,
@@ -142,6 +143,12 @@ class Plan:
         ]
         if self.phases:
             lines.insert(3, batch_phases.text(self.phases))
+        if self.bn_group > 1:
+            groups = self.world_size // self.bn_group
+            lines.insert(2, f"batch norm               statistics over {self.bn_group} workers"
+                            f" x {self.per_worker_batch} = {self.bn_group * self.per_worker_batch}"
+                            f" examples a micro-batch ({groups} group{'s' * (groups > 1)} of "
+                            f"consecutive ranks)")
         return "\n".join(lines)
 
     def batch_text(self) -> str:
@@ -226,6 +233,7 @@ def resolve(config: TrainConfig, world_size: int) -> Plan:
     steps_per_epoch = steps_in_epoch(r.global_batch_size, train_examples)
     peak, rule = peak_learning_rate(config, r.global_batch_size)
     phases = resolve_phases(config, world_size, train_examples)
+    check_bn_group(config.model.bn_group, world_size)
     return Plan(
         world_size=world_size,
         global_batch_size=r.global_batch_size,
@@ -249,7 +257,20 @@ def resolve(config: TrainConfig, world_size: int) -> Plan:
         eval_batch_size=e.eval_batch_size or per_worker,
         eval_every_epochs=e.eval_every_epochs,
         phases=phases,
+        bn_group=config.model.bn_group,
     )
+
+
+def check_bn_group(group: int, world_size: int) -> None:
+    """Refuses a ``--bn-group`` that does not split ``world_size`` workers into equal groups."""
+    if group <= world_size and world_size % group == 0:
+        return
+    sizes = [str(n) for n in range(1, world_size + 1) if world_size % n == 0]
+    if len(sizes) > 12:
+        sizes = [*sizes[:10], "...", sizes[-1]]
+    why = "exceeds" if group > world_size else "does not divide"
+    raise UsageError(f"--bn-group {group} {why} the world size {world_size}: batch norm needs "
+                     f"equal groups of workers; choose one of {', '.join(sizes)}.")
 
 
 def steps_in_epoch(global_batch: int, train_examples: int, where: str = "") -> int:

@@ -1,0 +1,60 @@
+"""Batch norm over groups of workers (issue 37, ``--bn-group``): tests/distributed/sync_bn.py
+under ``horovodrun``, every rank checking the invariant."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+import run_horovod
+
+pytestmark = pytest.mark.core
+
+
+def test_without_a_group_the_model_is_the_same_object():
+    """--bn-group 1 (no distributed.init(bn_group=...)): today's model and step, bitwise."""
+    import tensorflow as tf
+
+    from lars_hvd import distributed
+
+    model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.BatchNormalization()])
+    assert distributed.synchronize_batch_norm(model) is model
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("np_, group, controller", [(2, 2, "gloo"), (2, 2, "mpi"),
+                                                    (4, 2, "gloo")])
+def test_group_step_equals_one_worker(np_, group, controller):
+    result = run_horovod.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no",
+         "tests/distributed/sync_bn.py"],
+        np_=np_, controller=controller, timeout=300, env={"LARS_HVD_BN_GROUP": str(group)})
+    summaries = re.findall(r"(\d+) passed", result.stdout)
+    assert result.returncode == 0 and " failed" not in result.stdout, result.stdout[-8000:]
+    assert len(summaries) == np_ and all(int(n) == 5 for n in summaries), result.stdout[-8000:]
+
+
+TRAIN = [sys.executable, "-m", "lars_hvd.train", "--model", "small_cnn_bn",
+         "--train-examples", "2048", "--eval-examples", "512", "--global-batch-size", "512",
+         "--warmup-epochs", "0.5", "--bn-recompute-examples", "256"]
+
+
+@pytest.mark.multiprocess
+@pytest.mark.fashion_mnist
+@pytest.mark.parametrize("controller", ["gloo", "mpi"])
+def test_training_with_a_group_recomputes_evaluates_and_refuses_another_group(tmp_path,
+                                                                               controller):
+    run_dir = str(tmp_path / "run")
+    result = run_horovod.run([*TRAIN, "--bn-group", "2", "--epochs", "1", "--run-dir", run_dir],
+                             np_=2, controller=controller, timeout=300)
+    out = result.stdout
+    assert result.returncode == 0, out[-6000:]
+    assert ("batch norm               statistics over 2 workers x 256 = 512 examples a "
+            "micro-batch (1 group of consecutive ranks)") in out, out[-4000:]
+    assert "final evaluation ended" in out, out[-4000:]  # after the BN recompute
+    # The group is a setting of the run: resumed with another, the run says so in a line.
+    result = run_horovod.run([*TRAIN, "--bn-group", "1", "--epochs", "2", "--resume",
+                              "--run-dir", run_dir], np_=2, controller=controller, timeout=300)
+    assert result.returncode != 0 and "--bn-group was 2, now 1" in result.stdout, (
+        result.stdout[-4000:])
