@@ -28,7 +28,8 @@ _CONFIGURED = False
 _BN_SET = None  # the process set whose ranks share this rank's batch-norm statistics
 
 
-def init(pin_gpu: bool = True, set_threads: bool = True, *, bn_group: int = 1) -> None:
+def init(pin_gpu: bool = True, set_threads: bool = True, *, bn_group: int = 1,
+         hierarchical_allreduce: bool = False) -> None:
     """Initializes Horovod, then TF's threads and device visibility for this rank.
 
     Must run before TensorFlow creates its runtime (before the first op), because thread
@@ -37,10 +38,15 @@ def init(pin_gpu: bool = True, set_threads: bool = True, *, bn_group: int = 1) -
     Args:
       bn_group: workers whose batch norm shares statistics (``--bn-group``): groups of this
         many consecutive ranks, each a Horovod process set (1: none; the world: all).
+      hierarchical_allreduce: set ``HOROVOD_HIERARCHICAL_ALLREDUCE`` (read by ``hvd.init``).
     """
     global _CONFIGURED, _BN_SET
     if _CONFIGURED:
         return
+    if hierarchical_allreduce:
+        # Horovod: NCCL reduces inside each node, allreduces across nodes, then broadcasts
+        # inside; read once, by hvd.init (allreduce_note says whether this build honours it).
+        os.environ["HOROVOD_HIERARCHICAL_ALLREDUCE"] = "1"
     # Horovod: initialize the communicator (MPI or Gloo, as horovodrun chose); with batch-norm
     # groups, their process sets are added once the world size is known.
     hvd.init(process_sets="dynamic" if bn_group > 1 else None)
@@ -143,6 +149,25 @@ def synchronize_batch_norm(model: tf.keras.Model) -> tf.keras.Model:
     synced = tf.keras.models.clone_model(model, clone_function=clone)
     synced.set_weights(model.get_weights())
     return synced
+
+
+def allreduce_note() -> str:
+    """What Horovod 0.28.1 makes of ``HOROVOD_HIERARCHICAL_ALLREDUCE`` here ("" when unset):
+    its ``operations.cc`` honours it only in a build with NCCL, under the MPI controller,
+    for GPU tensors, across more than one node; elsewhere it keeps its flat allreduce."""
+    if os.environ.get("HOROVOD_HIERARCHICAL_ALLREDUCE", "0").strip() in ("", "0"):
+        return ""
+    asked = "allreduce                hierarchical asked for, but"
+    if not hvd.mpi_enabled():
+        return (f"{asked} Horovod has it only under MPI (mpirun, horovodrun --mpi): Gloo keeps "
+                f"its flat allreduce")
+    if not hvd.nccl_built():
+        return (f"{asked} this Horovod has no NCCL (a CPU build): it keeps its flat allreduce "
+                f"(docs/scaling-out.md)")
+    if hvd.size() == hvd.local_size():
+        return f"{asked} one node: Horovod keeps its flat allreduce"
+    return (f"allreduce                hierarchical: NCCL inside each node of "
+            f"{hvd.local_size()}, then across {hvd.size() // hvd.local_size()} nodes")
 
 
 def rank() -> int:

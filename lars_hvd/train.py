@@ -46,7 +46,8 @@ def _train(config, extra_callbacks):
     from lars_hvd import distributed  # (checks the stack: Keras 2, Horovod + TF)
 
     # Horovod: initialize before any TF op, so threads and GPUs are set for this rank.
-    distributed.init(bn_group=config.model.bn_group)
+    distributed.init(bn_group=config.model.bn_group,
+                     hierarchical_allreduce=config.run.hierarchical_allreduce)
     from lars_hvd.run import training
 
     summary = training.run(config, extra_callbacks=extra_callbacks)

@@ -16,6 +16,8 @@
 #   --cycle-time-ms MS         HOROVOD_CYCLE_TIME, the wait between fusion cycles
 #   --network-interface IF     the NIC for Gloo, NCCL and MPI's TCP (HOROVOD_GLOO_IFACE,
 #                              NCCL_SOCKET_IFNAME, Open MPI's btl/oob_tcp_if_include)
+#   --hierarchical-allreduce   HOROVOD_HIERARCHICAL_ALLREDUCE=1 (NCCL in a node, then across
+#                              nodes; Horovod honours it with NCCL under MPI only)
 #   --timeline FILE            a Horovod timeline (chrome://tracing) written by rank 0
 #   --stall-check-s S          HOROVOD_STALL_CHECK_TIME_SECONDS (warn about stalled ranks)
 #   --stall-shutdown-s S       HOROVOD_STALL_SHUTDOWN_TIME_SECONDS (default here: 300; a hang
@@ -34,6 +36,7 @@ GPUS_PER_NODE=""
 CONTROLLER="gloo"
 FUSION_MB=""
 CYCLE_MS=""
+HIERARCHICAL=""
 IFACE=""
 TIMELINE=""
 STALL_CHECK=""
@@ -77,6 +80,7 @@ parse_common() {
         [[ "${2-}" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--cycle-time-ms must be a number (got '${2-}')"
         CYCLE_MS="$2"; shift 2 ;;
       --network-interface) [ -n "${2-}" ] || die "--network-interface needs a name"; IFACE="$2"; shift 2 ;;
+      --hierarchical-allreduce) HIERARCHICAL=1; shift ;;
       --timeline) [ -n "${2-}" ] || die "--timeline needs a file name"; TIMELINE="$2"; shift 2 ;;
       --stall-check-s) positive_int --stall-check-s "${2-}"; STALL_CHECK="$2"; shift 2 ;;
       --stall-shutdown-s) positive_int --stall-shutdown-s "${2-}"; STALL_SHUTDOWN="$2"; shift 2 ;;
@@ -144,6 +148,7 @@ horovod_env() {
   [ -z "$FUSION_MB" ] || HOROVOD_ENV+=("HOROVOD_FUSION_THRESHOLD=$((FUSION_MB * 1024 * 1024))")
   [ -z "$CYCLE_MS" ] || HOROVOD_ENV+=("HOROVOD_CYCLE_TIME=$CYCLE_MS")
   [ -z "$TIMELINE" ] || HOROVOD_ENV+=("HOROVOD_TIMELINE=$TIMELINE")
+  [ -z "$HIERARCHICAL" ] || HOROVOD_ENV+=("HOROVOD_HIERARCHICAL_ALLREDUCE=1")
   if [ -n "$IFACE" ]; then
     HOROVOD_ENV+=("HOROVOD_GLOO_IFACE=$IFACE" "NCCL_SOCKET_IFNAME=$IFACE")
   fi

@@ -116,6 +116,27 @@ def test_knobs_become_horovods_variables(hostfile):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_passes_hierarchical_allreduce(script, hostfile):
+    """--hierarchical-allreduce reaches the workers' environment, from every launch script."""
+    args = {"horovodrun.sh": ["--hostfile", hostfile], "mpirun.sh": ["--hostfile", hostfile],
+            "local.sh": ["--np", "2"], "slurm.sbatch": [],
+            "k8s.sh": ["--image", "registry/lars_hvd:1", "--nodes", "2"]}[script]
+    env = {"SLURM_NTASKS": "16"}
+    variable = "HOROVOD_HIERARCHICAL_ALLREDUCE=1"
+    if script == "k8s.sh":
+        def words(*knobs):
+            out = launch(script, *args, *knobs, "--dry-run", "--", *TRAIN_ARGS, env=env).stdout
+            return yaml.safe_load(out)["spec"]["mpiReplicaSpecs"]["Launcher"]["template"][
+                "spec"]["containers"][0]["command"]
+    else:
+        def words(*knobs):
+            return dry(script, *args, *knobs, env=env)
+    assert variable in words("--hierarchical-allreduce")
+    assert variable not in words()
+
+
+@pytest.mark.multiprocess
 def test_hostfile_gives_hosts_and_slots(hostfile):
     cmd = dry("horovodrun.sh", "--hostfile", hostfile, "--controller", "mpi")
     i = cmd.index("horovodrun")

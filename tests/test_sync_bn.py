@@ -43,15 +43,21 @@ TRAIN = [sys.executable, "-m", "lars_hvd.train", "--model", "small_cnn_bn",
 @pytest.mark.multiprocess
 @pytest.mark.fashion_mnist
 @pytest.mark.parametrize("controller", ["gloo", "mpi"])
-def test_training_with_a_group_recomputes_evaluates_and_refuses_another_group(tmp_path,
-                                                                               controller):
+def test_training_with_a_group_and_hierarchical_allreduce(tmp_path, controller):
+    """A run with --bn-group 2 trains, recomputes BN, evaluates, says why Horovod keeps its
+    flat allreduce here, and refuses to resume with another group."""
     run_dir = str(tmp_path / "run")
-    result = run_horovod.run([*TRAIN, "--bn-group", "2", "--epochs", "1", "--run-dir", run_dir],
+    result = run_horovod.run([*TRAIN, "--bn-group", "2", "--hierarchical-allreduce",
+                              "--epochs", "1", "--run-dir", run_dir],
                              np_=2, controller=controller, timeout=300)
     out = result.stdout
     assert result.returncode == 0, out[-6000:]
     assert ("batch norm               statistics over 2 workers x 256 = 512 examples a "
             "micro-batch (1 group of consecutive ranks)") in out, out[-4000:]
+    # Horovod's reason for keeping its flat allreduce here: Gloo first, then the CPU build.
+    why = "only under MPI" if controller == "gloo" else "has no NCCL (a CPU build)"
+    assert "allreduce                hierarchical asked for, but" in out and why in out, (
+        out[-4000:])
     assert "final evaluation ended" in out, out[-4000:]  # after the BN recompute
     # The group is a setting of the run: resumed with another, the run says so in a line.
     result = run_horovod.run([*TRAIN, "--bn-group", "1", "--epochs", "2", "--resume",

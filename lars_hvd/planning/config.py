@@ -194,6 +194,10 @@ class RunConfig:
     precision: str = flag("fp32", "compute precision", tuple(PRECISION_POLICIES))
     xla: bool = flag(False, "XLA auto-clustering (slow on CPU: keep it for GPUs)")
     fp16_allreduce: bool = flag(False, "compress gradients to float16 for the allreduce")
+    hierarchical_allreduce: bool = flag(False, "Horovod's hierarchical allreduce "
+                                               "(HOROVOD_HIERARCHICAL_ALLREDUCE: NCCL inside a "
+                                               "node, then across nodes; a NCCL build under "
+                                               "MPI only)")
     deterministic: bool = flag(False, "deterministic TF ops (exact reruns, slower)")
     run_dir: str | None = flag(None, "where logs, checkpoints and the plan go (default: "
                                      "runs/<time stamp>)", path="folder")

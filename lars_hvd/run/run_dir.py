@@ -20,6 +20,7 @@ RESUMABLE_DIFFERENCES = {"run.resume", "run.run_dir", "run.log_every_steps",
                          "run.checkpoint_every_steps", "run.signal_check_seconds",
                          "run.progress_every_steps", "run.progress_every_seconds",
                          "run.keep_checkpoints", "run.xla", "run.deterministic",
+                         "run.hierarchical_allreduce",
                          "evaluation.eval_batch_size", "evaluation.eval_every_epochs",
                          "evaluation.target_accuracy",
                          "evaluation.eval_examples"}

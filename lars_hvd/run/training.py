@@ -138,6 +138,8 @@ def plan_for_world(config: TrainConfig) -> Plan:
 def print_plan(plan: Plan) -> None:
     if distributed.is_rank0():
         print(plan.describe(), flush=True)
+        if note := distributed.allreduce_note():
+            print(note, flush=True)
 
 
 def compile_model(model: tf.keras.Model, config: TrainConfig, plan: Plan) -> None:
