@@ -59,8 +59,35 @@ def test_training_with_a_group_and_hierarchical_allreduce(tmp_path, controller):
     assert "allreduce                hierarchical asked for, but" in out and why in out, (
         out[-4000:])
     assert "final evaluation ended" in out, out[-4000:]  # after the BN recompute
+    if controller == "gloo":
+        loads_into_a_plain_model_in_one_process(tmp_path / "run" / "checkpoints")
     # The group is a setting of the run: resumed with another, the run says so in a line.
     result = run_horovod.run([*TRAIN, "--bn-group", "1", "--epochs", "2", "--resume",
                               "--run-dir", run_dir], np_=2, controller=controller, timeout=300)
     assert result.returncode != 0 and "--bn-group was 2, now 1" in result.stdout, (
         result.stdout[-4000:])
+
+
+def loads_into_a_plain_model_in_one_process(checkpoints) -> None:
+    """The run's checkpoint restores into the model without a group (Keras's own batch
+    norm), in this one process: every variable of it, to the value saved, and it predicts."""
+    import numpy as np
+    import tensorflow as tf
+
+    from lars_hvd import models
+    from lars_hvd.data import fashion_mnist
+
+    model = models.build("small_cnn_bn", (28, 28, 1), 10)
+    path = tf.train.latest_checkpoint(str(checkpoints))
+    status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    status.assert_existing_objects_matched()
+    saved = tf.train.load_checkpoint(path)
+    names = [name for name, _ in tf.train.list_variables(path)
+             if name.startswith("model/") and ".OPTIMIZER_SLOT" not in name]
+    assert len(names) == len(model.variables), (names, [v.name for v in model.variables])
+    moving = [v for v in model.variables if "moving_mean" in v.name]
+    assert moving and all(np.any(v.numpy() != 0) for v in moving)  # trained statistics
+    for name in names:
+        assert np.isfinite(saved.get_tensor(name)).all(), name
+    x, _ = fashion_mnist.load("test")
+    assert np.isfinite(model.predict(x[:256], verbose=0)).all()
