@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -185,3 +186,21 @@ def test_validation_table_is_recomputed_and_committed():
     committed = (REPO / "docs" / "results" / "cost-validation.md").read_text()
     assert committed == cost_validation.table(), \
         "rerun: python -m lars_hvd.planning.cost_validation docs/results/cost-validation.md"
+
+
+def test_the_dry_run_prices_the_hierarchical_allreduce_it_asks_for():
+    """--hierarchical-allreduce in a dry run: a ring inside each node, then one across the
+    nodes, in place of one ring over every GPU (fewer latency hops at 1,024 GPUs)."""
+    from lars_hvd.planning import cli, dry_run
+    from lars_hvd.planning.plan import resolve
+
+    def allreduce_ms(*flags):
+        config, _ = cli.parse_args(["--preset", "resnet50-imagenet-32k", *flags])
+        text = dry_run.projection(config, resolve(config, 1024), "dgx1-v100", None)
+        return float(re.search(r"exposed of ([\d.]+) ms", text).group(1))
+
+    flat, hierarchical = allreduce_ms(), allreduce_ms("--hierarchical-allreduce")
+    expected = cost.allreduce_seconds(cost.hardware("dgx1-v100"), 1024,
+                                      4 * cost.PARAMETERS["resnet50"], hierarchical=True)[0]
+    assert hierarchical == pytest.approx(1e3 * expected, abs=0.01)
+    assert hierarchical < flat / 2, (hierarchical, flat)
