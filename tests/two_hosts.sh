@@ -80,8 +80,10 @@ EOF
     ip netns exec "$ns" unshare --uts sh -c \
       "hostname $ns && exec /usr/sbin/sshd -f '$dir/sshd_$ns.conf' -E '$dir/sshd_$ns.log'"
   done
-  for i in 0 1; do  # each host reaches the other by name, over ssh
-    run_on "$i" "$dir" ssh "${NETNS[1 - i]}" true ||
+  # Each host reaches the other by name, over ssh. (A daemonized sshd may listen a moment
+  # after it returns: under load one check was refused, so ssh tries once a second, 20 times.)
+  for i in 0 1; do
+    run_on "$i" "$dir" ssh -o ConnectionAttempts=20 "${NETNS[1 - i]}" true ||
       { echo "ssh from ${NETNS[$i]} to ${NETNS[1 - i]} failed; see $dir/sshd_*.log" >&2; return 1; }
   done
 }
