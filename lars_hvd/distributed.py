@@ -147,6 +147,11 @@ def synchronize_batch_norm(model: tf.keras.Model) -> tf.keras.Model:
         return layer.__class__.from_config(layer.get_config())
 
     synced = tf.keras.models.clone_model(model, clone_function=clone)
+    # (clone_model hands a nested model to clone() whole, so its batch norm stays per worker)
+    if missed := [layer.name for layer in synced.submodules
+                  if type(layer) is tf.keras.layers.BatchNormalization]:
+        raise ValueError(f"--bn-group reaches the batch norm of {model.name}'s own layers "
+                         f"only, not {missed} inside a nested model: build the model flat.")
     synced.set_weights(model.get_weights())
     return synced
 

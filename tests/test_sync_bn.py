@@ -32,7 +32,7 @@ def test_group_step_equals_one_worker(np_, group, controller):
         np_=np_, controller=controller, timeout=300, env={"LARS_HVD_BN_GROUP": str(group)})
     summaries = re.findall(r"(\d+) passed", result.stdout)
     assert result.returncode == 0 and " failed" not in result.stdout, result.stdout[-8000:]
-    assert len(summaries) == np_ and all(int(n) == 5 for n in summaries), result.stdout[-8000:]
+    assert len(summaries) == np_ and all(int(n) == 6 for n in summaries), result.stdout[-8000:]
 
 
 TRAIN = [sys.executable, "-m", "lars_hvd.train", "--model", "small_cnn_bn",

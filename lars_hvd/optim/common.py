@@ -21,7 +21,16 @@ def handle(variable):
 
 
 class Keras2:
-    """LARS's and LAMB's repr, which Keras 3's compile() prints when given one."""
+    """What LARS and LAMB do the Keras 2 way: name variables (``rules.Exclusions``), say
+    which Keras they are for (their repr, which Keras 3's compile() prints when given one)."""
+
+    @staticmethod
+    def name_of(variable) -> str:
+        return variable.name
+
+    @staticmethod
+    def shape_of(variable) -> tuple:
+        return tuple(variable.shape.as_list())
 
     def __repr__(self) -> str:
         return (f"<lars_hvd.optim.{type(self).__name__}, for tf.keras (Keras 2): a Keras 3 model "

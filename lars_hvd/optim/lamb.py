@@ -20,7 +20,7 @@ check_keras(tf.keras)
 
 
 @tf.keras.utils.register_keras_serializable(package="lars_hvd")
-class LAMB(rules.Exclusions, Keras2, tf.keras.optimizers.Optimizer):
+class LAMB(Keras2, rules.Exclusions, tf.keras.optimizers.Optimizer):
     r"""Layer-wise Adaptive Moments for Batch training (LAMB).
 
     For every variable ``w`` with gradient ``g`` at step ``t`` (1, 2, ...; the optimizer's
@@ -64,14 +64,6 @@ class LAMB(rules.Exclusions, Keras2, tf.keras.optimizers.Optimizer):
         self._learning_rate = self._build_learning_rate(learning_rate)
         for key, value in settings.items():
             setattr(self, key, value)
-
-    @staticmethod
-    def name_of(variable) -> str:  # (rules.Exclusions)
-        return variable.name
-
-    @staticmethod
-    def shape_of(variable) -> tuple:
-        return tuple(variable.shape.as_list())
 
     def build(self, var_list):
         """Creates the two moment slots ``m`` and ``v`` per variable."""

@@ -40,7 +40,7 @@ def _l2_norms(weight, grad):
 
 
 @tf.keras.utils.register_keras_serializable(package="lars_hvd")
-class LARS(rules.Exclusions, Keras2, tf.keras.optimizers.Optimizer):
+class LARS(Keras2, rules.Exclusions, tf.keras.optimizers.Optimizer):
     r"""SGD with momentum and layer-wise adaptive rate scaling (LARS).
 
     For every variable ``w`` with gradient ``g``, at global learning rate ``lr`` (a float or a
@@ -139,15 +139,7 @@ class LARS(rules.Exclusions, Keras2, tf.keras.optimizers.Optimizer):
         for key, value in settings.items():
             setattr(self, key, value)
 
-    # -- exclusions (rules.Exclusions) -----------------------------------------------------
-
-    @staticmethod
-    def name_of(variable) -> str:
-        return variable.name
-
-    @staticmethod
-    def shape_of(variable) -> tuple:
-        return tuple(variable.shape.as_list())
+    # -- exclusions (rules.Exclusions, named by common.Keras2) ------------------------------
 
     def manifest(self, var_list=None) -> list[dict]:
         """Which variables get weight decay and layer adaptation.

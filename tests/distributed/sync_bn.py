@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from lars_hvd import distributed
@@ -110,6 +111,14 @@ def test_batch_norm_layers_are_synchronized_and_keep_their_weights():
     assert [layer.name for layer in synced.layers] == [layer.name for layer in plain.layers]
     for a, b in zip(synced.get_weights(), plain.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_batch_norm_inside_a_nested_model_is_refused():
+    inner = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.BatchNormalization()],
+                                name="inner")
+    outer = tf.keras.Sequential([tf.keras.Input((3,)), inner], name="outer")
+    with pytest.raises(ValueError, match=r"not \['batch_normalization\S*'\] inside a nested"):
+        distributed.synchronize_batch_norm(outer)
 
 
 def test_group_step_equals_one_worker_on_the_group_batch():
