@@ -26,6 +26,7 @@ import horovod.tensorflow.keras as hvd  # noqa: E402
 
 _CONFIGURED = False
 _BN_SET = None  # the process set whose ranks share this rank's batch-norm statistics
+_BN_GROUP = 1  # its size, as init was asked (process sets are fixed at hvd.init)
 
 
 def init(pin_gpu: bool = True, set_threads: bool = True, *, bn_group: int = 1,
@@ -40,7 +41,7 @@ def init(pin_gpu: bool = True, set_threads: bool = True, *, bn_group: int = 1,
         many consecutive ranks, each a Horovod process set (1: none; the world: all).
       hierarchical_allreduce: set ``HOROVOD_HIERARCHICAL_ALLREDUCE`` (read by ``hvd.init``).
     """
-    global _CONFIGURED, _BN_SET
+    global _CONFIGURED, _BN_SET, _BN_GROUP
     if _CONFIGURED:
         return
     if hierarchical_allreduce:
@@ -50,7 +51,7 @@ def init(pin_gpu: bool = True, set_threads: bool = True, *, bn_group: int = 1,
     # Horovod: initialize the communicator (MPI or Gloo, as horovodrun chose); with batch-norm
     # groups, their process sets are added once the world size is known.
     hvd.init(process_sets="dynamic" if bn_group > 1 else None)
-    _BN_SET = bn_process_set(bn_group)
+    _BN_SET, _BN_GROUP = bn_process_set(bn_group), bn_group
     if set_threads:
         configure_threads(hvd.local_size())
     if pin_gpu:
@@ -127,19 +128,29 @@ class GroupBatchNormalization(tf.keras.layers.BatchNormalization):
                                                          mask=mask)
         if _BN_SET is None:
             return mean, variance
-        # Horovod: the group's [E[x], E[x^2]], averaged over its workers (equal micro-batches).
-        moments = hvd_tf.allreduce(tf.stack([mean, variance + tf.square(mean)]),
-                                   op=hvd_tf.Average, process_set=_BN_SET)
+        # The group's [E[x], E[x^2]], averaged over its workers (equal micro-batches).
+        moments = group_average(tf.stack([mean, variance + tf.square(mean)]))
         group_mean, mean_of_square = tf.unstack(moments)
         return group_mean, mean_of_square - tf.square(group_mean)
 
 
-def synchronize_batch_norm(model: tf.keras.Model) -> tf.keras.Model:
+def group_average(value):
+    """The mean of ``value`` over this rank's batch-norm group (``init(bn_group=...)``)."""
+    # Horovod: one allreduce within the group's process set only.
+    return hvd_tf.allreduce(value, op=hvd_tf.Average, process_set=_BN_SET)
+
+
+def synchronize_batch_norm(model: tf.keras.Model, group: int) -> tf.keras.Model:
     """``model`` with each BatchNormalization a ``GroupBatchNormalization`` over this rank's
-    ``--bn-group`` (same config and weights: checkpoints stay compatible); ``model`` itself
-    without a group."""
-    if _BN_SET is None:
+    ``--bn-group`` of ``group`` workers (same config and weights: checkpoints stay
+    compatible); ``model`` itself for a group of 1. Raises RuntimeError for a group other
+    than the one ``init`` made the process sets for."""
+    if group <= 1:
         return model
+    if group != _BN_GROUP or _BN_SET is None:
+        raise RuntimeError(f"batch-norm groups of {group} asked for, but distributed.init made "
+                           f"them for {_BN_GROUP} (process sets are fixed at hvd.init): pass "
+                           f"bn_group={group} to its first call")
 
     def clone(layer):
         if type(layer) is tf.keras.layers.BatchNormalization:

@@ -43,11 +43,18 @@ def test_scaling_holds_the_global_batch_and_accumulates_past_the_memory_bound():
         scaling.project(hw, 64, 32, 256)
 
 
-def test_parameter_counts_are_the_models():
+def test_parameter_and_batch_norm_counts_are_the_models():
+    import tensorflow as tf
     from lars_hvd.models import build
 
+    from lars_hvd.planning import cost
+
     def count(name, shape, classes):
-        return sum(int(np.prod(v.shape)) for v in build(name, shape, classes).trainable_variables)
+        model = build(name, shape, classes)
+        norms = [layer.moving_mean.shape[0] for layer in model.layers
+                 if isinstance(layer, tf.keras.layers.BatchNormalization)]
+        assert cost.BATCH_NORM[name] == (len(norms), sum(norms)), name
+        return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
     assert count("resnet50", (224, 224, 3), 1000) == scaling.RESNET50_PARAMETERS
     assert count("alexnet_bn", (227, 227, 3), 1000) == scaling.ALEXNET_BN_PARAMETERS
@@ -118,6 +125,23 @@ def test_overhead_bench_on_two_workers_reports_medians_and_cpu(tmp_path):
     assert not (tmp_path / "overhead.json").exists()  # the 1-worker result is not replaced
 
 
+@pytest.mark.multiprocess
+def test_bn_group_bench_times_the_chain_and_both_sides_on_two_workers(tmp_path):
+    bench_main(["bn-group", "--model", "small_cnn_bn", "--batch", "32", "--steps", "4",
+                "--skip", "1", "--rounds", "2", "--calls", "2", "--stretch-ms", "0", "1",
+                "--timeout", "300", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "bn-group-2w.json").read_text())
+    assert saved["workers"] == 2 and saved["batch_norm_channels"] == [16, 32, 64]
+    assert [r["stretch_ms"] for r in saved["chain"]] == [0, 1]
+    assert all(r["collectives"] == 6 for r in saved["chain"])
+    assert saved["chain"][1]["measured_stretch_ms"] >= 1  # the stand-in compute did run
+    assert len(saved["grouped_cpu_seconds_per_step"]) == len(saved["plain_images_per_second"]) == 2
+    ratios = [a / b for a, b in zip(saved["grouped_images_per_second"],
+                                    saved["plain_images_per_second"], strict=True)]
+    assert saved["median"]["rounds"] == pytest.approx(ratios)
+    assert "`--bn-group 2` / `--bn-group 1`" in summary.render(tmp_path)
+
+
 def test_median_interval_is_the_binomial_order_statistics_interval():
     from lars_hvd.bench.results import median_interval95
 
@@ -169,6 +193,10 @@ def test_bad_flags_are_named():
         bench_main(["input", "--windows", "2", "--no-save"])
     with pytest.raises(SystemExit, match="--tolerance 10.0 is not a fraction"):
         bench_main(["input", "--tolerance", "10", "--no-save"])
+    with pytest.raises(SystemExit, match="--workers 1: a batch-norm group needs 2 or more"):
+        bench_main(["bn-group", "--workers", "1", "--no-save"])
+    with pytest.raises(SystemExit, match="--stretch-ms -1 is negative"):
+        bench_main(["bn-group", "--stretch-ms", "0", "-1", "--no-save"])
 
 
 class KnownRateReader:

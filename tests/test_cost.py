@@ -204,3 +204,40 @@ def test_the_dry_run_prices_the_hierarchical_allreduce_it_asks_for():
                                       4 * cost.PARAMETERS["resnet50"], hierarchical=True)[0]
     assert hierarchical == pytest.approx(1e3 * expected, abs=0.01)
     assert hierarchical < flat / 2, (hierarchical, flat)
+
+
+def test_a_batch_norm_group_waits_for_horovods_cycle_at_each_layer():
+    """--bn-group: 2 x 53 dependent allreduces a ResNet-50 micro-batch, each one of
+    Horovod's cycles and a ring over the group."""
+    v100 = cost.HARDWARE["dgx1-v100"]
+    layers, channels = cost.BATCH_NORM["resnet50"]
+    assert cost.bn_group_seconds(v100, "resnet50", 1) == 0
+    ring = cost.allreduce_seconds(v100, 2, 2 * layers * 8 * channels / layers,
+                                  collectives=2 * layers)[0]
+    assert ring == pytest.approx(2 * layers * 2 * v100.intra_latency_seconds, rel=0.01)
+    assert cost.bn_group_seconds(v100, "resnet50", 2) == pytest.approx(
+        2 * layers * cost.CYCLE_SECONDS + ring)
+    # a group across two nodes: its rings pay the network's latency and bandwidth
+    assert cost.bn_group_seconds(v100, "resnet50", 16) > cost.bn_group_seconds(v100, "resnet50", 8)
+    with pytest.raises(UsageError, match="does not know vgg16's batch-norm layers"):
+        cost.bn_group_seconds(P100, "vgg16", 2)
+
+
+def test_the_dry_run_prices_the_batch_norm_group_it_asks_for():
+    from lars_hvd.planning import cli, dry_run
+    from lars_hvd.planning.plan import resolve
+
+    def projected(*flags):
+        config, _ = cli.parse_args(["--preset", "resnet50-imagenet-32k", *flags])
+        return dry_run.projection(config, resolve(config, 1024), "dgx1-v100", None)
+
+    v100 = cost.hardware("dgx1-v100")
+    plain, grouped = projected(), projected("--bn-group", "8")
+    added = cost.bn_group_seconds(v100, "resnet50", 8)
+    assert "batch-norm group" not in plain
+    assert (f"batch-norm group         {1e3 * added:.1f} ms a micro-batch: 106 allreduces over "
+            f"8 GPUs, one after another, each a Horovod cycle (1 ms) and a ring") in grouped
+    step = [float(re.search(r"per optimizer step\s+([\d.]+) ms", t).group(1))
+            for t in (plain, grouped)]
+    assert step[1] - step[0] == pytest.approx(1e3 * added, abs=0.11)
+    assert "bound by                 batch-norm group" in grouped

@@ -13,13 +13,17 @@ pytestmark = pytest.mark.core
 
 
 def test_without_a_group_the_model_is_the_same_object():
-    """--bn-group 1 (no distributed.init(bn_group=...)): today's model and step, bitwise."""
+    """--bn-group 1 (no distributed.init(bn_group=...)): today's model and step, bitwise; a
+    group that init made no process sets for is refused, not run per worker."""
     import tensorflow as tf
 
     from lars_hvd import distributed
 
     model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.BatchNormalization()])
-    assert distributed.synchronize_batch_norm(model) is model
+    assert distributed.synchronize_batch_norm(model, 1) is model
+    with pytest.raises(RuntimeError, match="groups of 2 asked for, but distributed.init made "
+                                           "them for 1"):
+        distributed.synchronize_batch_norm(model, 2)
 
 
 @pytest.mark.multiprocess

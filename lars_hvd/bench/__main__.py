@@ -1,5 +1,5 @@
-"""python -m lars_hvd.bench {throughput,overhead,optimizer,allreduce,scaling,input,summary,all}
-[flags]"""
+"""python -m lars_hvd.bench {throughput,overhead,optimizer,allreduce,scaling,input,bn-group,
+summary,all} [flags]"""
 
 from __future__ import annotations
 
@@ -70,6 +70,27 @@ def parser() -> argparse.ArgumentParser:
                    help="ranks: above 1, the rounds run under horovodrun -np N (Gloo)")
     p.add_argument("--timeout", type=float, default=1800,
                    help="seconds before a --workers job is killed")
+    p.add_argument("--worker-json", default=None, help=argparse.SUPPRESS)
+    add_common(p)
+
+    p = sub.add_parser("bn-group", formatter_class=fmt,
+                       help="--bn-group N vs 1 under horovodrun -np N: Horovod's chain of "
+                            "batch-norm allreduces, and training, interleaved")
+    p.add_argument("--model", default="resnet50")
+    p.add_argument("--batch", type=int, default=4, help="per-worker batch")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--steps", type=int, default=8, help="steps per epoch")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--skip", type=int, default=2, help="untimed batches at the start of a run")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2, help="ranks, all in one group")
+    p.add_argument("--stretch-ms", type=float, nargs="+", default=[0.0, 0.5, 2.0],
+                   help="stand-in compute between two of the chain's collectives, ms")
+    p.add_argument("--calls", type=int, default=20, help="timed calls of each chain")
+    p.add_argument("--train-flags", default="", help="more flags for lars_hvd.train")
+    p.add_argument("--timeout", type=float, default=3600,
+                   help="seconds before the job is killed")
     p.add_argument("--worker-json", default=None, help=argparse.SUPPRESS)
     add_common(p)
 
@@ -156,7 +177,8 @@ def parser() -> argparse.ArgumentParser:
 def _complete(args) -> None:
     from lars_hvd import models
 
-    if hasattr(args, "model") and args.command in ("throughput", "overhead", "optimizer"):
+    if hasattr(args, "model") and args.command in ("throughput", "overhead", "optimizer",
+                                                     "bn-group"):
         if args.model not in models.REGISTRY:
             raise SystemExit(f"--model {args.model!r} is not a registered model; choose from "
                              f"{', '.join(models.names())}")
@@ -166,13 +188,20 @@ def _complete(args) -> None:
         if args.num_classes is None:
             args.num_classes = 10 if shape[0] == 28 else 1000
     for name in ("batch", "rounds", "steps", "workers", "num_iters", "num_batches_per_iter",
-                 "images", "height", "width", "shards", "batches", "windows"):
+                 "images", "height", "width", "shards", "batches", "windows", "calls"):
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "batch" and
                                           args.command == "optimizer" else 1):
             raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.command == "input":
         _complete_input(args)
+    if args.command == "bn-group":
+        if args.workers < 2:
+            raise SystemExit(f"--workers {args.workers}: a batch-norm group needs 2 or more "
+                             f"workers; e.g. --workers 2")
+        if min(args.stretch_ms) < 0:
+            raise SystemExit(f"--stretch-ms {min(args.stretch_ms):g} is negative: it is "
+                             f"compute between two collectives, e.g. --stretch-ms 0 0.5 2")
     if args.command == "optimizer":
         args.xla_modes = {"both": [False, True], "on": [True], "off": [False]}[args.xla]
 
@@ -207,6 +236,10 @@ def run_one(args, argv: list[str]) -> dict:
         from lars_hvd.bench.throughput import launch_overhead as fn
     elif args.command == "overhead":
         from lars_hvd.bench.throughput import overhead as fn
+    elif args.command == "bn-group" and args.worker_json is None:
+        from lars_hvd.bench.bn_group import launch as fn
+    elif args.command == "bn-group":
+        from lars_hvd.bench.bn_group import worker as fn
     elif args.command == "optimizer":
         from lars_hvd.bench.optimizer import run as fn
     elif args.command == "allreduce":

@@ -21,7 +21,8 @@ def render(out: Path) -> str:
     t, o, o2, p, a, s, i = (_load(out, name) for name in
                             ("throughput", "overhead", "overhead-2w", "optimizer", "allreduce",
                              "scaling", "input"))
-    machine = next((d["machine"] for d in (t, o, o2, p, a, s, i) if d), None)
+    b = _load(out, "bn-group-2w")
+    machine = next((d["machine"] for d in (t, o, o2, p, a, s, i, b) if d), None)
     if t:
         lines.append(
             f"| throughput, `{t['model']}`, batch {t['batch_per_worker']}/worker, "
@@ -89,6 +90,17 @@ def render(out: Path) -> str:
                 lines.append(f"| cores a GPU needs, {name} ({need['gpu_images_per_second']:,.0f}"
                              f" img/s a GPU, {need['cores_per_gpu']:g} a GPU), {recipe} | {text}"
                              f" | - | `{i['command']}` |")
+    if b:
+        m, c = b["median"], b["cpu_ratio"]
+        chain = ", ".join(f"{r['added_ms']:.2f} ms with {r['stretch_ms']:g} ms between"
+                          for r in b["chain"])
+        lines.append(
+            f"| `--bn-group {b['workers']}` / `--bn-group 1`, `{b['model']}` at "
+            f"{b['image_size']} px, batch {b['batch_per_worker']}/worker, `horovodrun -np "
+            f"{b['workers']}` | images/s median {m['median']:.3f} [{m['low']:.3f}, "
+            f"{m['high']:.3f}], CPU s per step median {c['median']:.3f} ({len(m['rounds'])} "
+            f"rounds); each of the {b['chain'][0]['collectives']} batch-norm allreduces adds "
+            f"{chain} | - | `{b['command']}` |")
     if machine:
         lines += ["", f"Machine: {machine['cpus']} CPUs ({machine['processor']}), Python "
                       f"{machine['python']}."]

@@ -105,7 +105,7 @@ def throughput(args) -> dict:
             "iterations": per_iter}
 
 
-def _train_path(args, run_dir: Path, timer: BatchTimer) -> None:
+def _train_path(args, run_dir: Path, timer: BatchTimer, flags: str = "") -> None:
     from lars_hvd.train import main
 
     main(["--dataset", "synthetic", "--model", args.model, "--optimizer", "sgd",
@@ -114,7 +114,8 @@ def _train_path(args, run_dir: Path, timer: BatchTimer) -> None:
           "--synthetic-examples", str(args.batch * distributed.size() * args.steps),
           "--epochs", str(args.epochs), "--warmup-epochs", "0",
           "--image-size", str(args.input_shape[0]), "--num-classes", str(args.num_classes),
-          "--run-dir", str(run_dir), *shlex.split(args.train_flags)], extra_callbacks=[timer])
+          "--run-dir", str(run_dir), *shlex.split(args.train_flags), *shlex.split(flags)],
+         extra_callbacks=[timer])
 
 
 def _bare_fit(args, timer: BatchTimer) -> None:
@@ -137,30 +138,36 @@ def _bare_fit(args, timer: BatchTimer) -> None:
               callbacks=[*distributed.callbacks(), timer])
 
 
+def interleaved(args, sides: dict) -> dict[str, dict[str, list[float]]]:
+    """Each of ``sides`` (name: a function training with a BatchTimer) once a round for
+    ``args.rounds`` rounds, in the other order every other round: each run's images/s per
+    worker and CPU seconds per step summed over the ranks."""
+    runs: dict[str, dict[str, list[float]]] = {k: {"img_s": [], "cpu": []} for k in sides}
+    for r in range(args.rounds):
+        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            timer = BatchTimer(skip=args.skip)
+            sides[name](timer)
+            img_sec = args.batch * len(timer.ends) / sum(timer.ends)
+            # Horovod: every rank's CPU counts; the sum is the job's CPU per step.
+            cpu = float(distributed.allreduce_sum(
+                tf.constant(sum(timer.cpu) / len(timer.cpu), tf.float64)))
+            runs[name]["img_s"].append(img_sec)
+            runs[name]["cpu"].append(cpu)
+            if distributed.is_rank0():
+                print(f"round {r} {name:>4}: {img_sec:.0f} img/s per worker, "
+                      f"{1e3 * cpu:.1f} CPU ms per step", flush=True)
+    return runs
+
+
 def overhead(args) -> dict:
     """images/s of lars_hvd.train vs a bare fit, interleaved: their ratio per round, and the
     ratio of CPU seconds per step summed over the ranks."""
     distributed.init()
     rank0 = distributed.is_rank0()
-    runs: dict[str, dict[str, list[float]]] = {k: {"img_s": [], "cpu": []} for k in
-                                              ("ours", "bare")}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
-            for name in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
-                timer = BatchTimer(skip=args.skip)
-                if name == "ours":
-                    _train_path(args, Path(tmp) / f"run{r}", timer)
-                else:
-                    _bare_fit(args, timer)
-                img_sec = args.batch * len(timer.ends) / sum(timer.ends)
-                # Horovod: every rank's CPU counts; the sum is the job's CPU per step.
-                cpu = float(distributed.allreduce_sum(
-                    tf.constant(sum(timer.cpu) / len(timer.cpu), tf.float64)))
-                runs[name]["img_s"].append(img_sec)
-                runs[name]["cpu"].append(cpu)
-                if rank0:
-                    print(f"round {r} {name:>4}: {img_sec:.0f} img/s per worker, "
-                          f"{1e3 * cpu:.1f} CPU ms per step", flush=True)
+        runs = interleaved(args, {
+            "ours": lambda timer: _train_path(args, Path(tempfile.mkdtemp(dir=tmp)), timer),
+            "bare": lambda timer: _bare_fit(args, timer)})
     ours, bare = runs["ours"]["img_s"], runs["bare"]["img_s"]
     summary = results.ratio_summary(ours, bare)
     median = results.median_summary(ours, bare)
@@ -179,26 +186,33 @@ def overhead(args) -> dict:
             **summary, "median": median, "cpu_ratio": cpu}
 
 
-def launch_overhead(args) -> dict:
-    """``overhead`` under ``horovodrun -np args.workers``; rank 0 hands its result back."""
+def launch(args, command: str, flags: list[str], shown: tuple[str, ...]) -> dict:
+    """``python -m lars_hvd.bench <command> <flags>`` under ``horovodrun -np args.workers``
+    (Gloo), run as the launch flags say (the shared ones added here); prints its lines
+    that contain one of ``shown``; rank 0 hands its result back as JSON."""
     import json
     import sys
 
     from lars_hvd import horovodrun
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "overhead.json"
-        cmd = [sys.executable, "-m", "lars_hvd.bench", "overhead", "--model", args.model,
+        path = Path(tmp) / f"{command}.json"
+        cmd = [sys.executable, "-m", "lars_hvd.bench", command, "--model", args.model,
                "--batch", str(args.batch), "--image-size", str(args.input_shape[0]),
                "--num-classes", str(args.num_classes), "--steps", str(args.steps),
                "--epochs", str(args.epochs), "--skip", str(args.skip), "--rounds",
                str(args.rounds), "--workers", str(args.workers), "--worker-json", str(path),
-               "--train-flags", args.train_flags, "--bare-lr", args.bare_lr]
-        # Horovod: the rounds run on args.workers ranks; rank 0 writes the result.
+               "--train-flags", args.train_flags, *flags]
+        # Horovod: the measurements run on args.workers ranks; rank 0 writes the result.
         proc = horovodrun.run(cmd, np_=args.workers, controller="gloo", timeout=args.timeout)
         print("\n".join(line for line in proc.stdout.splitlines()
-                        if "round " in line or "bare model.fit" in line), flush=True)
+                        if any(k in line for k in shown)), flush=True)
         if proc.returncode != 0 or not path.is_file():
-            raise RuntimeError(f"the {args.workers}-worker overhead benchmark failed (exit "
+            raise RuntimeError(f"the {args.workers}-worker {command} benchmark failed (exit "
                                f"{proc.returncode}):\n{proc.stdout[-3000:]}")
         return json.loads(path.read_text())
+
+
+def launch_overhead(args) -> dict:
+    """``overhead`` under ``horovodrun -np args.workers``; rank 0 hands its result back."""
+    return launch(args, "overhead", ["--bare-lr", args.bare_lr], ("round ", "bare model.fit"))

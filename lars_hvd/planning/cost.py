@@ -19,6 +19,14 @@ The model (docs/cost.md; every parameter below names its source, or says it is a
   first) and are sent as they come, one cycle (``HOROVOD_CYCLE_TIME``) late: the exposed
   part is ``max(allreduce + cycle - backward, cycle + latency)``: the first layers' gradients,
   ready last, are never hidden.
+- **Batch-norm group** (``--bn-group G``): each of the model's BN layers allreduces its
+  [mean, E[x^2]] (2 x channels float32) over G consecutive GPUs in the forward pass, and
+  their gradient in the backward: 2 x layers collectives a micro-batch, each waiting for
+  the one before it. Horovod starts a collective at its next cycle, after its ranks agree
+  on it: each adds a cycle and its ring, ``2 layers x cycle + ring``, whatever the compute
+  between two (on this project's CPU, 2 ranks: 1.4 to 2.1 ms each with 0 to 8 ms between
+  them, ``python -m lars_hvd.bench bn-group``; docs/performance.md). Not priced: the group's
+  non-fused batch-norm kernel (``distributed.GroupBatchNormalization``).
 - **Optimizer**: LARS reads and writes 7 parameter-sized float32 arrays (weights, gradient,
   velocity, two norms' passes) at the GPU's memory bandwidth.
 - Step = k micro-batches + exposed allreduce + optimizer; epoch = steps per epoch x step.
@@ -41,6 +49,10 @@ PARAMETERS = {  # trainable parameters, counted from models/ (tests/test_bench.p
     "alexnet_bn": 62_379_720,
     "inception_v3": 23_851_784,  # Keras applications InceptionV3 (validation only)
     "vgg16": 138_357_544,  # Keras applications VGG16 (validation only)
+}
+BATCH_NORM = {  # (BN layers, their channels summed), counted from models/ (tests/test_cost.py)
+    "resnet50": (53, 26_560),
+    "alexnet_bn": (5, 1_376),
 }
 
 
@@ -171,11 +183,13 @@ class Projection:
     optimizer_ms: float
     step_ms: float
     images_per_second: float
-    bound: str  # compute, input or allreduce
+    bound: str  # compute, input, allreduce or batch-norm group
     precision: str = ""  # what the published compute numbers were measured at
     input_per_core: float = 0.0  # images/s a CPU core decodes (0: no input pipeline)
     cores_per_gpu: float = 0.0
     data_form: str = ""  # which of DATA_FORMS that rate is for
+    bn_group: int = 1  # GPUs whose batch norm shares statistics (--bn-group)
+    bn_group_ms: float = 0.0  # what the group's allreduces add to a step, all micro-batches
 
     def epoch_seconds(self, steps_per_epoch: int) -> float:
         return steps_per_epoch * self.step_ms / 1e3
@@ -191,9 +205,12 @@ def ring_seconds(ranks: int, nbytes: float, gbytes_per_second: float, latency: f
 
 
 def allreduce_seconds(hw: Hardware, gpus: int, nbytes: float, *, hierarchical: bool = False,
-                      fusion_bytes: float = FUSION_THRESHOLD_BYTES) -> tuple[float, float]:
-    """(the whole allreduce, the latency of one collective) for ``nbytes`` of gradients."""
+                      fusion_bytes: float = FUSION_THRESHOLD_BYTES,
+                      collectives: int | None = None) -> tuple[float, float]:
+    """(the whole allreduce, the latency of one collective) for ``nbytes`` of gradients, in
+    buffers of ``fusion_bytes`` (or in ``collectives`` equal ones)."""
     buffers = max(1, math.ceil(nbytes / fusion_bytes)) if fusion_bytes > 0 else 1
+    buffers = collectives or buffers
     local, nodes = min(gpus, hw.gpus_per_node), math.ceil(gpus / hw.gpus_per_node)
     inside = ring_seconds(local, nbytes, hw.nvlink_gbytes_per_second, hw.intra_latency_seconds,
                           buffers)
@@ -209,13 +226,30 @@ def allreduce_seconds(hw: Hardware, gpus: int, nbytes: float, *, hierarchical: b
             2 * (gpus - 1) * hw.inter_latency_seconds)
 
 
+def bn_group_seconds(hw: Hardware, model: str, group: int) -> float:
+    """What batch norm over ``group`` consecutive GPUs adds to one micro-batch: 2 x layers
+    collectives one after another, each a Horovod cycle and a ring (module docstring)."""
+    if group <= 1:
+        return 0.0
+    if model not in BATCH_NORM:
+        raise UsageError(f"lars_hvd.planning.cost does not know {model}'s batch-norm layers; "
+                         f"add them to cost.BATCH_NORM to project --bn-group {group}.")
+    layers, channels = BATCH_NORM[model]
+    collectives = 2 * layers  # forward: the moments; backward: their gradient
+    ring, _ = allreduce_seconds(hw, group, collectives * 2 * channels * 4 / layers,
+                                collectives=collectives)
+    return collectives * CYCLE_SECONDS + ring
+
+
 def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
             accumulation_steps: int = 1, *, fp16_allreduce: bool = False,
             hierarchical: bool = False, parameters: int | None = None,
-            input_pipeline: bool = True, data_form: str = "originals") -> Projection:
+            input_pipeline: bool = True, data_form: str = "originals",
+            bn_group: int = 1) -> Projection:
     """One optimizer step of ``model`` on ``gpus`` GPUs of ``hw``, each taking
     ``accumulation_steps`` micro-batches of ``per_gpu_batch`` examples, its input decoded
-    from ``data_form`` shards (``DATA_FORMS``) at the rate measured here."""
+    from ``data_form`` shards (``DATA_FORMS``) at the rate measured here, its batch norm
+    over ``bn_group`` GPUs."""
     if data_form not in DATA_FORMS:
         raise ValueError(f"data_form must be one of {DATA_FORMS} (got {data_form!r}).")
     if model not in hw.compute:
@@ -229,7 +263,8 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
     per_core = INPUT_PER_CORE[RECIPE[model]][data_form] if input_pipeline else 0.0
     # (no input pipeline: synthetic data, or one that is not the bound)
     decode = per_gpu_batch / (hw.cores_per_gpu * per_core) if input_pipeline else 0.0
-    micro = max(compute, decode)
+    batch_norm = bn_group_seconds(hw, model, bn_group)
+    micro = max(compute + batch_norm, decode)
     params = parameters or PARAMETERS[model]
     nbytes = params * (2 if fp16_allreduce else 4)
     allreduce, latency = allreduce_seconds(hw, gpus, nbytes, hierarchical=hierarchical)
@@ -241,7 +276,7 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
     optimizer = OPTIMIZER_PASSES * 4 * params / (hw.memory_gbytes_per_second * 1e9)
     step = accumulation_steps * micro + exposed + optimizer
     parts = {"compute": accumulation_steps * compute, "input": accumulation_steps * decode,
-             "allreduce": exposed}
+             "allreduce": exposed, "batch-norm group": accumulation_steps * batch_norm}
     return Projection(
         hardware=hw.name, model=model, gpus=gpus, nodes=math.ceil(gpus / hw.gpus_per_node),
         per_gpu_batch=per_gpu_batch, accumulation_steps=accumulation_steps,
@@ -250,7 +285,8 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
         step_ms=1e3 * step, images_per_second=gpus * per_gpu_batch * accumulation_steps / step,
         bound=max(parts, key=parts.get), precision=hw.compute[model].precision,
         input_per_core=per_core, data_form=data_form if input_pipeline else "",
-        cores_per_gpu=hw.cores_per_gpu)
+        cores_per_gpu=hw.cores_per_gpu, bn_group=bn_group,
+        bn_group_ms=1e3 * accumulation_steps * batch_norm)
 
 
 def hardware(name: str, network_gbits: float | None = None) -> Hardware:
@@ -293,6 +329,10 @@ def describe(p: Projection, steps_per_epoch: int, total_steps: int) -> str:
         f"{FORM_TEXT[p.data_form]}, "
         f"measured by `bench input` (docs/imagenet.md)" if p.input_per_core else
         "  input                    not counted",
+        *([f"  batch-norm group         {p.bn_group_ms / p.accumulation_steps:.1f} ms a "
+           f"micro-batch: {2 * BATCH_NORM[p.model][0]} allreduces over {p.bn_group} GPUs, "
+           f"one after another, each a Horovod cycle ({1e3 * CYCLE_SECONDS:g} ms) and a ring"]
+          if p.bn_group > 1 else []),
         f"  per optimizer step       {p.step_ms:.1f} ms = {p.accumulation_steps} micro-batch(es)"
         f" + allreduce {p.exposed_ms:.2f} ms exposed of {p.allreduce_ms:.2f} ms + optimizer "
         f"{p.optimizer_ms:.2f} ms",

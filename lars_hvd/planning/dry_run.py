@@ -24,7 +24,8 @@ def projection(config: TrainConfig, plan: Plan, hardware: str,
     def project(per_worker_batch: int, accumulation: int):
         return cost.project(hw, config.model.model, plan.world_size, per_worker_batch,
                             accumulation, fp16_allreduce=config.run.fp16_allreduce,
-                            hierarchical=config.run.hierarchical_allreduce, data_form=form)
+                            hierarchical=config.run.hierarchical_allreduce, data_form=form,
+                            bn_group=config.model.bn_group)
 
     if not plan.phases:
         return cost.describe(project(plan.per_worker_batch, plan.accumulation_steps),

@@ -167,7 +167,7 @@ def build(config: TrainConfig, plan: Plan, run_dir: Path) -> Run:
                          bn_momentum=config.model.bn_momentum,
                          pixels="uint8" if config.data.dataset == "imagenet" else "float32")
     # Horovod: --bn-group N > 1 normalizes over N workers' micro-batches (the same weights).
-    model = distributed.synchronize_batch_norm(model)
+    model = distributed.synchronize_batch_norm(model, config.model.bn_group)
     compile_model(model, config, plan)
     return Run(config, run_dir, model, RunState.new())
 

@@ -86,7 +86,7 @@ def one_worker_reference(groups_of: list[int]):
 def synchronized_step():
     """One training step of the run's path: the model with its batch norm grouped, LARS
     wrapped by Horovod, every rank on its own b examples."""
-    model = distributed.synchronize_batch_norm(make_model())
+    model = distributed.synchronize_batch_norm(make_model(), GROUP)
     model.compile(optimizer=distributed.distributed_optimizer(LARS(**LARS_KW)), loss=LOSS)
     x, y = rank_data(RANK)
     model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
@@ -105,7 +105,7 @@ def test_the_process_set_of_each_group_size():
 
 def test_batch_norm_layers_are_synchronized_and_keep_their_weights():
     plain = make_model()
-    synced = distributed.synchronize_batch_norm(plain)
+    synced = distributed.synchronize_batch_norm(plain, GROUP)
     kinds = [type(layer).__name__ for layer in synced.layers if "bn" in layer.name]
     assert kinds == ["GroupBatchNormalization"] * 2
     assert [layer.name for layer in synced.layers] == [layer.name for layer in plain.layers]
@@ -118,7 +118,7 @@ def test_batch_norm_inside_a_nested_model_is_refused():
                                 name="inner")
     outer = tf.keras.Sequential([tf.keras.Input((3,)), inner], name="outer")
     with pytest.raises(ValueError, match=r"not \['batch_normalization\S*'\] inside a nested"):
-        distributed.synchronize_batch_norm(outer)
+        distributed.synchronize_batch_norm(outer, GROUP)
 
 
 def test_group_step_equals_one_worker_on_the_group_batch():
