@@ -127,8 +127,8 @@ def test_overhead_bench_on_two_workers_reports_medians_and_cpu(tmp_path):
 
 @pytest.mark.multiprocess
 def test_bn_group_bench_times_the_chain_and_both_sides_on_two_workers(tmp_path):
-    bench_main(["bn-group", "--model", "small_cnn_bn", "--batch", "32", "--steps", "4",
-                "--skip", "1", "--rounds", "2", "--calls", "2", "--stretch-ms", "0", "1",
+    bench_main(["bn-group", "--model", "small_cnn_bn", "--batch", "32", "--steps", "3",
+                "--skip", "1", "--rounds", "2", "--calls", "1", "--stretch-ms", "0", "1",
                 "--timeout", "300", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "bn-group-2w.json").read_text())
     assert saved["workers"] == 2 and saved["batch_norm_channels"] == [16, 32, 64]

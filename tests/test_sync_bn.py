@@ -4,6 +4,7 @@ under ``horovodrun``, every rank checking the invariant."""
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 
 import pytest
@@ -27,8 +28,7 @@ def test_without_a_group_the_model_is_the_same_object():
 
 
 @pytest.mark.multiprocess
-@pytest.mark.parametrize("np_, group, controller", [(2, 2, "gloo"), (2, 2, "mpi"),
-                                                    (4, 2, "gloo")])
+@pytest.mark.parametrize("np_, group, controller", [(2, 2, "mpi"), (4, 2, "gloo")])
 def test_group_step_equals_one_worker(np_, group, controller):
     result = run_horovod.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no",
@@ -46,30 +46,50 @@ TRAIN = [sys.executable, "-m", "lars_hvd.train", "--model", "small_cnn_bn",
 
 @pytest.mark.multiprocess
 @pytest.mark.fashion_mnist
-@pytest.mark.parametrize("controller", ["gloo", "mpi"])
-def test_training_with_a_group_and_hierarchical_allreduce(tmp_path, controller):
-    """A run with --bn-group 2 trains, recomputes BN, evaluates, says why Horovod keeps its
-    flat allreduce here, and refuses to resume with another group."""
+def test_training_with_a_group_and_hierarchical_allreduce(tmp_path):
+    """A run with --bn-group 2 (under MPI) trains, recomputes BN, evaluates, says why Horovod
+    keeps its flat allreduce here, its checkpoint loads into a model without a group, and a
+    resume with another group is refused (allreduce_note's other branches:
+    test_the_hierarchical_allreduce_note_names_what_this_build_does)."""
     run_dir = str(tmp_path / "run")
     result = run_horovod.run([*TRAIN, "--bn-group", "2", "--hierarchical-allreduce",
                               "--epochs", "1", "--run-dir", run_dir],
-                             np_=2, controller=controller, timeout=300)
+                             np_=2, controller="mpi", timeout=300)
     out = result.stdout
     assert result.returncode == 0, out[-6000:]
     assert ("batch norm               statistics over 2 workers x 256 = 512 examples a "
             "micro-batch (1 group of consecutive ranks)") in out, out[-4000:]
-    # Horovod's reason for keeping its flat allreduce here: Gloo first, then the CPU build.
-    why = "only under MPI" if controller == "gloo" else "has no NCCL (a CPU build)"
-    assert "allreduce                hierarchical asked for, but" in out and why in out, (
-        out[-4000:])
+    assert ("allreduce                hierarchical asked for, but this Horovod has no NCCL (a "
+            "CPU build)") in out, out[-4000:]
     assert "final evaluation ended" in out, out[-4000:]  # after the BN recompute
-    if controller == "gloo":
-        loads_into_a_plain_model_in_one_process(tmp_path / "run" / "checkpoints")
+    loads_into_a_plain_model_in_one_process(tmp_path / "run" / "checkpoints")
     # The group is a setting of the run: resumed with another, the run says so in a line.
-    result = run_horovod.run([*TRAIN, "--bn-group", "1", "--epochs", "2", "--resume",
-                              "--run-dir", run_dir], np_=2, controller=controller, timeout=300)
-    assert result.returncode != 0 and "--bn-group was 2, now 1" in result.stdout, (
-        result.stdout[-4000:])
+    result = subprocess.run([*TRAIN, "--bn-group", "1", "--epochs", "2", "--resume",
+                             "--run-dir", run_dir], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 2 and "--bn-group was 2, now 1" in result.stderr, (
+        result.stdout[-3000:] + result.stderr[-3000:])
+
+
+def test_the_hierarchical_allreduce_note_names_what_this_build_does(monkeypatch):
+    """distributed.allreduce_note's branches, as Horovod 0.28.1's operations.cc decides."""
+    from lars_hvd import distributed
+
+    monkeypatch.delenv("HOROVOD_HIERARCHICAL_ALLREDUCE", raising=False)
+    assert distributed.allreduce_note() == ""
+    monkeypatch.setenv("HOROVOD_HIERARCHICAL_ALLREDUCE", "1")
+    hvd = distributed.hvd
+    for mpi, nccl, size, local, expected in [
+            (False, True, 16, 8, "only under MPI (mpirun, horovodrun --mpi): Gloo keeps"),
+            (True, False, 16, 8, "this Horovod has no NCCL (a CPU build)"),
+            (True, True, 8, 8, "one node: Horovod keeps its flat allreduce"),
+            (True, True, 16, 8, "hierarchical: NCCL inside each node of 8, then across 2 "
+                                "nodes")]:
+        monkeypatch.setattr(hvd, "mpi_enabled", lambda mpi=mpi: mpi)
+        monkeypatch.setattr(hvd, "nccl_built", lambda nccl=nccl: nccl)
+        monkeypatch.setattr(hvd, "size", lambda size=size: size)
+        monkeypatch.setattr(hvd, "local_size", lambda local=local: local)
+        assert expected in distributed.allreduce_note(), (mpi, nccl, size, local)
 
 
 def loads_into_a_plain_model_in_one_process(checkpoints) -> None:
