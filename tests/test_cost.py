@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lars_hvd.errors import UsageError
-from lars_hvd.planning import cost, cost_validation
+from lars_hvd.planning import collectives, cost, cost_validation
 
 REPO = Path(__file__).resolve().parent.parent
 P100 = cost.HARDWARE["dgx1-p100"]
@@ -20,11 +20,35 @@ P100 = cost.HARDWARE["dgx1-p100"]
 
 def test_ring_allreduce_formula():
     # 2 ranks, 1 GB at 1 GB/s, no latency: each rank sends and receives half, twice: 1 s.
-    assert cost.ring_seconds(2, 1e9, 1.0, 0.0) == pytest.approx(1.0)
-    assert cost.ring_seconds(1, 1e9, 1.0, 5.0) == 0.0
+    assert collectives.ring_seconds(2, 1e9, 1.0, 0.0) == pytest.approx(1.0)
+    assert collectives.ring_seconds(1, 1e9, 1.0, 5.0) == 0.0
     # Latency: 2 (p - 1) hops a collective, one collective a fusion buffer.
-    assert cost.ring_seconds(4, 1.0, 1e9, 10e-6, buffers=3) == pytest.approx(
+    assert collectives.ring_seconds(4, 1.0, 1e9, 10e-6, buffers=3) == pytest.approx(
         3 * 6 * 10e-6, rel=1e-3)
+
+
+def test_nccl_ring_and_tree_against_hand_computations():
+    """NCCL's tuning model (src/graph/tuning.cc): a ring's 2 (p - 1) hops, 2 (nodes - 1) of
+    them on the network; a tree's 2 ((local - 1) NVLink + log2(nodes) network) hops."""
+    hw = replace(P100, intra_latency_seconds=1e-6, inter_latency_seconds=1e-5)  # 8 a node
+    for nodes, tree_hops in ((2, 1), (16, 4), (1024, 10)):
+        gpus = 8 * nodes
+        tree = collectives.tree(hw, gpus, 0.0, 1)
+        assert tree.latency == pytest.approx(2 * (7 * 1e-6 + tree_hops * 1e-5)), nodes
+        ring = collectives.ring(hw, gpus, 0.0, 1)
+        across = 2 * (nodes - 1)
+        assert ring.latency == pytest.approx((2 * (gpus - 1) - across) * 1e-6 + across * 1e-5)
+    # bandwidth: 1 GB over 16 nodes, no latency: the ring moves 2 (p-1)/p of it at the
+    # slower of NVLink (40 GB/s) and the network (50 GB/s); the tree 2x at 90% of that
+    flat = replace(P100, intra_latency_seconds=0, inter_latency_seconds=0)
+    assert collectives.ring(flat, 128, 1e9, 1).seconds == pytest.approx(2 * 127 / 128 / 40)
+    assert collectives.tree(flat, 128, 1e9, 1).seconds == pytest.approx(2 / (0.9 * 40))
+    # NCCL takes the faster: the ring for large buffers on few nodes, the tree at scale
+    v100 = cost.HARDWARE["dgx1-v100"]
+    assert cost.allreduce(v100, 16, 100e6).algorithm == "ring"
+    assert cost.allreduce(v100, 1024, 100e6).algorithm == "tree"
+    assert cost.allreduce(v100, 8, 100e6).why == "NCCL's ring inside one node (14 hops)"
+    assert cost.allreduce(v100, 1024, 100e6, hierarchical=True).algorithm == "hierarchical"
 
 
 def test_compute_reproduces_its_published_points():
@@ -41,8 +65,8 @@ def test_compute_reproduces_its_published_points():
 
 def test_fusion_buffers_and_fp16_compression():
     hw = replace(P100, intra_latency_seconds=1e-3)
-    one, _ = cost.allreduce_seconds(hw, 8, 100 * 2**20)
-    three, _ = cost.allreduce_seconds(hw, 8, 300 * 2**20)  # 3 buffers of <= 128 MB
+    one = cost.allreduce(hw, 8, 100 * 2**20).seconds
+    three = cost.allreduce(hw, 8, 300 * 2**20).seconds  # 3 buffers of <= 128 MB
     bandwidth = 2 * 7 / 8 / (hw.nvlink_gbytes_per_second * 1e9)
     assert one == pytest.approx(14e-3 + 100 * 2**20 * bandwidth)
     assert three == pytest.approx(3 * 14e-3 + 300 * 2**20 * bandwidth)
@@ -190,20 +214,25 @@ def test_validation_table_is_recomputed_and_committed():
 
 def test_the_dry_run_prices_the_hierarchical_allreduce_it_asks_for():
     """--hierarchical-allreduce in a dry run: a ring inside each node, then one across the
-    nodes, in place of one ring over every GPU (fewer latency hops at 1,024 GPUs)."""
+    nodes, in place of NCCL's choice (at 1,024 V100s its tree, which is faster)."""
     from lars_hvd.planning import cli, dry_run
     from lars_hvd.planning.plan import resolve
 
-    def allreduce_ms(*flags):
+    def projected(*flags):
         config, _ = cli.parse_args(["--preset", "resnet50-imagenet-32k", *flags])
         text = dry_run.projection(config, resolve(config, 1024), "dgx1-v100", None)
-        return float(re.search(r"exposed of ([\d.]+) ms", text).group(1))
+        return float(re.search(r"exposed of ([\d.]+) ms", text).group(1)), text
 
-    flat, hierarchical = allreduce_ms(), allreduce_ms("--hierarchical-allreduce")
-    expected = cost.allreduce_seconds(cost.hardware("dgx1-v100"), 1024,
-                                      4 * cost.PARAMETERS["resnet50"], hierarchical=True)[0]
+    (nccl, chosen), (hierarchical, asked) = projected(), projected("--hierarchical-allreduce")
+    gradients = 4 * cost.PARAMETERS["resnet50"]
+    v100 = cost.hardware("dgx1-v100")
+    expected = cost.allreduce(v100, 1024, gradients, hierarchical=True).seconds
     assert hierarchical == pytest.approx(1e3 * expected, abs=0.01)
-    assert hierarchical < flat / 2, (hierarchical, flat)
+    assert nccl == pytest.approx(1e3 * cost.allreduce(v100, 1024, gradients).seconds, abs=0.01)
+    assert nccl < hierarchical, (nccl, hierarchical)
+    assert "allreduce                NCCL's tree (14 network hops, 2 x log2 of 128 nodes)" in chosen
+    assert ("allreduce                Horovod's hierarchical, as asked: a ring inside each node "
+            "of 8, then one across 128 nodes") in asked
 
 
 def test_a_batch_norm_group_waits_for_horovods_cycle_at_each_layer():
@@ -212,8 +241,8 @@ def test_a_batch_norm_group_waits_for_horovods_cycle_at_each_layer():
     v100 = cost.HARDWARE["dgx1-v100"]
     layers, channels = cost.BATCH_NORM["resnet50"]
     assert cost.bn_group_seconds(v100, "resnet50", 1) == 0
-    ring = cost.allreduce_seconds(v100, 2, 2 * layers * 8 * channels / layers,
-                                  collectives=2 * layers)[0]
+    ring = cost.allreduce(v100, 2, 2 * layers * 8 * channels / layers,
+                          buffers=2 * layers).seconds
     assert ring == pytest.approx(2 * layers * 2 * v100.intra_latency_seconds, rel=0.01)
     assert cost.bn_group_seconds(v100, "resnet50", 2) == pytest.approx(
         2 * layers * cost.CYCLE_SECONDS + ring)

@@ -55,19 +55,20 @@ def run(args) -> dict:
     for name in args.profiles:
         hw = cost.hardware(name, args.network_gbits)
         kwargs = {"fp16_allreduce": args.fp16_allreduce, "input_pipeline": False}
-        ring = [project(hw, n, args.global_batch, args.max_per_gpu_batch, **kwargs)
+        nccl = [project(hw, n, args.global_batch, args.max_per_gpu_batch, **kwargs)
                 for n in gpu_counts]
         hier = [project(hw, n, args.global_batch, args.max_per_gpu_batch, hierarchical=True,
                         **kwargs) for n in gpu_counts]
-        print(table(ring, f"{name}, flat ring (Horovod's and NCCL's default): {hw.about}"))
+        print(table(nccl, f"{name}, NCCL's ring or tree, the faster (Horovod's default): "
+                          f"{hw.about}"))
         print(table(hier, f"{name}, hierarchical allreduce"))
         out["profiles"][name] = {
             "hardware": hw.about,
-            "ring": [{**asdict(p), "efficiency": e} for p, e in ring],
+            "nccl": [{**asdict(p), "efficiency": e} for p, e in nccl],
             "hierarchical": [{**asdict(p), "efficiency": e} for p, e in hier]}
-        for rows, style in ((ring, "-"), (hier, ":")):
+        for rows, style in ((nccl, "-"), (hier, ":")):
             ax.plot([p.gpus for p, _ in rows], [100 * e for _, e in rows], style, marker="o",
-                    label=f"{name}, {'ring' if style == '-' else 'hierarchical'}")
+                    label=f"{name}, {'NCCL' if style == '-' else 'hierarchical'}")
     speedup = epoch_speedup(cost.HARDWARE["dgx1-p100"], "alexnet_bn", 512, 4096)
     out["paper_check"] = {"speedup_4096_over_512": speedup, "paper": 3.0}
     print(f"AlexNet-BN on one DGX-1 (8 P100): an epoch at batch 4096 is {speedup:.2f}x faster "

@@ -63,11 +63,12 @@ def render(out: Path) -> str:
             lines.append(f"| allreduce -np 2, {key} | {text} | - | `{a['command']}` |")
     if s:
         for name, prof in s["profiles"].items():
-            for kind in ("ring", "hierarchical"):
+            for kind, text in (("nccl", "NCCL's ring or tree"), ("hierarchical",
+                                                                 "hierarchical")):
                 eff = ", ".join(f"{p['gpus']}: {100 * p['efficiency']:.0f}%"
                                 for p in prof[kind])
                 lines.append(f"| projected ResNet-50 scaling, batch {s['global_batch']:,}, "
-                             f"{name} ({kind}) | {eff} | - | `{s['command']}` |")
+                             f"{name} ({text}) | {eff} | - | `{s['command']}` |")
     if i:
         for recipe, r in i["recipes"].items():
             text = "; ".join(f"{path} {row['per_core']:,.0f} ({row['ratio_to_before']:.2f}x"

@@ -12,9 +12,8 @@ The model (docs/cost.md; every parameter below names its source, or says it is a
   longer of the two.
 - **Allreduce** as Horovod does it: the gradients (parameters x 4 bytes, 2 with fp16
   compression) in fusion buffers of ``HOROVOD_FUSION_THRESHOLD`` bytes, one collective per
-  buffer; a ring over all GPUs (t = 2 (p-1) latency + 2 (p-1)/p * bytes / bandwidth, the
-  bandwidth the slower of NVLink and the node's network), or hierarchical (a ring inside the
-  node, then one across nodes). Gradients become ready from the last layer to the first
+  buffer, each NCCL's ring or tree (the faster) or Horovod's hierarchical allreduce where
+  asked (``lars_hvd.planning.collectives``). Gradients become ready from the last layer to the first
   during the **last** micro-batch's backward (with accumulation, the earlier ones finish
   first) and are sent as they come, one cycle (``HOROVOD_CYCLE_TIME``) late: the exposed
   part is ``max(allreduce + cycle - backward, cycle + latency)``: the first layers' gradients,
@@ -38,6 +37,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from lars_hvd.errors import UsageError
+from lars_hvd.planning import collectives
 
 FUSION_THRESHOLD_BYTES = 128 * 2**20  # Horovod >= 0.21 default (release notes, PR #2468)
 CYCLE_SECONDS = 1e-3  # HOROVOD_CYCLE_TIME default, 1 ms since Horovod 0.21 (PR #2468)
@@ -190,40 +190,21 @@ class Projection:
     data_form: str = ""  # which of DATA_FORMS that rate is for
     bn_group: int = 1  # GPUs whose batch norm shares statistics (--bn-group)
     bn_group_ms: float = 0.0  # what the group's allreduces add to a step, all micro-batches
+    allreduce_algorithm: str = ""  # ring, tree or hierarchical (collectives.allreduce)
+    allreduce_why: str = ""
 
     def epoch_seconds(self, steps_per_epoch: int) -> float:
         return steps_per_epoch * self.step_ms / 1e3
 
 
-def ring_seconds(ranks: int, nbytes: float, gbytes_per_second: float, latency: float,
-                 buffers: int = 1) -> float:
-    """Ring allreduce of ``nbytes`` in ``buffers`` collectives over ``ranks``."""
-    if ranks <= 1 or nbytes <= 0:
-        return 0.0
-    return (buffers * 2 * (ranks - 1) * latency
-            + 2 * (ranks - 1) / ranks * nbytes / (gbytes_per_second * 1e9))
-
-
-def allreduce_seconds(hw: Hardware, gpus: int, nbytes: float, *, hierarchical: bool = False,
-                      fusion_bytes: float = FUSION_THRESHOLD_BYTES,
-                      collectives: int | None = None) -> tuple[float, float]:
-    """(the whole allreduce, the latency of one collective) for ``nbytes`` of gradients, in
-    buffers of ``fusion_bytes`` (or in ``collectives`` equal ones)."""
-    buffers = max(1, math.ceil(nbytes / fusion_bytes)) if fusion_bytes > 0 else 1
-    buffers = collectives or buffers
-    local, nodes = min(gpus, hw.gpus_per_node), math.ceil(gpus / hw.gpus_per_node)
-    inside = ring_seconds(local, nbytes, hw.nvlink_gbytes_per_second, hw.intra_latency_seconds,
-                          buffers)
-    if nodes == 1:
-        return inside, 2 * (local - 1) * hw.intra_latency_seconds
-    if hierarchical:
-        across = ring_seconds(nodes, nbytes, hw.network_gbytes_per_second,
-                              hw.inter_latency_seconds, buffers)
-        return inside + across, (2 * (local - 1) * hw.intra_latency_seconds
-                                 + 2 * (nodes - 1) * hw.inter_latency_seconds)
-    bandwidth = min(hw.nvlink_gbytes_per_second, hw.network_gbytes_per_second)
-    return (ring_seconds(gpus, nbytes, bandwidth, hw.inter_latency_seconds, buffers),
-            2 * (gpus - 1) * hw.inter_latency_seconds)
+def allreduce(hw: Hardware, gpus: int, nbytes: float, *, hierarchical: bool = False,
+              nccl_tree: bool = True, fusion_bytes: float = FUSION_THRESHOLD_BYTES,
+              buffers: int | None = None) -> collectives.Allreduce:
+    """``nbytes`` of gradients over ``gpus`` GPUs, in fusion buffers of ``fusion_bytes`` (or
+    in ``buffers`` equal collectives), as ``collectives.allreduce`` runs them."""
+    fused = max(1, math.ceil(nbytes / fusion_bytes)) if fusion_bytes > 0 else 1
+    return collectives.allreduce(hw, gpus, nbytes, buffers or fused,
+                                 hierarchical_asked=hierarchical, nccl_tree=nccl_tree)
 
 
 def bn_group_seconds(hw: Hardware, model: str, group: int) -> float:
@@ -235,21 +216,20 @@ def bn_group_seconds(hw: Hardware, model: str, group: int) -> float:
         raise UsageError(f"lars_hvd.planning.cost does not know {model}'s batch-norm layers; "
                          f"add them to cost.BATCH_NORM to project --bn-group {group}.")
     layers, channels = BATCH_NORM[model]
-    collectives = 2 * layers  # forward: the moments; backward: their gradient
-    ring, _ = allreduce_seconds(hw, group, collectives * 2 * channels * 4 / layers,
-                                collectives=collectives)
-    return collectives * CYCLE_SECONDS + ring
+    count = 2 * layers  # forward: the moments; backward: their gradient
+    rings = allreduce(hw, group, count * 2 * channels * 4 / layers, buffers=count).seconds
+    return count * CYCLE_SECONDS + rings
 
 
 def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
             accumulation_steps: int = 1, *, fp16_allreduce: bool = False,
             hierarchical: bool = False, parameters: int | None = None,
             input_pipeline: bool = True, data_form: str = "originals",
-            bn_group: int = 1) -> Projection:
+            bn_group: int = 1, nccl_tree: bool = True) -> Projection:
     """One optimizer step of ``model`` on ``gpus`` GPUs of ``hw``, each taking
     ``accumulation_steps`` micro-batches of ``per_gpu_batch`` examples, its input decoded
     from ``data_form`` shards (``DATA_FORMS``) at the rate measured here, its batch norm
-    over ``bn_group`` GPUs."""
+    over ``bn_group`` GPUs; ``nccl_tree=False``: an NCCL without its tree (before 2.4)."""
     if data_form not in DATA_FORMS:
         raise ValueError(f"data_form must be one of {DATA_FORMS} (got {data_form!r}).")
     if model not in hw.compute:
@@ -267,12 +247,13 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
     micro = max(compute + batch_norm, decode)
     params = parameters or PARAMETERS[model]
     nbytes = params * (2 if fp16_allreduce else 4)
-    allreduce, latency = allreduce_seconds(hw, gpus, nbytes, hierarchical=hierarchical)
+    gradients = allreduce(hw, gpus, nbytes, hierarchical=hierarchical, nccl_tree=nccl_tree)
     if gpus == 1:
         exposed = 0.0
     else:
         backward = BACKWARD_FRACTION * micro  # the last micro-batch's only
-        exposed = max(allreduce + CYCLE_SECONDS - backward, CYCLE_SECONDS + latency)
+        exposed = max(gradients.seconds + CYCLE_SECONDS - backward,
+                      CYCLE_SECONDS + gradients.latency)
     optimizer = OPTIMIZER_PASSES * 4 * params / (hw.memory_gbytes_per_second * 1e9)
     step = accumulation_steps * micro + exposed + optimizer
     parts = {"compute": accumulation_steps * compute, "input": accumulation_steps * decode,
@@ -281,11 +262,13 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
         hardware=hw.name, model=model, gpus=gpus, nodes=math.ceil(gpus / hw.gpus_per_node),
         per_gpu_batch=per_gpu_batch, accumulation_steps=accumulation_steps,
         compute_ms=1e3 * accumulation_steps * compute, input_ms=1e3 * accumulation_steps * decode,
-        allreduce_ms=1e3 * allreduce, exposed_ms=1e3 * exposed, optimizer_ms=1e3 * optimizer,
+        allreduce_ms=1e3 * gradients.seconds, exposed_ms=1e3 * exposed,
+        optimizer_ms=1e3 * optimizer,
         step_ms=1e3 * step, images_per_second=gpus * per_gpu_batch * accumulation_steps / step,
         bound=max(parts, key=parts.get), precision=hw.compute[model].precision,
         input_per_core=per_core, data_form=data_form if input_pipeline else "",
         cores_per_gpu=hw.cores_per_gpu, bn_group=bn_group,
+        allreduce_algorithm=gradients.algorithm, allreduce_why=gradients.why,
         bn_group_ms=1e3 * accumulation_steps * batch_norm)
 
 
@@ -333,6 +316,8 @@ def describe(p: Projection, steps_per_epoch: int, total_steps: int) -> str:
            f"micro-batch: {2 * BATCH_NORM[p.model][0]} allreduces over {p.bn_group} GPUs, "
            f"one after another, each a Horovod cycle ({1e3 * CYCLE_SECONDS:g} ms) and a ring"]
           if p.bn_group > 1 else []),
+        *([f"  allreduce                {p.allreduce_why}"]
+          if p.gpus > 1 else []),
         f"  per optimizer step       {p.step_ms:.1f} ms = {p.accumulation_steps} micro-batch(es)"
         f" + allreduce {p.exposed_ms:.2f} ms exposed of {p.allreduce_ms:.2f} ms + optimizer "
         f"{p.optimizer_ms:.2f} ms",

@@ -42,7 +42,7 @@ def images_per_second(hw: cost.Hardware, model: str, gpus: int, per_gpu: int) ->
 
 
 def efficiency(hw: cost.Hardware, model: str, gpus: int, per_gpu: int) -> float:
-    p = cost.project(hw, model, gpus, per_gpu, input_pipeline=False)
+    p = cost.project(hw, model, gpus, per_gpu, input_pipeline=False, nccl_tree=False)
     return p.compute_ms / p.step_ms  # against one GPU at the same batch, as published
 
 
@@ -76,9 +76,9 @@ RUNS = [
         "Goyal et al., 'Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour', "
         "arXiv:1706.02677", 60.0, "minutes to train",
         "network 50 Gb/s Ethernet a server (the paper); input decoded on 5 cores a GPU; "
-        "fp32; training time only",
+        "fp32; training time only; rings (Gloo's allreduce, 2017: no NCCL tree)",
         lambda: run_minutes(replace(P100, network_gbytes_per_second=50 / 8), "resnet50", 256,
-                            8192, 90),
+                            8192, 90, nccl_tree=False),
         "the per-GPU rate (TensorFlow, synthetic data, 2017: 195 img/s at 32) is above what "
         "Caffe2 reached on real data (the published hour is 125 img/s a GPU)"),
     Published(
@@ -86,9 +86,9 @@ RUNS = [
         "epochs", "Akiba, Suzuki, Fukuda, 'Extremely Large Minibatch SGD: Training ResNet-50 "
         "on ImageNet in 15 Minutes', arXiv:1711.04325", 15.0, "minutes to train",
         "InfiniBand FDR, 56 Gb/s a server; gradients sent as fp16 (the paper); fp32 compute; "
-        "training time only",
+        "training time only; a ring allreduce (the paper; NCCL 2.0 had no tree)",
         lambda: run_minutes(replace(P100, network_gbytes_per_second=56 / 8), "resnet50", 1024,
-                            32768, 90, fp16_allreduce=True),
+                            32768, 90, fp16_allreduce=True, nccl_tree=False),
         "as Goyal et al.: Chainer's per-GPU rate at batch 32 was below TensorFlow's benchmark "
         "(the 15 minutes are 125 img/s a GPU)"),
     Published(
@@ -120,7 +120,8 @@ RUNS = [
         "TensorFlow', arXiv:1802.05799 (90% scaling efficiency)", 0.90,
         "scaling efficiency",
         "25 Gb/s RoCE a server; PCIe inside it (10 GB/s assumed); tf_cnn_benchmarks' "
-        "synthetic data; flat NCCL ring; batch 64 a GPU (tf_cnn_benchmarks' default)",
+        "synthetic data; flat NCCL ring (NCCL 2.0, no tree); batch 64 a GPU (tf_cnn_benchmarks' "
+        "default)",
         lambda: efficiency(HOROVOD_CLUSTER, "inception_v3", 512, 64)),
     Published(
         "Horovod: VGG-16 on 512 Pascal GPUs (128 servers of 4), batch 64 a GPU",
