@@ -136,6 +136,15 @@ HARDWARE = {
         ("DGX-1 datasheet (as dgx1-p100)",
          "V100 SXM2 datasheet: 900 GB/s HBM2; NVLink 2: 6 links x 25 GB/s each way",
          "NVLink bus bandwidth: half of 150 GB/s on the cube-mesh (assumed, as dgx1-p100)")),
+    "dgx2h": Hardware(
+        "dgx2h", "DGX-2H, 16x Tesla V100 SXM3 32 GB (NVSwitch), 8x EDR InfiniBand",
+        16, 48 / 16, 900, 120, 100,
+        {"resnet50": Compute(((256, 1270.0),), "mixed", NVIDIA_DLE + " (V100 16 GB; the "
+                             "DGX-2H's V100 runs at 450 W, so this is a lower bound)")},
+        ("DGX-2H datasheet: 2x 24-core Xeon Platinum 8174 (3 cores a GPU), 8x 100 Gb/s EDR "
+         "IB for the cluster (MLPerf's system file counts 10 adapters, with storage's)",
+         "V100 SXM3 32 GB: 900 GB/s HBM2; NVLink 2 through NVSwitch: 6 links x 25 GB/s each way",
+         "NVSwitch bus bandwidth: 80% of 150 GB/s (assumed, as dgx-a100)")),
     "dgx-a100": Hardware(
         "dgx-a100", "DGX A100, 8x A100 SXM4 (NVSwitch), 8x HDR InfiniBand",
         8, 128 / 8, 1555, 240, 200,
