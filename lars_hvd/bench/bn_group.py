@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from lars_hvd import distributed
 from lars_hvd.bench import results
-from lars_hvd.bench.throughput import _train_path, interleaved
+from lars_hvd.bench.throughput import interleaved, train_path
 from lars_hvd.bench.throughput import launch as launch_job
 
 
@@ -90,7 +90,7 @@ def worker(args) -> dict:
     grouped, plain = f"group {args.workers}", "group 1"
     with tempfile.TemporaryDirectory() as tmp:
         def side(group):
-            return lambda timer: _train_path(args, Path(tempfile.mkdtemp(dir=tmp)), timer,
+            return lambda timer: train_path(args, Path(tempfile.mkdtemp(dir=tmp)), timer,
                                              f"--bn-group {group}")
         runs = interleaved(args, {grouped: side(args.workers), plain: side(1)})
     images = results.median_summary(runs[grouped]["img_s"], runs[plain]["img_s"])

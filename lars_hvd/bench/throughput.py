@@ -105,7 +105,7 @@ def throughput(args) -> dict:
             "iterations": per_iter}
 
 
-def _train_path(args, run_dir: Path, timer: BatchTimer, flags: str = "") -> None:
+def train_path(args, run_dir: Path, timer: BatchTimer, flags: str = "") -> None:
     from lars_hvd.train import main
 
     main(["--dataset", "synthetic", "--model", args.model, "--optimizer", "sgd",
@@ -166,7 +166,7 @@ def overhead(args) -> dict:
     rank0 = distributed.is_rank0()
     with tempfile.TemporaryDirectory() as tmp:
         runs = interleaved(args, {
-            "ours": lambda timer: _train_path(args, Path(tempfile.mkdtemp(dir=tmp)), timer),
+            "ours": lambda timer: train_path(args, Path(tempfile.mkdtemp(dir=tmp)), timer),
             "bare": lambda timer: _bare_fit(args, timer)})
     ours, bare = runs["ours"]["img_s"], runs["bare"]["img_s"]
     summary = results.ratio_summary(ours, bare)

@@ -53,7 +53,7 @@ def shape(hw: Hardware, gpus: int) -> tuple[int, int]:
 
 
 def ring(hw: Hardware, gpus: int, nbytes: float, buffers: int) -> Allreduce:
-    local, nodes = shape(hw, gpus)
+    _, nodes = shape(hw, gpus)
     across = 2 * (nodes - 1)  # the ring's hops that cross the network
     latency = ((2 * (gpus - 1) - across) * hw.intra_latency_seconds
                + across * hw.inter_latency_seconds)
@@ -61,8 +61,8 @@ def ring(hw: Hardware, gpus: int, nbytes: float, buffers: int) -> Allreduce:
                  min(hw.nvlink_gbytes_per_second, hw.network_gbytes_per_second))
     seconds = (buffers * latency + 2 * (gpus - 1) / gpus * nbytes / (bandwidth * 1e9)
                if gpus > 1 and nbytes > 0 else 0.0)
-    return Allreduce("ring", seconds, latency, f"{2 * (gpus - 1):,} hops, {across:,} across "
-                     f"the network")
+    network = f", {across:,} across the network" if across else ""
+    return Allreduce("ring", seconds, latency, f"{2 * (gpus - 1):,} hops{network}")
 
 
 def tree(hw: Hardware, gpus: int, nbytes: float, buffers: int) -> Allreduce:
@@ -98,7 +98,7 @@ def allreduce(hw: Hardware, gpus: int, nbytes: float, buffers: int, *,
     if nodes == 1:
         inside = ring(hw, gpus, nbytes, buffers)
         return Allreduce("ring", inside.seconds, inside.latency,
-                         f"NCCL's ring inside one node ({inside.why.split(',')[0]})")
+                         f"NCCL's ring inside one node ({inside.why})")
     if hierarchical_asked:
         return hierarchical(hw, gpus, nbytes, buffers)
     if not nccl_tree:
