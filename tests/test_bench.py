@@ -170,16 +170,25 @@ def test_throughput_under_horovodrun_prints_horovods_lines(tmp_path):
 @pytest.mark.multiprocess
 @pytest.mark.parametrize("controller", ["gloo", "mpi"])
 def test_allreduce_bench_measures_both_fusion_settings(tmp_path, controller):
+    from lars_hvd import models
+
+    # A small model's gradient: the bench's ResNet-50 (161 tensors, 102 MB) is the same code
+    # at 4x this test's CPU; its parameter count is test_parameter_and_batch_norm_counts's.
     bench_main(["allreduce", "--controllers", controller, "--max-bytes", str(64 << 10),
-                "--timeout", "240", "--out", str(tmp_path)])
+                "--model", "small_cnn_bn", "--timeout", "240", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "allreduce.json").read_text())
     jobs = saved["jobs"]
     assert set(jobs) == {f"{controller}, fusion 64 MB", f"{controller}, fusion off"}
     fused = jobs[f"{controller}, fusion 64 MB"]
     assert [r["bytes"] for r in fused["sizes"]] == [4096, 16384, 65536]
     assert all(r["bus_gbytes_per_second"] > 0 for r in fused["sizes"])
-    assert fused["resnet50"]["tensors"] == 161
-    assert fused["resnet50"]["bytes"] == 4 * scaling.RESNET50_PARAMETERS
+    model = models.build("small_cnn_bn", models.input_shape("small_cnn_bn"), 10)
+    assert fused["gradient"] == {
+        "model": "small_cnn_bn", "tensors": len(model.trainable_variables),
+        "bytes": 4 * sum(int(np.prod(v.shape)) for v in model.trainable_variables),
+        "fp32_seconds": fused["gradient"]["fp32_seconds"],
+        "fp16_seconds": fused["gradient"]["fp16_seconds"]}
+    assert jobs[f"{controller}, fusion off"]["gradient"]["fp32_seconds"] > 0
     assert jobs[f"{controller}, fusion off"]["fusion_threshold_bytes"] == 0
     assert (tmp_path / "allreduce.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -187,6 +196,8 @@ def test_allreduce_bench_measures_both_fusion_settings(tmp_path, controller):
 def test_bad_flags_are_named():
     with pytest.raises(SystemExit, match="--model 'vgg' is not a registered model"):
         bench_main(["optimizer", "--model", "vgg", "--no-save"])
+    with pytest.raises(SystemExit, match="--model 'vgg' is not a registered model"):
+        bench_main(["allreduce", "--model", "vgg", "--no-save"])
     with pytest.raises(SystemExit, match="--rounds must be positive, got 0"):
         bench_main(["overhead", "--rounds", "0", "--no-save"])
     with pytest.raises(SystemExit, match="--windows 2 is too few: the first is left out"):

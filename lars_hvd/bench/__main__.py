@@ -113,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--controllers", nargs="+", default=["gloo", "mpi"],
                    choices=["gloo", "mpi"])
     p.add_argument("--max-bytes", type=int, default=256 << 20)
+    p.add_argument("--model", default="resnet50", help="whose gradient is allreduced")
+    p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--timeout", type=float, default=600,
                    help="seconds before a job is killed")
     add_common(p)
@@ -122,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fusion-threshold", type=int, required=True)
     p.add_argument("--max-bytes", type=int, required=True)
     p.add_argument("--sweep", action="store_true")
+    p.add_argument("--model", required=True)
+    p.add_argument("--num-classes", type=int, required=True)
     p.add_argument("--json", required=True)
 
     p = sub.add_parser("scaling", formatter_class=fmt,
@@ -178,12 +182,12 @@ def _complete(args) -> None:
     from lars_hvd import models
 
     if hasattr(args, "model") and args.command in ("throughput", "overhead", "optimizer",
-                                                     "bn-group"):
+                                                     "bn-group", "allreduce"):
         if args.model not in models.REGISTRY:
             raise SystemExit(f"--model {args.model!r} is not a registered model; choose from "
                              f"{', '.join(models.names())}")
         shape = models.input_shape(args.model)
-        size = args.image_size or shape[0]
+        size = getattr(args, "image_size", None) or shape[0]
         args.input_shape = (size, size, shape[-1])
         if args.num_classes is None:
             args.num_classes = 10 if shape[0] == 28 else 1000

@@ -1,6 +1,6 @@
 """Horovod allreduce on this machine: bus bandwidth by message size (Gloo and MPI), the
 machine's memcpy bandwidth beside it, the tensor-fusion threshold's effect, and the time to
-allreduce one ResNet-50 gradient (fp32 and fp16-compressed).
+allreduce one model's gradient (``--model``, ResNet-50 by default; fp32 and fp16-compressed).
 
 ``python -m lars_hvd.bench allreduce`` launches its measurements itself, one
 ``horovodrun -np 2`` job per (controller, fusion threshold), because Horovod reads the fusion
@@ -79,12 +79,13 @@ def worker(args) -> None:
                          "bus_gbytes_per_second": bus * nbytes / seconds / 1e9})
         out["sizes"] = rows
         out["memcpy_gbytes_per_second"] = memcpy_gbytes_per_second(args.max_bytes)
-    from lars_hvd.models import build
+    from lars_hvd import models
 
-    shapes = [v.shape for v in build("resnet50", (224, 224, 3), 1000).trainable_variables]
+    shapes = [v.shape for v in models.build(args.model, models.input_shape(args.model),
+                                            args.num_classes).trainable_variables]
     rng = np.random.default_rng(distributed.rank())
     grads = [tf.constant(rng.normal(size=s).astype(np.float32)) for s in shapes]
-    out["resnet50"] = {"tensors": len(grads),
+    out["gradient"] = {"model": args.model, "tensors": len(grads),
                        "bytes": int(sum(int(np.prod(s)) for s in shapes) * 4)}
     for label, fp16 in (("fp32", False), ("fp16", True)):
         if fp16 and not args.sweep:
@@ -98,21 +99,23 @@ def worker(args) -> None:
                        for i, g in enumerate(grads)]
             return tf.add_n([tf.reduce_sum(r) for r in reduced])
 
-        out["resnet50"][f"{label}_seconds"] = _time_calls(
+        out["gradient"][f"{label}_seconds"] = _time_calls(
             lambda f=reduce_all: f(grads).numpy(), calls=5)
     if distributed.is_rank0():
         Path(args.json).write_text(json.dumps(out))
 
 
-def launch(controller: str, fusion: int, sweep: bool, max_bytes: int, timeout: float) -> dict:
+def launch(args, controller: str, fusion: int) -> dict:
+    """One horovodrun -np 2 job at one fusion threshold; the size sweep when fusion is on."""
     from lars_hvd import horovodrun
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "lars_hvd.bench", "allreduce-worker", "--controller",
-               controller, "--fusion-threshold", str(fusion), "--max-bytes", str(max_bytes),
-               "--json", str(path)] + (["--sweep"] if sweep else [])
-        proc = horovodrun.run(cmd, np_=2, controller=controller, timeout=timeout,
+               controller, "--fusion-threshold", str(fusion), "--max-bytes", str(args.max_bytes),
+               "--model", args.model, "--num-classes", str(args.num_classes),
+               "--json", str(path)] + (["--sweep"] if fusion != 0 else [])
+        proc = horovodrun.run(cmd, np_=2, controller=controller, timeout=args.timeout,
                               extra_env={"HOROVOD_FUSION_THRESHOLD": str(fusion)})
         if proc.returncode != 0 or not path.is_file():
             raise RuntimeError(f"the {controller} allreduce benchmark failed (exit "
@@ -125,8 +128,7 @@ def run(args) -> dict:
     for controller in args.controllers:
         for fusion in (DEFAULT_FUSION_BYTES, 0):
             key = f"{controller}, fusion {'off' if fusion == 0 else f'{fusion >> 20} MB'}"
-            jobs[key] = launch(controller, fusion, sweep=fusion != 0, max_bytes=args.max_bytes,
-                               timeout=args.timeout)
+            jobs[key] = launch(args, controller, fusion)
             _print(key, jobs[key])
     return {"jobs": jobs}
 
@@ -137,8 +139,9 @@ def _print(key: str, job: dict) -> None:
               f"{row['bus_gbytes_per_second']:7.2f} GB/s", flush=True)
     if "memcpy_gbytes_per_second" in job:
         print(f"{key}: memcpy {job['memcpy_gbytes_per_second']:.2f} GB/s", flush=True)
-    r = job["resnet50"]
-    line = f"{key}: ResNet-50 gradient ({r['tensors']} tensors, {r['bytes'] / 1e6:.1f} MB): "
+    r = job["gradient"]
+    line = (f"{key}: {r['model']} gradient ({r['tensors']} tensors, {r['bytes'] / 1e6:.1f} "
+            f"MB): ")
     line += f"fp32 {1e3 * r['fp32_seconds']:.1f} ms"
     if "fp16_seconds" in r:
         line += f", fp16-compressed {1e3 * r['fp16_seconds']:.1f} ms"

@@ -53,8 +53,8 @@ def render(out: Path) -> str:
                         f"{sgd_ms:.0f} ms | {target.get(key, '-')} | `{p['command']}` |")
     if a:
         for key, job in a["jobs"].items():
-            r = job["resnet50"]
-            text = f"ResNet-50 gradient {1e3 * r['fp32_seconds']:.0f} ms fp32"
+            r = job["gradient"]
+            text = f"{r['model']} gradient {1e3 * r['fp32_seconds']:.0f} ms fp32"
             if "sizes" in job:
                 peak = max(job["sizes"], key=lambda s: s["bus_gbytes_per_second"])
                 text = (f"peak bus {peak['bus_gbytes_per_second']:.2f} GB/s at "
