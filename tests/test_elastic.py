@@ -48,7 +48,7 @@ def start_elastic(tmp_path, train_args: list[str]):
     discover.chmod(0o755)
     run_dir = tmp_path / "run"
     log = tmp_path / "job.log"
-    cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "--min-np", "1", "--max-np", "2",
+    cmd = [*horovodrun.LAUNCHER, "-np", "2", "--min-np", "1", "--max-np", "2",
            "--host-discovery-script", str(discover), "--start-timeout", "60",
            # one host: elastic horovodrun cannot probe interfaces host to host, so name one
            "--network-interface", "lo",

@@ -225,7 +225,7 @@ def test_a_signal_while_tensorflow_loads_stops_the_run_at_its_first_step(tmp_pat
 
 def start_horovodrun(argv: list[str], log: Path) -> subprocess.Popen:
     """``horovodrun -np 2 --gloo ARGV`` in its own session, its output into ``log``."""
-    cmd = [str(horovodrun.BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo", *argv]
+    cmd = [*horovodrun.LAUNCHER, "-np", "2", "-H", "localhost:2", "--gloo", *argv]
     with open(log, "w") as out:
         return subprocess.Popen(cmd, env=horovodrun.env(2), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
@@ -257,7 +257,7 @@ def worker_pids(marker: str, exclude: int) -> list[int]:
         except OSError:
             continue
         text = [a.decode(errors="replace") for a in args]
-        launcher = any(Path(arg).name == "horovodrun" for arg in text)
+        launcher = "lars_hvd.horovodrun" in text  # and the launcher's forks
         if "lars_hvd.train" in text and marker in text and not launcher:
             pids.append(int(entry.name))
     return pids

@@ -64,7 +64,7 @@ def shards(tmp_path_factory) -> Path:
 def start(argv: list[str], log: Path, workers: int = 2) -> subprocess.Popen:
     """The training command under horovodrun -np ``workers``, its output (not a terminal) in
     ``log``."""
-    cmd = [str(horovodrun.BIN / "horovodrun"), "-np", str(workers), "-H",
+    cmd = [*horovodrun.LAUNCHER, "-np", str(workers), "-H",
            f"localhost:{workers}", "--gloo", sys.executable, "-m", "lars_hvd.train", *argv]
     with open(log, "w") as out:
         return subprocess.Popen(cmd, env=horovodrun.env(workers), stdout=out,
