@@ -416,12 +416,12 @@ def test_train_entry_point_reads_imagenet_shards(fashion_shards, tmp_path, capsy
 
     summary = main(["--dataset", "imagenet", "--data-dir", str(fashion_shards),
                     "--model", "small_cnn_bn", "--augment", "crop", "--global-batch-size",
-                    "100", "--epochs", "4", "--warmup-epochs", "1", "--learning-rate", "3",
+                    "100", "--epochs", "2", "--warmup-epochs", "0.5", "--learning-rate", "3",
                     "--run-dir", str(tmp_path / "run")])
     out = capsys.readouterr().out
     assert "over 1200 examples" in out and "-> 10 classes" in out  # from dataset.json
     assert "bad records skipped: 0 over all workers and epochs" in out
-    assert summary.epochs_run == 4
+    assert summary.epochs_run == 2
     assert summary.test_accuracy is not None and summary.test_accuracy > 0.4  # chance: 0.1
 
 
