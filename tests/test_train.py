@@ -133,7 +133,7 @@ def test_mixed_float16_resumes_with_its_loss_scale(tmp_path, capsys):
     it trains."""
     # (4 steps an epoch of 128 as 2 x 64: mixed float16 is slow on a CPU)
     fp16 = [*SMALL, "--train-examples", "512", "--global-batch-size", "128", "--precision",
-            "mixed_float16", "--max-per-worker-batch", "64", "--eval-examples", "500"]
+            "mixed_float16", "--max-per-worker-batch", "64", "--eval-examples", "128"]
     try:
         main([*fp16, "--run-dir", str(tmp_path / "a")])
         main([*fp16, "--run-dir", str(tmp_path / "b")], extra_callbacks=[StopAfterEpochs(1)])
