@@ -20,6 +20,16 @@ QUICK = [  # `make bench`: reduced settings, every benchmark in one sitting on 2
 ]
 
 
+def add_model(p: argparse.ArgumentParser, model: str, batch: int) -> None:
+    """--model, its per-worker --batch, --image-size and --num-classes (``_complete``)."""
+    p.add_argument("--model", default=model)
+    p.add_argument("--batch", type=int, default=batch, help="per-worker batch")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="square input size (default: the model's)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="default: 1000, or 10 for the 28x28 models")
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/bench",
                    help="where the JSON and PNG results go (the published ones: "
@@ -39,12 +49,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("throughput", formatter_class=fmt,
                        help="images/s on synthetic data (Horovod synthetic-benchmark style)")
-    p.add_argument("--model", default="resnet50")
-    p.add_argument("--batch", type=int, default=32, help="per-worker batch")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="square input size (default: the model's)")
-    p.add_argument("--num-classes", type=int, default=None,
-                   help="default: 1000, or 10 for the 28x28 models")
+    add_model(p, "resnet50", batch=32)
     p.add_argument("--num-warmup-batches", type=int, default=3)
     p.add_argument("--num-batches-per-iter", type=int, default=10)
     p.add_argument("--num-iters", type=int, default=10)
@@ -52,10 +57,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("overhead", formatter_class=fmt,
                        help="lars_hvd.train vs a bare model.fit (SGD), interleaved")
-    p.add_argument("--model", default="small_cnn_bn")
-    p.add_argument("--batch", type=int, default=512, help="per-worker batch")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--num-classes", type=int, default=None)
+    add_model(p, "small_cnn_bn", batch=512)
     p.add_argument("--steps", type=int, default=40, help="steps per epoch")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--skip", type=int, default=5,
@@ -76,10 +78,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bn-group", formatter_class=fmt,
                        help="--bn-group N vs 1 under horovodrun -np N: Horovod's chain of "
                             "batch-norm allreduces, and training, interleaved")
-    p.add_argument("--model", default="resnet50")
-    p.add_argument("--batch", type=int, default=4, help="per-worker batch")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--num-classes", type=int, default=None)
+    add_model(p, "resnet50", batch=4)
     p.add_argument("--steps", type=int, default=8, help="steps per epoch")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--skip", type=int, default=2, help="untimed batches at the start of a run")
@@ -114,7 +113,8 @@ def parser() -> argparse.ArgumentParser:
                    choices=["gloo", "mpi"])
     p.add_argument("--max-bytes", type=int, default=256 << 20)
     p.add_argument("--model", default="resnet50", help="whose gradient is allreduced")
-    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="default: 1000, or 10 for the 28x28 models")
     p.add_argument("--timeout", type=float, default=600,
                    help="seconds before a job is killed")
     add_common(p)
