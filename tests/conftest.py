@@ -56,8 +56,9 @@ _share_the_cores_among_workers()
 _PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.fork", "os.forkpty",
                              "os.posix_spawn", "os.spawn", "os.exec"})
 # What libraries run once to learn about the machine (platform.processor(): uname -p;
-# numpy.testing's first import: lscpu), whichever test comes first: not a test's process.
-_INTROSPECTION = frozenset({"uname", "lscpu"})
+# numpy.testing's first import: lscpu; matplotlib's first figure on a machine builds its font
+# cache with fc-list), whichever test comes first: not a test's process.
+_INTROSPECTION = frozenset({"uname", "lscpu", "fc-list"})
 _guarded = None  # the test now running when it may not start a process
 
 
