@@ -64,6 +64,24 @@ def keras_accuracy(run_dir: Path) -> float:
     return model.evaluate(x, y, batch_size=1000, verbose=0, return_dict=True)["accuracy"]
 
 
+def test_fashion_mnist_is_decoded_once_per_process_while_its_files_are_unchanged(tmp_path):
+    import gzip
+    import shutil
+
+    for name in fashion_mnist.FILES["test"]:
+        shutil.copy(fashion_mnist.default_dir() / name, tmp_path / name)
+    x, y = fashion_mnist.load("test", tmp_path)
+    assert fashion_mnist.load("test", tmp_path)[0] is x  # shared, so read-only
+    with pytest.raises(ValueError, match="read-only"):
+        x[0, 0, 0, 0] = 1.0
+    labels = tmp_path / fashion_mnist.FILES["test"][1]
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[8] = (raw[8] + 1) % 10  # the first label, after the 8-byte header
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    changed = fashion_mnist.load("test", tmp_path)[1]
+    assert changed[0] == (y[0] + 1) % 10 and np.array_equal(changed[1:], y[1:])
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("a") / "run"

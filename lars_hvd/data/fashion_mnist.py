@@ -6,6 +6,7 @@ files are read from ``data_dir``, by default where the Debian package puts them.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from pathlib import Path
@@ -67,16 +68,30 @@ def _paths(split: str, data_dir: str | Path | None) -> list[Path]:
 
 
 def load(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (images float32 in [0, 1] of shape (N, 28, 28, 1), labels int32 of shape (N,))."""
+    """Returns (images float32 in [0, 1] of shape (N, 28, 28, 1), labels int32 of shape (N,)).
+
+    A process decodes each file once while it is unchanged (the study trains many runs in one
+    process), so the arrays are shared and read-only: copy them to change them.
+    """
     if split not in FILES:
         raise ValueError(f"split must be one of {sorted(FILES)}. Received: split={split!r}.")
     paths = _paths(split, data_dir)
+    return _decode(tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size)
+                         for p in paths))
+
+
+@functools.lru_cache(maxsize=4)  # the train and test splits of two folders
+def _decode(files: tuple[tuple[str, int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of an (images, labels) pair of files, each keyed on (path, mtime, size)."""
+    paths = [Path(name) for name, _, _ in files]
     images, labels = (read_idx(p) for p in paths)
     if images.shape[0] != labels.shape[0]:
         raise UsageError(
             f"{paths[0]} has {images.shape[0]} images but {paths[1]} has {labels.shape[0]} labels."
         )
-    return (images.astype(np.float32) / 255.0)[..., None], labels.astype(np.int32)
+    x, y = (images.astype(np.float32) / 255.0)[..., None], labels.astype(np.int32)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
 
 
 def shard(x: np.ndarray, y: np.ndarray, rank: int, size: int):
