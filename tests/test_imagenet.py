@@ -217,6 +217,22 @@ def test_order_is_keyed_on_seed_and_epoch(id_shards):
     assert np.array_equal(np.concatenate([y.numpy() for _, y in resumed]), a1)
 
 
+def test_the_decoding_is_traced_once_for_all_epochs(id_shards, monkeypatch):
+    # (Traced per epoch, the time to a run's first batch grew with its epochs.)
+    traces = []
+
+    def parse(record):
+        traces.append(record)
+        return parse.real(record)
+
+    parse.real = imagenet._parse
+    monkeypatch.setattr(imagenet, "_parse", parse)
+    ds = imagenet.train_dataset(id_shards, options(), examples_per_epoch=8, batch_size=4,
+                                initial_epoch=1, epochs=6, counter=tf.Variable(0, tf.int64))
+    assert len([y for _, y in ds]) == 5 * 2
+    assert len(traces) == 1
+
+
 def test_evaluation_reads_every_example_once_even_with_fewer_shards_than_ranks(id_shards):
     for world_size in (3, 5):  # 4 shards: by shard for 3 (one rank reads 2), by record for 5
         seen = []

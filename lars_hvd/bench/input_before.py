@@ -50,13 +50,16 @@ def _decoded(options: imagenet.ReaderOptions, training: bool, epoch):
     return element
 
 
-def clean(records: tf.data.Dataset, options: imagenet.ReaderOptions, counter, training: bool,
-          epoch=0) -> tf.data.Dataset:
-    """``imagenet._clean`` as it was: decoded per record in parallel, checked in order."""
-    checked = (records
-               .interleave(_decoded(options, training, epoch), cycle_length=16,
-                           num_parallel_calls=tf.data.AUTOTUNE,
-                           deterministic=options.deterministic or not training)
-               .map(imagenet._accounting(options, counter)))
-    return checked.filter(lambda image, label, status: tf.equal(status, imagenet.OK)).map(
-        lambda image, label, status: (image, label))
+def clean(options: imagenet.ReaderOptions, counter, training: bool):
+    """``imagenet._clean`` as it was: decoded per record in parallel, checked in order (and
+    traced for each epoch)."""
+    def stage(records: tf.data.Dataset, epoch: int = 0) -> tf.data.Dataset:
+        checked = (records
+                   .interleave(_decoded(options, training, epoch), cycle_length=16,
+                               num_parallel_calls=tf.data.AUTOTUNE,
+                               deterministic=options.deterministic or not training)
+                   .map(imagenet._accounting(options, counter)))
+        return checked.filter(lambda image, label, status: tf.equal(status, imagenet.OK)).map(
+            lambda image, label, status: (image, label))
+
+    return stage

@@ -182,9 +182,9 @@ def _example_seed(seed: int, epoch, path, index):
 CHUNK = 32  # records decoded by one inner dataset (at most 63: its slots are int64 bits)
 
 
-def _decoded(options: ReaderOptions, training: bool, epoch, check):
-    """A function of a chunk of record elements (``CHUNK`` of them, batched) -> the dataset
-    of its good ``(image, label)`` examples, every record passed through ``check``
+def _decoded(options: ReaderOptions, training: bool, check):
+    """A function of a chunk of record elements (``CHUNK`` of them, batched) and the epoch ->
+    the dataset of its good ``(image, label)`` examples, every record passed through ``check``
     (``_accounting``): each decoded example with status OK, then for each record that failed
     to parse or decode (or the END of a file) a placeholder with its status. (The try/except
     of tf.data: the chunk is decoded in a dataset whose errors are ignored; the slots that
@@ -200,7 +200,7 @@ def _decoded(options: ReaderOptions, training: bool, epoch, check):
     train_fn = preprocess.train_pixels if uint8 else preprocess.train_image
     eval_fn = preprocess.eval_pixels if uint8 else preprocess.eval_image
 
-    def decode(slot, path, index, record):
+    def decode(slot, path, index, record, epoch):
         image_bytes, label, bbox = _parse(record)
         if training:
             image = train_fn(image_bytes, bbox, _example_seed(options.seed, epoch, path, index),
@@ -209,11 +209,11 @@ def _decoded(options: ReaderOptions, training: bool, epoch, check):
             image = eval_fn(image_bytes, size=size, channels=channels)
         return slot, tf.reshape(image, [-1, size, channels]), label, tf.constant(OK)
 
-    def chunk(path, index, record, read, file_size):
+    def chunk(path, index, record, read, file_size, epoch):
         slots = tf.range(tf.shape(index, out_type=tf.int64)[0])
         good = (tf.data.Dataset.from_tensor_slices((slots, path, index, record))
                 .filter(lambda slot, p, i, r: i >= 0)  # (an END element has no record)
-                .map(decode).ignore_errors())
+                .map(lambda slot, p, i, r: decode(slot, p, i, r, epoch)).ignore_errors())
         status = tf.where(index < 0, tf.where(tf.equal(read, file_size), END, BAD_SHARD),
                           BAD_RECORD)
         placeholders = tf.data.Dataset.from_tensor_slices((slots, status)).map(
@@ -294,14 +294,22 @@ def _accounting(options: ReaderOptions, counter: tf.Variable):
     return check
 
 
-def _clean(records: tf.data.Dataset, options: ReaderOptions, counter, training: bool,
-           epoch=0) -> tf.data.Dataset:
-    """Records -> ``(image, label)`` examples, decoded and checked in chunks, in parallel; in
-    record order when deterministic (a chunk's examples are consecutive records)."""
-    return records.batch(CHUNK).interleave(
-        _decoded(options, training, epoch, _accounting(options, counter)), cycle_length=16,
-        block_length=CHUNK, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=options.deterministic or not training)
+def _clean(options: ReaderOptions, counter, training: bool):
+    """The decode stage: a function of (records, epoch) -> ``(image, label)`` examples, decoded
+    and checked in chunks, in parallel; in record order when deterministic (a chunk's
+    examples are consecutive records). The chunk's decoding is a ``tf.function`` of the
+    epoch, traced once for all epochs: traced per epoch, the time to a run's first batch grew
+    with its epochs."""
+    chunk = tf.function(_decoded(options, training, _accounting(options, counter)))
+
+    def clean(records: tf.data.Dataset, epoch: int = 0) -> tf.data.Dataset:
+        epoch = tf.constant(epoch, tf.int64)
+        return records.batch(CHUNK).interleave(
+            lambda *elements: chunk(*elements, epoch), cycle_length=16, block_length=CHUNK,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=options.deterministic or not training)
+
+    return clean
 
 
 # -- the datasets ---------------------------------------------------------------------------
@@ -325,10 +333,11 @@ def train_dataset(files: list[str], options: ReaderOptions, *, examples_per_epoc
       examples_per_epoch: how many examples this worker takes per epoch.
       batch_size: the per-worker (micro-)batch.
       counter: the bad-record count of this worker (read it after training).
-      stage: the decode stage, records -> examples (default ``_clean``; ``bench input``
-        passes the one of before, ``lars_hvd.bench.input_before``).
+      stage: makes the decode stage, (options, counter, training) -> a function of
+        (records, epoch) -> examples (default ``_clean``; ``bench input`` passes the one of
+        before, ``lars_hvd.bench.input_before``).
     """
-    stage = stage or _clean
+    clean = (stage or _clean)(options, counter, True)
     cached = None
     if options.cache:
         cached = _records(files, 16, options.deterministic).cache(
@@ -347,7 +356,7 @@ def train_dataset(files: list[str], options: ReaderOptions, *, examples_per_epoc
         # repeat(): a worker whose shards hold fewer examples than its share wraps around
         # instead of running dry (which would leave the other workers waiting); after the
         # decoding, so that a pass ends before the next begins, in any decoding order.
-        return stage(records, options, counter, True, epoch).repeat().take(
+        return clean(records, epoch).repeat().take(
             examples_per_epoch)
 
     if not 0 <= initial_epoch < epochs:
@@ -367,7 +376,7 @@ def eval_dataset(files: list[str], options: ReaderOptions, *, rank: int, world_s
         records = _records(files[rank::world_size], 4, True)
     else:  # fewer shards than workers: every worker reads all, keeps every n-th record
         records = _records(files, 4, True).shard(world_size, rank)
-    examples = (stage or _clean)(records, options, counter, False)
+    examples = (stage or _clean)(options, counter, False)(records)
     if max_examples is not None:
         examples = examples.take(max_examples)
     if options.cache:
