@@ -63,6 +63,24 @@ def test_compute_reproduces_its_published_points():
     assert single.fixed_seconds == 0 and single.seconds(128) == pytest.approx(128 / 1270)
 
 
+def test_the_h100_fixed_cost_a_step_is_set_by_its_calibration_row_alone():
+    h100 = cost.HARDWARE["dgx-h100"]
+    resnet = h100.compute["resnet50"]
+    (batch, rate), = resnet.points
+    assert resnet.seconds(batch) == pytest.approx(batch / rate)  # the published point stays
+    gpus, per_gpu, published = cost.MLPERF_H100_64
+    projected = cost.project(h100, "resnet50", gpus, per_gpu, input_pipeline=False)
+    assert projected.images_per_second == pytest.approx(published, rel=1e-6)
+    assert 0 < resnet.fixed_seconds < resnet.seconds(per_gpu)
+    # A small per-GPU batch is slower per image by the fixed cost: t(b) / b by hand.
+    per_image = {b: (resnet.fixed_seconds + b * resnet.per_example_seconds) / b
+                 for b in (42, 400)}
+    assert per_image[42] > per_image[400]
+    assert "fixed cost a step set by MLPerf v3.0's 8 DGX H100" in resnet.source
+    with pytest.raises(ValueError, match="no fixed cost a step makes dgx-h100 reach"):
+        cost.calibrated(h100, "resnet50", (64, 50, 1e9), "too fast")
+
+
 def test_fusion_buffers_and_fp16_compression():
     hw = replace(P100, intra_latency_seconds=1e-3)
     one = cost.allreduce(hw, 8, 100 * 2**20).seconds

@@ -5,7 +5,8 @@ The model (docs/cost.md; every parameter below names its source, or says it is a
 
 - **Compute** of a micro-batch of b examples on one GPU: ``t(b) = fixed + b * per_example``.
   Two published single-GPU throughputs at two batches give both terms (a small per-GPU batch
-  runs below peak); where a source gives one batch, ``fixed`` is 0 and the rate is constant.
+  runs below peak); where a source gives one batch, ``fixed`` is 0 and the rate is constant,
+  unless a published run at a small per-GPU batch calibrates it (``calibrated``).
   Backward is 2/3 of it (forward:backward flops 1:2).
 - **Input**: each GPU decodes with ``cores_per_gpu`` CPU cores at a per-core rate measured by
   ``python -m lars_hvd.bench input``; it runs beside compute, so a micro-batch takes the
@@ -279,6 +280,44 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
         cores_per_gpu=hw.cores_per_gpu, bn_group=bn_group,
         allreduce_algorithm=gradients.algorithm, allreduce_why=gradients.why,
         bn_group_ms=1e3 * accumulation_steps * batch_norm)
+
+
+def calibrated(hw: Hardware, model: str, run: tuple[int, float, float], source: str
+               ) -> Hardware:
+    """``hw`` with ``model``'s fixed cost a step set so that the projection of one published
+    run, ``run`` = (GPUs, per-GPU batch, images/s; synthetic input, as MLPerf's GPU decoding
+    is to the CPU), is that run's rate: a calibration row (docs/results/cost-validation.md
+    says which, and does not count it as validation). The per-example cost stays that of the
+    profile's published point."""
+    gpus, per_gpu_batch, images_per_second = run
+    compute = hw.compute[model]
+    (batch, rate), = compute.points
+
+    def rate_with(fixed: float) -> float:
+        with_fixed = replace(compute, assumed_fixed_seconds=fixed)
+        trial = replace(hw, compute={**hw.compute, model: with_fixed})
+        return project(trial, model, gpus, per_gpu_batch, input_pipeline=False
+                       ).images_per_second
+
+    low, high = 0.0, batch / rate  # the rate falls as the fixed cost grows
+    if not rate_with(high * 0.999) < images_per_second < rate_with(low):
+        raise ValueError(f"no fixed cost a step makes {hw.name} reach {images_per_second:,.0f} "
+                         f"images/s on {gpus} GPUs at {per_gpu_batch} a GPU")
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if rate_with(middle) > images_per_second else (low, middle)
+    fixed = replace(compute, assumed_fixed_seconds=low, source=f"{compute.source}; {source}")
+    return replace(hw, compute={**hw.compute, model: fixed})
+
+
+# MLPerf Training v3.0, NVIDIA dgxh100_n8_ngc23.04_mxnet: 64 H100 at 50 a GPU, the median over
+# its 5 runs of the steady rate between evaluations (result_[0-4].txt). The same stack as the
+# dgx-h100 profile's point (MXNet 23.04), at a small per-GPU batch: it sets the fixed cost.
+MLPERF_H100_64 = (64, 50, 293450.0)
+HARDWARE["dgx-h100"] = calibrated(
+    HARDWARE["dgx-h100"], "resnet50", MLPERF_H100_64,
+    "the fixed cost a step set by MLPerf v3.0's 8 DGX H100 ({} GPUs at {} a GPU, {:,.0f} "
+    "img/s: a calibration row)".format(*MLPERF_H100_64))
 
 
 def hardware(name: str, network_gbits: float | None = None) -> Hardware:
