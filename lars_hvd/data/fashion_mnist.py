@@ -76,8 +76,9 @@ def load(split: str, data_dir: str | Path | None = None) -> tuple[np.ndarray, np
     if split not in FILES:
         raise ValueError(f"split must be one of {sorted(FILES)}. Received: split={split!r}.")
     paths = _paths(split, data_dir)
-    return _decode(tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size)
-                         for p in paths))
+    stats = [p.stat() for p in paths]
+    return _decode(tuple((str(p.resolve()), s.st_mtime_ns, s.st_size)
+                         for p, s in zip(paths, stats, strict=True)))
 
 
 @functools.lru_cache(maxsize=4)  # the train and test splits of two folders
