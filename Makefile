@@ -44,10 +44,10 @@ test: install lint
 	cat runs/tests-cluster.log; [ $$rest = 0 ] && [ $$clustered = 0 ]
 
 ## The inner loop while coding: every test that starts no process (no horovodrun, no
-## subprocess; tests/pytest.ini's markers), on $(TEST_WORKERS) workers: 1 min 53 s
-## to 2 min 25 s on 2 cores, as fast as the machine is that hour (docs/testing.md).
+## subprocess) and runs no whole command (tests/pytest.ini's markers `multiprocess` and
+## `slow`), on $(TEST_WORKERS) workers (docs/testing.md).
 test-fast: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not multiprocess" tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not multiprocess and not slow" tests
 
 ## The core of the suite, for a second stack (CI runs it with STACK=current): the tests
 ## marked `core` (the optimizer references, serialization, Gloo and MPI under horovodrun -np 2,

@@ -275,6 +275,7 @@ def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstate
     assert 3 * batch / (reader.clock() - start) > 10 / cost
 
 
+@pytest.mark.slow
 def test_input_bench_times_every_recipe_and_path_on_generated_jpegs(tmp_path):
     bench_main(["input", "--images", "12", "--height", "60", "--width", "80", "--shards", "2",
                 "--batch", "4", "--warmup", "1", "--batches", "2", "--windows", "3",

@@ -144,6 +144,7 @@ def test_resume_continues_from_the_right_step(uninterrupted, tmp_path, capsys):
     assert len((b_dir / "log.csv").read_text().strip().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_mixed_float16_resumes_with_its_loss_scale(tmp_path, capsys):
     """Stopped after epoch 1 and resumed, a mixed_float16 run with accumulation ends with an
     uninterrupted run's values, the loss-scale optimizer's state included (the MLPerf
@@ -321,6 +322,7 @@ TARGET_JOB = ["--train-examples", "8192", "--global-batch-size", "512", "--warmu
               "--epochs", "4", "--deterministic"]
 
 
+@pytest.mark.slow
 def test_target_accuracy_stops_after_the_first_evaluation_that_reaches_it(tmp_path):
     reached = main([*TARGET_JOB, "--target-accuracy", "0.7",
                     "--run-dir", str(tmp_path / "reached")])
