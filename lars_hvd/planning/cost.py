@@ -110,6 +110,8 @@ TF_BENCH_P100 = ("TensorFlow performance benchmarks, DGX-1 (8x P100), May 2017, 
                  "data, fp32 (tensorflow/docs_src/performance/benchmarks.md)")
 NVIDIA_DLE = ("NVIDIA DeepLearningExamples, TensorFlow ResNet-50 v1.5, AMP + XLA, batch 256, "
               "1 GPU")
+NVIDIA_DLE_MXNET = ("NVIDIA DeepLearningExamples, MXNet ResNet-50 v1.5, mixed precision, batch "
+                    "512, 1 A100 80 GB (mxnet-22.10 container; data and compute)")
 P100_RESNET50 = Compute(((32, 195.0), (64, 219.0)), "fp32", TF_BENCH_P100)
 P100_COMPUTE = {
     "resnet50": P100_RESNET50,
@@ -318,6 +320,28 @@ HARDWARE["dgx-h100"] = calibrated(
     HARDWARE["dgx-h100"], "resnet50", MLPERF_H100_64,
     "the fixed cost a step set by MLPerf v3.0's 8 DGX H100 ({} GPUs at {} a GPU, {:,.0f} "
     "img/s: a calibration row)".format(*MLPERF_H100_64))
+
+
+# The A100 as NVIDIA's MLPerf submissions run ResNet-50 (MXNet, DALI decoding on the GPUs): its
+# published single-GPU point, and the fixed cost a step set by MLPerf v1.0's 8 DGX A100, 64
+# A100 80 GB at 204 a GPU (dgxa100_n8_ngc21.05_mxnet: the median over its 5 runs of the steady
+# rate between evaluations, result_[0-4].txt), the software generation (MXNet 21.05) of the
+# v1.0 and v1.1 rows it is checked on (lars_hvd.planning.cost_validation).
+MLPERF_A100_64 = (64, 204, 197833.0)
+DGX_A100_MXNET = calibrated(
+    replace(HARDWARE["dgx-a100"], about="DGX A100 as MLPerf's MXNet runs use it (80 GB)",
+            memory_gbytes_per_second=2039,  # A100 80 GB datasheet: 2,039 GB/s HBM2e
+            compute={"resnet50": Compute(((512, 3410.52),), "mixed", NVIDIA_DLE_MXNET)}),
+    "resnet50", MLPERF_A100_64,
+    "the fixed cost a step set by MLPerf v1.0's 8 DGX A100 ({} GPUs at {} a GPU, {:,.0f} "
+    "img/s: a calibration row)".format(*MLPERF_A100_64))
+# TensorFlow's rate at 256 a GPU is the profile's; its fixed cost a step is MXNet's (assumed:
+# no published TensorFlow run at a small per-GPU batch).
+HARDWARE["dgx-a100"] = replace(HARDWARE["dgx-a100"], compute={"resnet50": replace(
+    HARDWARE["dgx-a100"].compute["resnet50"],
+    assumed_fixed_seconds=DGX_A100_MXNET.compute["resnet50"].fixed_seconds,
+    source=HARDWARE["dgx-a100"].compute["resnet50"].source + "; the fixed cost a step "
+    "MXNet's (cost.DGX_A100_MXNET, set by MLPerf v1.0's 8 DGX A100), assumed for TensorFlow")})
 
 
 def hardware(name: str, network_gbits: float | None = None) -> Hardware:

@@ -19,6 +19,7 @@ from lars_hvd.data import DATASETS
 from lars_hvd.planning import cost
 
 IMAGENET = DATASETS["imagenet"].train  # training images
+TIME_TO_TRAIN = "minutes to train"
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,11 @@ def mlperf(version: str, system: str) -> str:
 
 MLPERF_SETUP = ("MXNet, fp16, DALI decoding on the GPUs (no CPU input counted); batch-norm "
                 "groups reduced inside MXNet, not priced")
-A100_80GB = replace(cost.HARDWARE["dgx-a100"], memory_gbytes_per_second=2039)  # its datasheet
+A100_MXNET = cost.DGX_A100_MXNET  # 80 GB
+A100_40GB_MXNET = replace(A100_MXNET, memory_gbytes_per_second=1555)  # its datasheet
+V0_7_TO_V1_0 = ("NVIDIA: its MLPerf v1.0 software up to 2.1x faster per chip than its v0.7 "
+                "software on the same A100 (developer.nvidia.com/blog/mlperf-v1-0-training-"
+                "benchmarks-insights-into-a-record-setting-performance)")
 
 # Horovod's benchmark: 128 servers of 4 Pascal GPUs on PCIe, 25 Gb/s RoCE.
 HOROVOD_CLUSTER = replace(P100, name="horovod-512", gpus_per_node=4,
@@ -87,7 +92,7 @@ RUNS = [
     Published(
         "Goyal et al. 2017: ResNet-50, batch 8,192 on 256 P100 (32 servers of 8), 90 epochs",
         "Goyal et al., 'Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour', "
-        "arXiv:1706.02677", 60.0, "minutes to train",
+        "arXiv:1706.02677", 60.0, TIME_TO_TRAIN,
         "network 50 Gb/s Ethernet a server (the paper); input decoded on 5 cores a GPU; "
         "fp32; training time only; rings (Gloo's allreduce, 2017: no NCCL tree)",
         lambda: run_minutes(replace(P100, network_gbytes_per_second=50 / 8), "resnet50", 256,
@@ -97,7 +102,7 @@ RUNS = [
     Published(
         "Akiba et al. 2017: ResNet-50, batch 32,768 on 1,024 P100 (128 servers of 8), 90 "
         "epochs", "Akiba, Suzuki, Fukuda, 'Extremely Large Minibatch SGD: Training ResNet-50 "
-        "on ImageNet in 15 Minutes', arXiv:1711.04325", 15.0, "minutes to train",
+        "on ImageNet in 15 Minutes', arXiv:1711.04325", 15.0, TIME_TO_TRAIN,
         "InfiniBand FDR, 56 Gb/s a server; gradients sent as fp16 (the paper); fp32 compute; "
         "training time only; a ring allreduce (the paper; NCCL 2.0 had no tree)",
         lambda: run_minutes(replace(P100, network_gbytes_per_second=56 / 8), "resnet50", 1024,
@@ -160,18 +165,21 @@ MLPERF_RUNS = [
     Published("MLPerf v0.7: ResNet-50 on 96 DGX A100 (768 A100 40 GB), batch 34,560 (45 a GPU)",
               mlperf("v0.7", "dgxa100_n96_ngc20.06_mxnet"), 1244153.0, "images/s",
               MLPERF_SETUP + "; 8x HDR a node",
-              lambda: images_per_second(cost.HARDWARE["dgx-a100"], "resnet50", 768, 45),
-              "compute at 45 a GPU: the profile's one point (TensorFlow at 256 a GPU) has no "
-              "fixed cost a step, so a small per-GPU batch runs as fast as a large one", gpus=768),
+              lambda: images_per_second(A100_40GB_MXNET, "resnet50", 768, 45),
+              "the software: the fixed cost a step is v1.0's (MXNet 21.05), and " + V0_7_TO_V1_0,
+              gpus=768),
     Published("MLPerf v1.0: ResNet-50 on 1 DGX A100 (8 A100 80 GB), batch 3,264 (408 a GPU)",
               mlperf("v1.0", "dgxa100_ngc21.05_mxnet"), 26476.0, "images/s", MLPERF_SETUP,
-              lambda: images_per_second(A100_80GB, "resnet50", 8, 408),
-              "the framework: the profile's rate is TensorFlow's (2,375 img/s a GPU); MXNet "
-              "did 3,309 here", gpus=8),
+              lambda: images_per_second(A100_MXNET, "resnet50", 8, 408), gpus=8),
+    Published("MLPerf v1.0: ResNet-50 on 8 DGX A100 (64 A100 80 GB), batch 13,056 (204 a GPU)",
+              mlperf("v1.0", "dgxa100_n8_ngc21.05_mxnet"), cost.MLPERF_A100_64[2], "images/s",
+              MLPERF_SETUP + "; 8x HDR a node",
+              lambda: images_per_second(A100_MXNET, "resnet50", 64, 204),
+              calibrates="the A100's fixed cost a step (cost.MLPERF_A100_64)", gpus=64),
     Published("MLPerf v1.1: ResNet-50 on 128 DGX A100 (1,024 A100 80 GB), batch 35,840 (35 a "
               "GPU)", mlperf("v1.1", "dgxa100_n128_ngc21.09_mxnet"), 2271580.0, "images/s",
               MLPERF_SETUP + "; SHARP in-network reduction (not modeled)",
-              lambda: images_per_second(A100_80GB, "resnet50", 1024, 35), gpus=1024),
+              lambda: images_per_second(A100_MXNET, "resnet50", 1024, 35), gpus=1024),
     Published("MLPerf v3.0: ResNet-50 on 1 DGX H100 (8 H100), batch 3,200 (400 a GPU)",
               mlperf("v3.0", "dgxh100_ngc23.04_mxnet"), 55802.0, "images/s", MLPERF_SETUP,
               lambda: images_per_second(cost.HARDWARE["dgx-h100"], "resnet50", 8, 400),
@@ -204,6 +212,12 @@ def rows() -> list[dict]:
     return out
 
 
+def within(row: dict) -> bool:
+    """The aim (issue 38): +-25% on a throughput, speed-up or efficiency, +-40% on a time to
+    train (which also carries the epochs, evaluation and start-up a rate leaves out)."""
+    return abs(row["error"]) <= (0.40 if row["unit"] == TIME_TO_TRAIN else 0.25)
+
+
 def number(value: float, unit: str) -> str:
     if unit == "scaling efficiency":
         return f"{100 * value:.0f}%"
@@ -225,13 +239,15 @@ def table() -> str:
             f"{number(r['projected'], r['unit'])} | {error} | "
             f"{r['assumptions']} | {r['source']} | {r['miss'] or '-'} |")
     checks = [r for r in table_rows if not r["calibrates"]]
-    within = sum(abs(r["error"]) <= 0.25 for r in checks)
     scale = [r for r in checks if r["gpus"] >= 1000]
+    timed = sum(r["unit"] == TIME_TO_TRAIN for r in checks)
     lines.append("")
-    lines.append(f"{within} of {len(checks)} validation rows within +-25% (the calibration "
-                 f"rows left out); at 1,000 GPUs or more, "
-                 f"{sum(abs(r['error']) <= 0.25 for r in scale)} of {len(scale)}. Written by "
-                 f"`python -m lars_hvd.planning.cost_validation docs/results/cost-validation.md`.")
+    lines.append(f"{sum(map(within, checks))} of {len(checks)} validation rows within their "
+                 f"bound (the calibration rows left out): +-25%, and +-40% for the {timed} "
+                 f"times to train; {sum(abs(r['error']) <= 0.25 for r in checks)} within "
+                 f"+-25%. At 1,000 GPUs or more, {sum(map(within, scale))} of {len(scale)}. "
+                 f"Written by `python -m lars_hvd.planning.cost_validation "
+                 f"docs/results/cost-validation.md`.")
     return "\n".join(lines) + "\n"
 
 
