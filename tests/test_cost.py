@@ -51,6 +51,28 @@ def test_nccl_ring_and_tree_against_hand_computations():
     assert cost.allreduce(v100, 1024, 100e6, hierarchical=True).algorithm == "hierarchical"
 
 
+def test_collnet_against_hand_computations():
+    """SHARP (NCCL's CollNet, tuning.cc): 2 (local - 1) NVLink hops and one network hop at any
+    number of nodes; the bytes twice at 90% of the NVLink rate, or of twice the network."""
+    hw = replace(cost.HARDWARE["dgx-h100"], intra_latency_seconds=1e-6,
+                 inter_latency_seconds=1e-5)
+    for nodes in (2, 16, 1024):
+        collnet = collectives.collnet(hw, 8 * nodes, 0.0, 1)
+        assert collnet.latency == pytest.approx(2 * 7 * 1e-6 + 1e-5), nodes
+    flat = replace(hw, intra_latency_seconds=0, inter_latency_seconds=0)
+    assert collectives.collnet(flat, 128, 1e9, 1).seconds == pytest.approx(2 / (0.9 * 360))
+    slow = replace(flat, network_gbytes_per_second=100)  # below half NVLink's 360 GB/s
+    assert collectives.collnet(slow, 128, 1e9, 1).seconds == pytest.approx(2 / (0.9 * 200))
+    # NCCL takes it where faster; only a fabric with SHARP has it
+    h100 = cost.HARDWARE["dgx-h100"]
+    assert cost.allreduce(h100, 768, 100e6, sharp=True).algorithm == "collnet"
+    assert cost.allreduce(h100, 768, 100e6).algorithm == "tree"
+    assert cost.allreduce(h100, 8, 100e6, sharp=True).algorithm == "ring"  # one node
+    with pytest.raises(UsageError, match="--sharp: dgx1-v100's fabric has no in-network "
+                                         "reduction.*profiles with one: dgx-a100, dgx-h100"):
+        cost.allreduce(cost.HARDWARE["dgx1-v100"], 1024, 100e6, sharp=True)
+
+
 def test_compute_reproduces_its_published_points():
     resnet = P100.compute["resnet50"]
     for batch, rate in resnet.points:
@@ -215,7 +237,9 @@ def test_hardware_list_and_mistakes_are_one_line():
     assert listed.returncode == 0 and "dgx1-p100" in listed.stdout and "source:" in listed.stdout
     for args, message in [
         (("--dry-run", "--hardware", "dgx9"), "unknown --hardware 'dgx9'"),
-        (("--hardware", "dgx1-p100"), "--hardware and --network-gbits project a --dry-run"),
+        (("--hardware", "dgx1-p100"), "--hardware, --network-gbits and --sharp project a "
+                                      "--dry-run"),
+        (("--dry-run", "--sharp"), "--sharp prices a projection; add --hardware PROFILE"),
         (("--dry-run", "--hardware", "dgx-a100"), "no published small_cnn_bn throughput"),
         (("--dry-run", "--hardware", "dgx1-p100", "--network-gbits", "0"),
          "--network-gbits must be > 0"),
@@ -264,6 +288,25 @@ def test_the_dry_run_prices_the_hierarchical_allreduce_it_asks_for():
     assert "allreduce                NCCL's tree (14 network hops, 2 x log2 of 128 nodes)" in chosen
     assert ("allreduce                Horovod's hierarchical, as asked: a ring inside each node "
             "of 8, then one across 128 nodes") in asked
+
+
+def test_the_dry_run_prices_sharp_where_asked_and_the_fabric_has_it():
+    from lars_hvd.planning import cli, dry_run
+    from lars_hvd.planning.plan import resolve
+
+    config, args = cli.parse_args(["--preset", "resnet50-imagenet-32k", "--dry-run",
+                                   "--hardware", "dgx-h100", "--sharp"])
+    assert args.sharp
+    text = dry_run.projection(config, resolve(config, 1024), "dgx-h100", None, args.sharp)
+    assert ("allreduce                NCCL's collnet (SHARP reduces across the 128 nodes in the "
+            "switches: 1 network hop), faster here than its tree") in text
+    exposed = float(re.search(r"exposed of ([\d.]+) ms", text).group(1))
+    h100 = cost.hardware("dgx-h100")
+    gradients = 4 * cost.PARAMETERS["resnet50"]
+    assert exposed == pytest.approx(
+        1e3 * cost.allreduce(h100, 1024, gradients, sharp=True).seconds, abs=0.01)
+    with pytest.raises(UsageError, match="--sharp: dgx2h's fabric has no in-network"):
+        dry_run.projection(config, resolve(config, 1024), "dgx2h", None, True)
 
 
 def test_a_batch_norm_group_waits_for_horovods_cycle_at_each_layer():

@@ -1,6 +1,6 @@
 """The command line of ``python -m lars_hvd.train``: one flag per config field (``config``)
 plus the command's own flags (``--preset``, ``--dry-run``, ``--world-size``, ``--hardware``,
-``--network-gbits``, ``--plot-lr``), and the checks of those."""
+``--network-gbits``, ``--sharp``, ``--plot-lr``), and the checks of those."""
 
 from __future__ import annotations
 
@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--network-gbits", type=float, default=None,
                         help="with --hardware: a node's network in Gb/s, all its adapters "
                              "(default: the profile's)")
+    parser.add_argument("--sharp", action="store_true",
+                        help="with --hardware: NCCL's CollNet on the fabric's SHARP in-network "
+                             "reduction where faster (a cluster enables it with "
+                             "NCCL_COLLNET_ENABLE=1 and NVIDIA's SHARP plugin; --hardware list "
+                             "says which profiles have it)")
     parser.add_argument("--plot-lr", metavar="FILE.png", default=None,
                         help="draw the resolved learning-rate schedule to FILE.png and exit")
     groups = {}
@@ -86,10 +91,13 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
 
 def check_command(args: argparse.Namespace) -> None:
     """The command's own flags (not settings of the run): each where it belongs."""
-    if args.hardware != "list" and (args.hardware or args.network_gbits is not None) \
-            and not args.dry_run:
-        raise UsageError("--hardware and --network-gbits project a --dry-run; add "
+    if args.hardware != "list" and (args.hardware or args.network_gbits is not None
+                                    or args.sharp) and not args.dry_run:
+        raise UsageError("--hardware, --network-gbits and --sharp project a --dry-run; add "
                          "--dry-run (or drop them to train).")
+    if args.sharp and args.hardware in (None, "list"):
+        raise UsageError("--sharp prices a projection; add --hardware PROFILE (one with "
+                         "SHARP: --hardware list).")
     if args.network_gbits is not None and not args.network_gbits > 0:
         raise UsageError(f"--network-gbits must be > 0 (got {args.network_gbits:g}).")
     if args.world_size is not None and not (args.dry_run or args.plot_lr):

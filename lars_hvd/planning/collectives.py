@@ -11,6 +11,12 @@ NCCL uses to choose an algorithm for each collective; the hop latencies and band
 - **tree** (NCCL >= 2.4, between nodes): a chain inside each node and a double binary tree
   across the nodes, ``2 ((local - 1) NVLink + log2(nodes) network)`` hops; the bytes go up
   and down the tree (twice) at 90% of the bus bandwidth (``busBw * .9`` in NCCL's model).
+- **CollNet** (NCCL >= 2.7 on a fabric with SHARP in-network reduction, asked for with
+  ``NCCL_COLLNET_ENABLE=1``): a chain inside each node, the switches reduce across the
+  nodes: ``2 (local - 1)`` NVLink hops and one network latency however many the nodes
+  (``baseLat + 2 (ppn - 1) intraLat + interLat`` in NCCL 2.9's model); the bytes twice at
+  90% of the intra-node bus bandwidth (``busBw * .9``, ratio .5). A node's network carries
+  its bytes once each way, half a ring's or tree's, so it binds below half that bandwidth.
 - NCCL takes whichever is faster for the size; one node uses the ring.
 - **hierarchical** (Horovod's ``HOROVOD_HIERARCHICAL_ALLREDUCE``, ``--hierarchical-allreduce``):
   a ring inside each node, then a ring across the nodes at a node's network bandwidth.
@@ -76,6 +82,16 @@ def tree(hw: Hardware, gpus: int, nbytes: float, buffers: int) -> Allreduce:
                      f"{nodes} nodes")
 
 
+def collnet(hw: Hardware, gpus: int, nbytes: float, buffers: int) -> Allreduce:
+    local, nodes = shape(hw, gpus)
+    latency = 2 * (local - 1) * hw.intra_latency_seconds + hw.inter_latency_seconds
+    bandwidth = TREE_BANDWIDTH * min(hw.nvlink_gbytes_per_second,
+                                     2 * hw.network_gbytes_per_second)
+    seconds = buffers * latency + 2 * nbytes / (bandwidth * 1e9) if nbytes > 0 else 0.0
+    return Allreduce("collnet", seconds, latency, f"SHARP reduces across the {nodes} nodes in "
+                     f"the switches: 1 network hop")
+
+
 def hierarchical(hw: Hardware, gpus: int, nbytes: float, buffers: int) -> Allreduce:
     local, nodes = shape(hw, gpus)
     inside = ring_seconds(local, nbytes, hw.nvlink_gbytes_per_second, hw.intra_latency_seconds,
@@ -89,11 +105,12 @@ def hierarchical(hw: Hardware, gpus: int, nbytes: float, buffers: int) -> Allred
 
 
 def allreduce(hw: Hardware, gpus: int, nbytes: float, buffers: int, *,
-              hierarchical_asked: bool = False, nccl_tree: bool = True) -> Allreduce:
+              hierarchical_asked: bool = False, nccl_tree: bool = True,
+              sharp: bool = False) -> Allreduce:
     """``nbytes`` over ``gpus`` GPUs of ``hw`` in ``buffers`` equal collectives, as Horovod
     with NCCL runs it: Horovod's hierarchical allreduce where asked (on more than one node),
-    else the faster of NCCL's ring and tree (``nccl_tree=False``: the ring alone, as NCCL
-    before 2.4 and the 2017 runs had it)."""
+    else the fastest of NCCL's ring, tree (``nccl_tree=False``: the ring alone, as NCCL
+    before 2.4 and the 2017 runs had it) and, with ``sharp``, CollNet."""
     _, nodes = shape(hw, gpus)
     if nodes == 1:
         inside = ring(hw, gpus, nbytes, buffers)
@@ -105,8 +122,11 @@ def allreduce(hw: Hardware, gpus: int, nbytes: float, buffers: int, *,
         alone = ring(hw, gpus, nbytes, buffers)
         return Allreduce("ring", alone.seconds, alone.latency,
                          f"a ring ({alone.why}; no tree asked for)")
-    rung, treed = ring(hw, gpus, nbytes, buffers), tree(hw, gpus, nbytes, buffers)
-    best, other = (rung, treed) if rung.seconds <= treed.seconds else (treed, rung)
+    options = [ring(hw, gpus, nbytes, buffers), tree(hw, gpus, nbytes, buffers)]
+    if sharp:
+        options.append(collnet(hw, gpus, nbytes, buffers))
+    best, *others = sorted(options, key=lambda a: a.seconds)
+    than = " and ".join(f"its {o.algorithm} ({1e3 * o.seconds:.2f} ms: {o.why})"
+                        for o in others)
     return Allreduce(best.algorithm, best.seconds, best.latency,
-                     f"NCCL's {best.algorithm} ({best.why}), faster here than its "
-                     f"{other.algorithm} ({1e3 * other.seconds:.2f} ms: {other.why})")
+                     f"NCCL's {best.algorithm} ({best.why}), faster here than {than}")

@@ -104,6 +104,7 @@ class Hardware:
     sources: tuple[str, ...] = ()
     intra_latency_seconds: float = 5e-6  # assumed: an NVLink hop with NCCL's protocol
     inter_latency_seconds: float = 10e-6  # assumed: an InfiniBand/RoCE hop, NCCL over verbs
+    sharp: str = ""  # the fabric's in-network reduction for NCCL's CollNet, with its source
 
 
 TF_BENCH_P100 = ("TensorFlow performance benchmarks, DGX-1 (8x P100), May 2017, synthetic "
@@ -154,7 +155,10 @@ HARDWARE = {
         {"resnet50": Compute(((256, 2375.0),), "mixed", NVIDIA_DLE + " (A100 40 GB)")},
         ("DGX A100 datasheet: 2x 64-core EPYC 7742 (16 cores a GPU), 8x 200 Gb/s HDR IB",
          "A100 40 GB datasheet: 1,555 GB/s HBM2; NVLink 3: 300 GB/s each way",
-         "NVSwitch bus bandwidth: 80% of 300 GB/s (assumed)")),
+         "NVSwitch bus bandwidth: 80% of 300 GB/s (assumed)"),
+        sharp="SHARP in its HDR switches: MLPerf v1.1's 128 DGX A100 ran NCCL's CollNet on it "
+              "(NVIDIA/benchmarks/resnet/implementations/mxnet/"
+              "config_DGXA100_multi_128x8x35_sharp.sh: SBATCH_NETWORK=sharp)"),
     "dgx-h100": Hardware(
         "dgx-h100", "DGX H100, 8x H100 SXM5 (NVSwitch), 8x NDR InfiniBand",
         8, 112 / 8, 3350, 360, 400,
@@ -163,7 +167,10 @@ HARDWARE = {
                              "13.5 min (as images/s a GPU: a lower bound, evaluation included)")},
         ("DGX H100 datasheet: 2x 56-core Xeon 8480C (14 cores a GPU), 8x 400 Gb/s NDR",
          "H100 SXM5 datasheet: 3,350 GB/s HBM3; NVLink 4: 450 GB/s each way",
-         "NVSwitch bus bandwidth: 80% of 450 GB/s (assumed, as dgx-a100)")),
+         "NVSwitch bus bandwidth: 80% of 450 GB/s (assumed, as dgx-a100)"),
+        sharp="SHARP in its NDR switches: MLPerf v3.0's 64 and 96 DGX H100 ran NCCL's CollNet "
+              "on it (NVIDIA/benchmarks/resnet/implementations/mxnet/"
+              "config_DGXH100_multi_{64x8x40,96x8x42}.sh: SBATCH_NETWORK=sharp)"),
 }
 
 # Per CPU core (all of them busy), images/s of the ImageNet reader's training input (decode,
@@ -202,7 +209,7 @@ class Projection:
     data_form: str = ""  # which of DATA_FORMS that rate is for
     bn_group: int = 1  # GPUs whose batch norm shares statistics (--bn-group)
     bn_group_ms: float = 0.0  # what the group's allreduces add to a step, all micro-batches
-    allreduce_algorithm: str = ""  # ring, tree or hierarchical (collectives.allreduce)
+    allreduce_algorithm: str = ""  # ring, tree, collnet or hierarchical (collectives)
     allreduce_why: str = ""
 
     def epoch_seconds(self, steps_per_epoch: int) -> float:
@@ -211,12 +218,18 @@ class Projection:
 
 def allreduce(hw: Hardware, gpus: int, nbytes: float, *, hierarchical: bool = False,
               nccl_tree: bool = True, fusion_bytes: float = FUSION_THRESHOLD_BYTES,
-              buffers: int | None = None) -> collectives.Allreduce:
+              buffers: int | None = None, sharp: bool = False) -> collectives.Allreduce:
     """``nbytes`` of gradients over ``gpus`` GPUs, in fusion buffers of ``fusion_bytes`` (or
-    in ``buffers`` equal collectives), as ``collectives.allreduce`` runs them."""
+    in ``buffers`` equal collectives), as ``collectives.allreduce`` runs them; ``sharp``:
+    NCCL's CollNet too, on a profile whose fabric has it."""
+    if sharp and not hw.sharp:
+        with_it = ", ".join(name for name, h in HARDWARE.items() if h.sharp)
+        raise UsageError(f"--sharp: {hw.name}'s fabric has no in-network reduction that "
+                         f"NCCL's CollNet uses (profiles with one: {with_it}); drop --sharp.")
     fused = max(1, math.ceil(nbytes / fusion_bytes)) if fusion_bytes > 0 else 1
     return collectives.allreduce(hw, gpus, nbytes, buffers or fused,
-                                 hierarchical_asked=hierarchical, nccl_tree=nccl_tree)
+                                 hierarchical_asked=hierarchical, nccl_tree=nccl_tree,
+                                 sharp=sharp)
 
 
 def bn_group_seconds(hw: Hardware, model: str, group: int) -> float:
@@ -237,11 +250,12 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
             accumulation_steps: int = 1, *, fp16_allreduce: bool = False,
             hierarchical: bool = False, parameters: int | None = None,
             input_pipeline: bool = True, data_form: str = "originals",
-            bn_group: int = 1, nccl_tree: bool = True) -> Projection:
+            bn_group: int = 1, nccl_tree: bool = True, sharp: bool = False) -> Projection:
     """One optimizer step of ``model`` on ``gpus`` GPUs of ``hw``, each taking
     ``accumulation_steps`` micro-batches of ``per_gpu_batch`` examples, its input decoded
     from ``data_form`` shards (``DATA_FORMS``) at the rate measured here, its batch norm
-    over ``bn_group`` GPUs; ``nccl_tree=False``: an NCCL without its tree (before 2.4)."""
+    over ``bn_group`` GPUs; ``nccl_tree=False``: an NCCL without its tree (before 2.4);
+    ``sharp``: NCCL's CollNet on the fabric's in-network reduction, where faster."""
     if data_form not in DATA_FORMS:
         raise ValueError(f"data_form must be one of {DATA_FORMS} (got {data_form!r}).")
     if model not in hw.compute:
@@ -259,7 +273,8 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
     micro = max(compute + batch_norm, decode)
     params = parameters or PARAMETERS[model]
     nbytes = params * (2 if fp16_allreduce else 4)
-    gradients = allreduce(hw, gpus, nbytes, hierarchical=hierarchical, nccl_tree=nccl_tree)
+    gradients = allreduce(hw, gpus, nbytes, hierarchical=hierarchical, nccl_tree=nccl_tree,
+                          sharp=sharp)
     if gpus == 1:
         exposed = 0.0
     else:
@@ -327,7 +342,7 @@ HARDWARE["dgx-h100"] = calibrated(
 # A100 80 GB at 204 a GPU (dgxa100_n8_ngc21.05_mxnet: the median over its 5 runs of the steady
 # rate between evaluations, result_[0-4].txt), the software generation (MXNet 21.05) of the
 # v1.0 and v1.1 rows it is checked on (lars_hvd.planning.cost_validation).
-MLPERF_A100_64 = (64, 204, 197833.0)
+MLPERF_A100_64 = (64, 204, 197841.0)
 DGX_A100_MXNET = calibrated(
     replace(HARDWARE["dgx-a100"], about="DGX A100 as MLPerf's MXNet runs use it (80 GB)",
             memory_gbytes_per_second=2039,  # A100 80 GB datasheet: 2,039 GB/s HBM2e
@@ -366,6 +381,8 @@ def describe_hardware() -> str:
             lines.append(f"{'':<10}   {model} ({c.precision}): {points}; fixed "
                          f"{1e3 * c.fixed_seconds:.1f} ms a step: {c.source}")
         lines.extend(f"{'':<10}   source: {s}" for s in hw.sources)
+        if hw.sharp:
+            lines.append(f"{'':<10}   --sharp: {hw.sharp}")
     return "\n".join(lines)
 
 

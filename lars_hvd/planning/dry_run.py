@@ -14,9 +14,9 @@ from lars_hvd.planning.presets import PRESETS
 
 
 def projection(config: TrainConfig, plan: Plan, hardware: str,
-               network_gbits: float | None) -> str:
-    """What ``plan`` costs on ``hardware`` (``cost``: published numbers); with a batch
-    schedule, each phase and their sum."""
+               network_gbits: float | None, sharp: bool = False) -> str:
+    """What ``plan`` costs on ``hardware`` (``cost``: published numbers), with SHARP where
+    ``sharp``; with a batch schedule, each phase and their sum."""
     hw = cost.hardware(hardware, network_gbits)
 
     form = data_form(config)
@@ -25,7 +25,7 @@ def projection(config: TrainConfig, plan: Plan, hardware: str,
         return cost.project(hw, config.model.model, plan.world_size, per_worker_batch,
                             accumulation, fp16_allreduce=config.run.fp16_allreduce,
                             hierarchical=config.run.hierarchical_allreduce, data_form=form,
-                            bn_group=config.model.bn_group)
+                            bn_group=config.model.bn_group, sharp=sharp)
 
     if not plan.phases:
         return cost.describe(project(plan.per_worker_batch, plan.accumulation_steps),
@@ -58,7 +58,7 @@ def dry_run(config: TrainConfig, args: argparse.Namespace) -> None:
         print(cost.describe_hardware())
         return
     plan = resolve(config, args.world_size or 1)
-    projected = (projection(config, plan, args.hardware, args.network_gbits)
+    projected = (projection(config, plan, args.hardware, args.network_gbits, args.sharp)
                  if args.hardware else None)
     print(PRESETS[args.preset].describe(args.preset, flat_values(config)))
     print(plan.describe())
