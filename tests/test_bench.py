@@ -296,7 +296,8 @@ def test_input_bench_times_every_recipe_and_path_on_generated_jpegs(tmp_path):
         assert rows["before"]["ratio_to_before"] == 1
     floor = result["alexnet_decode_only"]  # the crop's decode alone, once a round
     assert len(floor["rounds"]) == 2 and floor["per_core"] > 0
-    needs = result["cores_per_gpu"]
+    needs = summary.cores_per_gpu({recipe: {path: row["per_core"] for path, row in rows.items()}
+                                   for recipe, rows in result["recipes"].items()})
     assert set(needs["dgx1-p100"]) == {"resnet-train-224", "alexnet-train-227"}
     p100 = needs["dgx1-p100"]["alexnet-train-227"]
     assert p100["gpu_images_per_second"] == pytest.approx(2987)

@@ -31,8 +31,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lars_hvd.bench import steady
-from lars_hvd.planning import cost
+from lars_hvd.bench import steady, summary
 
 RECIPES = {  # name: (model input size, training?, augment)
     "resnet-train-224": (224, True, "inception"),
@@ -66,7 +65,6 @@ PATHS = {  # name: (pixels, decode stage, which shards)
     "now": ("uint8", None, "originals"),
     "now-256": ("uint8", None, "pre-sized"),
 }
-TRAINING_MODEL = {"resnet-train-224": "resnet50", "alexnet-train-227": "alexnet_bn"}
 
 
 def _dataset(files, recipe: str, path: str, batch: int, examples: int):
@@ -136,20 +134,6 @@ def _measure_decode(files, args) -> steady.Steady:
     return _steady(_decode_only(_one_pass(files, args), args.batch, examples_read(args)), args)
 
 
-def cores_per_gpu(per_core: dict[str, dict]) -> dict[str, dict]:
-    """profile -> recipe -> path -> CPU cores a GPU needs to be fed at its published rate."""
-    out = {}
-    for name, hw in cost.HARDWARE.items():
-        for recipe, model in TRAINING_MODEL.items():
-            if model not in hw.compute:
-                continue
-            gpu = hw.compute[model].images_per_second()
-            out.setdefault(name, {})[recipe] = {
-                "gpu_images_per_second": gpu, "cores_per_gpu": hw.cores_per_gpu,
-                "needed": {path: gpu / rate for path, rate in per_core[recipe].items()}}
-    return out
-
-
 def run(args) -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,7 +171,7 @@ def run(args) -> dict:
                   f"{decode_only['per_core']:7.1f} images/s per core, "
                   f"{decode_only['per_cpu_second']:7.1f} per CPU-second; "
                   f"{decode_only['steadiness']}", flush=True)
-    needs = cores_per_gpu({r: per_core[r] for r in TRAINING_MODEL})
+    needs = summary.cores_per_gpu(per_core)
     for name, recipes in needs.items():
         for recipe, need in recipes.items():
             text = ", ".join(f"{path} {n:.1f}" for path, n in need["needed"].items())
@@ -196,7 +180,7 @@ def run(args) -> dict:
     return {"source": source, "cores": cores, "batch": args.batch, "paths": paths,
             "window_batches": args.batches, "windows": args.windows,
             "warmup_batches": args.warmup, "tolerance": args.tolerance,
-            "recipes": per_recipe, "alexnet_decode_only": decode_only, "cores_per_gpu": needs}
+            "recipes": per_recipe, "alexnet_decode_only": decode_only}
 
 
 def _row(rounds: list[steady.Steady], before: list[steady.Steady], cores: int) -> dict:

@@ -1,10 +1,13 @@
 """``summary.md``: the benchmark results as the README's Performance section quotes them,
-made from the JSON files alone (nothing typed in by hand)."""
+made from the JSON files alone (nothing typed in by hand) and, for the cores a GPU needs,
+today's hardware profiles (``cores_per_gpu``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from lars_hvd.planning import cost
 
 
 def _load(out: Path, name: str) -> dict | None:
@@ -85,7 +88,9 @@ def render(out: Path) -> str:
             lines.append(f"| ImageNet input, alexnet-train-227's JPEG decode alone (its window,"
                          f" originals), images/s a core | {floor['per_core']:,.0f} | - | "
                          f"`{i['command']}` |")
-        for name, recipes in i["cores_per_gpu"].items():
+        per_core = {recipe: {path: row["per_core"] for path, row in rows.items()}
+                    for recipe, rows in i["recipes"].items()}
+        for name, recipes in cores_per_gpu(per_core).items():
             for recipe, need in recipes.items():
                 text = ", ".join(f"{path} {n:.1f}" for path, n in need["needed"].items())
                 lines.append(f"| cores a GPU needs, {name} ({need['gpu_images_per_second']:,.0f}"
@@ -115,3 +120,22 @@ def write(out: Path) -> Path:
     atomic_write_text(path, render(out))
     print(render(out))
     return path
+
+
+TRAINING_MODEL = {"resnet-train-224": "resnet50", "alexnet-train-227": "alexnet_bn"}
+
+
+def cores_per_gpu(per_core: dict[str, dict]) -> dict[str, dict]:
+    """profile -> recipe -> path -> CPU cores a GPU needs to be fed at its published rate
+    (today's profiles: ``lars_hvd.planning.cost``), from measured images/s a core
+    (``per_core``: recipe -> path -> rate)."""
+    out = {}
+    for name, hw in cost.HARDWARE.items():
+        for recipe, model in TRAINING_MODEL.items():
+            if model not in hw.compute or recipe not in per_core:
+                continue
+            gpu = hw.compute[model].images_per_second()
+            out.setdefault(name, {})[recipe] = {
+                "gpu_images_per_second": gpu, "cores_per_gpu": hw.cores_per_gpu,
+                "needed": {path: gpu / rate for path, rate in per_core[recipe].items()}}
+    return out

@@ -125,6 +125,13 @@ P100_COMPUTE = {
     "vgg16": Compute(((64, 154.0),), "fp32", TF_BENCH_P100),
 }
 
+# MLPerf Training's published runs that set a profile's parameter (calibration rows): (GPUs,
+# per-GPU batch, images/s), the steady rate between evaluations of the run's 5 result logs
+# (``python -m lars_hvd.planning.mlperf_logs``; docs/cost.md).
+MLPERF_H100_8 = (8, 400, 55774.0)  # v3.0 dgxh100_ngc23.04_mxnet: the H100's rate
+MLPERF_H100_64 = (64, 50, 293442.0)  # v3.0 dgxh100_n8_ngc23.04_mxnet: its fixed cost a step
+MLPERF_A100_64 = (64, 204, 197841.0)  # v1.0 dgxa100_n8_ngc21.05_mxnet: the A100's
+
 HARDWARE = {
     "dgx1-p100": Hardware(
         "dgx1-p100", "DGX-1, 8x Tesla P100 SXM2 (NVLink 1), 4x EDR InfiniBand: the paper's",
@@ -162,9 +169,10 @@ HARDWARE = {
     "dgx-h100": Hardware(
         "dgx-h100", "DGX H100, 8x H100 SXM5 (NVSwitch), 8x NDR InfiniBand",
         8, 112 / 8, 3350, 360, 400,
-        {"resnet50": Compute(((400, 1.28e6 * 37 / (13.5 * 60) / 8),), "mixed",
-                             "MLPerf Training v3.0, NVIDIA 8x H100: batch 3,200, 37 epochs in "
-                             "13.5 min (as images/s a GPU: a lower bound, evaluation included)")},
+        {"resnet50": Compute(((400, MLPERF_H100_8[2] / 8),), "mixed",
+                             "MLPerf Training v3.0, NVIDIA dgxh100_ngc23.04_mxnet: {2:,.0f} "
+                             "img/s on {0} H100 at {1} a GPU, the steady rate between "
+                             "evaluations (a calibration row)".format(*MLPERF_H100_8))},
         ("DGX H100 datasheet: 2x 56-core Xeon 8480C (14 cores a GPU), 8x 400 Gb/s NDR",
          "H100 SXM5 datasheet: 3,350 GB/s HBM3; NVLink 4: 450 GB/s each way",
          "NVSwitch bus bandwidth: 80% of 450 GB/s (assumed, as dgx-a100)"),
@@ -327,10 +335,8 @@ def calibrated(hw: Hardware, model: str, run: tuple[int, float, float], source: 
     return replace(hw, compute={**hw.compute, model: fixed})
 
 
-# MLPerf Training v3.0, NVIDIA dgxh100_n8_ngc23.04_mxnet: 64 H100 at 50 a GPU, the median over
-# its 5 runs of the steady rate between evaluations (result_[0-4].txt). The same stack as the
-# dgx-h100 profile's point (MXNet 23.04), at a small per-GPU batch: it sets the fixed cost.
-MLPERF_H100_64 = (64, 50, 293450.0)
+# The H100's fixed cost a step: MLPerf v3.0's 8 DGX H100, the same stack as the profile's point
+# (MXNet 23.04) at a small per-GPU batch.
 HARDWARE["dgx-h100"] = calibrated(
     HARDWARE["dgx-h100"], "resnet50", MLPERF_H100_64,
     "the fixed cost a step set by MLPerf v3.0's 8 DGX H100 ({} GPUs at {} a GPU, {:,.0f} "
@@ -338,11 +344,8 @@ HARDWARE["dgx-h100"] = calibrated(
 
 
 # The A100 as NVIDIA's MLPerf submissions run ResNet-50 (MXNet, DALI decoding on the GPUs): its
-# published single-GPU point, and the fixed cost a step set by MLPerf v1.0's 8 DGX A100, 64
-# A100 80 GB at 204 a GPU (dgxa100_n8_ngc21.05_mxnet: the median over its 5 runs of the steady
-# rate between evaluations, result_[0-4].txt), the software generation (MXNet 21.05) of the
-# v1.0 and v1.1 rows it is checked on (lars_hvd.planning.cost_validation).
-MLPERF_A100_64 = (64, 204, 197841.0)
+# published single-GPU point, and the fixed cost a step set by MLPerf v1.0's 8 DGX A100, the
+# software generation (MXNet 21.05) of the v1.0 and v1.1 rows it is checked on.
 DGX_A100_MXNET = calibrated(
     replace(HARDWARE["dgx-a100"], about="DGX A100 as MLPerf's MXNet runs use it (80 GB)",
             memory_gbytes_per_second=2039,  # A100 80 GB datasheet: 2,039 GB/s HBM2e
