@@ -456,6 +456,13 @@ CASES = [
          lambda t: train(t, "--dry-run", "--hardware", "dgx-a100"), 2,
          r"^lars_hvd.train: error: no published small_cnn_bn throughput for dgx-a100",
          r"^nothing"),
+    Case("SHARP on a fabric without it (`--dry-run --preset resnet50-imagenet-32k --hardware "
+         "dgx1-v100 --sharp`)",
+         lambda t: train(t, "--dry-run", "--preset", "resnet50-imagenet-32k", "--hardware",
+                         "dgx1-v100", "--sharp"), 2,
+         r"^lars_hvd.train: error: --sharp: dgx1-v100's fabric has no in-network reduction "
+         r"that NCCL's CollNet uses \(profiles with one: dgx-a100, dgx-h100\); drop --sharp",
+         r"^nothing"),
     Case("a target accuracy given in percent (`--target-accuracy 90`)",
          lambda t: train(t, *SMALL, "--target-accuracy", "90", *run_dir(t)), 2,
          r"^lars_hvd.train: error: invalid configuration: --target-accuracy must be in "
