@@ -81,10 +81,14 @@ bench-docs: install
 	$(PY) -m lars_hvd.bench all --quick --out docs/results/bench
 
 ## pycodestyle (with its blank-line rules, E30x, which ruff offers as preview), pyflakes,
-## import order, bugbear, pyupgrade, flake8-pie, and no unused noqa.
+## import order, bugbear, pyupgrade, flake8-pie, and no unused noqa; no issue numbers in the
+## code (the history is git's and docs/'s).
 lint: install
 	$(VENV)/bin/ruff check --isolated --preview --line-length 100 \
 	  --select E,F,W,I,B,UP,PIE,RUF100 lars_hvd models tests
+	@! grep -rniE --include='*.py' --include='*.sh' --include='*.sbatch' \
+	  'issue #?[0-9]+' lars_hvd models launch tests || \
+	  { echo "lint: an issue number in the code (above); say what the code does instead"; exit 1; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -215,7 +215,7 @@ class KnownRateReader:
     (``clock``, ``cpu_clock``): ``head_start`` batches are ready when the first is asked for,
     as a fresh tf.data reader's buffer is, then one every ``batch * cost`` seconds; reading a
     batch takes 0.1 ms of this process's CPU. (On the wall clock, such a test failed under a
-    loaded machine's scheduling: stop 44's CI, and once the background made 1 batch in 60 s.)"""
+    loaded machine's scheduling: once in CI, and once the background made 1 batch in 60 s.)"""
 
     def __init__(self, cost: float, batch: int, head_start: int):
         self.period, self.batch, self.head_start = batch * cost, batch, head_start
@@ -265,7 +265,7 @@ def test_the_steady_state_is_the_known_rate_where_a_short_fresh_window_overstate
     # lasts into the stretch, and the result says so.
     short = measure(KnownRateReader(cost, batch, 10), window=3)
     assert not short.steady and "NOT steady" in short.describe(), short
-    # The method before issue 40: a fresh iterator, 5 batches untimed, 3 timed.
+    # The method before the steady state: a fresh iterator, 5 batches untimed, 3 timed.
     reader = KnownRateReader(cost, batch, 20)
     for _ in range(5):
         next(reader)

@@ -172,7 +172,7 @@ def test_the_input_rates_are_the_published_steady_state_ones():
     """cost.INPUT_PER_CORE is docs/results/bench/full/input.json's, rounded to an image."""
     full = json.loads((REPO / "docs/results/bench/full/input.json").read_text())
     assert full["command"] == "python -m lars_hvd.bench input --out docs/results/bench/full"
-    assert "window_batches" in full  # measured in the steady state (issue 40)
+    assert "window_batches" in full  # measured in the steady state
     for recipe, rows in (("inception", "resnet-train-224"), ("crop", "alexnet-train-227")):
         for form, path in (("originals", "now"), ("pre-sized", "now-256")):
             assert cost.INPUT_PER_CORE[recipe][form] == round(

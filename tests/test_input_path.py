@@ -1,4 +1,4 @@
-"""The reader's uint8 path (issue 25) against the float path it replaced: the same crops and
+"""The reader's uint8 path against the float path it replaced: the same crops and
 flips, the same pixels within rounding (exactly, for the crop recipe on pre-sized images), a
 stated bound where DCT scaling changes them; the model's normalization; the converter's
 ``--shorter-side`` and the start-up check of the stored size."""

@@ -181,8 +181,8 @@ class TestPolicy:
 
 
 def test_a_model_saved_before_the_package_moved_loads_and_trains_on():
-    """tests/fixtures/lars_linear_warmup.keras was saved by the code before issue 22 moved
-    LARS and the schedules into lars_hvd.optim (tests/fixtures/make_lars_fixture.py): the
+    """tests/fixtures/lars_linear_warmup.keras was saved by the code before LARS and the
+    schedules moved into lars_hvd.optim (tests/fixtures/make_lars_fixture.py): the
     Keras names (lars_hvd>LARS, lars_hvd>LinearWarmup, ...) still resolve, and one more step
     gives the kernel that the old code gave."""
     import lars_hvd.optim  # noqa: F401  (the package a user imports)

@@ -1,4 +1,4 @@
-"""Batch norm over groups of workers (issue 37, ``--bn-group``): tests/distributed/sync_bn.py
+"""Batch norm over groups of workers (``--bn-group``): tests/distributed/sync_bn.py
 under ``horovodrun``, every rank checking the invariant."""
 
 from __future__ import annotations

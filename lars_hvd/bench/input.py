@@ -6,7 +6,7 @@ Without ``--data-dir`` it writes ``--images`` JPEGs of ``--height`` x ``--width`
 decode like photographs, twice: as they are, and pre-sized to a shorter side of 256 px
 (``make_tfrecords --shorter-side 256``). For each recipe (ResNet's random-resized crop to 224,
 AlexNet's 227 crop, the evaluation center crop) and each path -- ``before`` (the reader
-before issue 25: per-record error handling, normalized floats, the crop recipe decoding the
+before uint8 pixels: per-record error handling, normalized floats, the crop recipe decoding the
 whole image; ``lars_hvd.bench.input_before``), ``now`` (today's reader) on the originals and
 ``now-256`` on the pre-sized shards -- it reads one iterator to its steady state
 (``lars_hvd.bench.steady``: ``--warmup`` untimed batches, then ``--windows`` windows of

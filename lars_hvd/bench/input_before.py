@@ -1,4 +1,4 @@
-"""The ImageNet reader's decode stage as it was before issue 25, kept so that ``bench input``
+"""The ImageNet reader's decode stage as it was before uint8 pixels, kept so that ``bench input``
 measures today's path against it side by side, in one run, on the same shards.
 
 It differs from ``lars_hvd.data.imagenet._clean`` in how a record's errors are caught: a

@@ -4,7 +4,7 @@ A fresh ``tf.data`` iterator does not start at its steady rate. While its first 
 awaited, its parallel stages (interleave, map, prefetch) work ahead, and what they buffered
 comes out at once: a short window timed after a few untimed batches reads batches that were
 ready before the clock started, and overstates the rate (17x for three batches of the
-ImageNet reader, issue 40). So one iterator is read in consecutive windows of equal length:
+ImageNet reader). So one iterator is read in consecutive windows of equal length:
 the first window takes what was buffered and is left out, and the rate is that of the
 stretch after it (its images over its seconds, so that the bursts in which a parallel
 pipeline delivers count at their share). How much of the first window came from the buffer

@@ -28,7 +28,7 @@ Two outputs, the same crops and flips (``docs/imagenet.md``, "Input speed"):
   instead of skipping pixels (at 500x375 it never applies to a 224 px crop).
 - ``train_image`` / ``eval_image``: ``float32`` normalized with ImageNet's RGB mean and
   standard deviation on the CPU (grey models get the luminance, normalized with the means'
-  mean): the path before issue 25, for models that expect normalized floats.
+  mean): the path before uint8 pixels, for models that expect normalized floats.
 """
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ HARDWARE = {
 # input --out docs/results/bench/full` (its input.json, medians of 5 rounds; tests/test_cost.py
 # checks that these are its numbers): each recipe from original 500x375 JPEGs and from shards
 # pre-sized to a 256 px shorter side (make_tfrecords --shorter-side 256). The reader before
-# issue 25 gives 336 and 276 from the originals.
+# uint8 pixels gives 336 and 276 from the originals.
 DATA_FORMS = ("originals", "pre-sized")
 FORM_TEXT = {"originals": "original JPEGs", "pre-sized": "shards pre-sized to 256 px"}
 INPUT_PER_CORE = {"inception": {"originals": 548.0, "pre-sized": 754.0},

@@ -89,7 +89,7 @@ FULL = {
 }
 BUDGET_FACTOR = 4
 CLOSE = 1.0  # points: cells whose best methods are this close get more seeds
-# The extension (issue 24), each a sweep of its own with the same search rule:
+# The extension, each a sweep of its own with the same search rule:
 # the related methods where large batches fall short, beside the three above ...
 RELATED = dict(FULL, batches=(4096, 16384), extra_seeds=(1,),
                optimizers=("sgd", "lars", "lamb", "sgd_ramp", "lars_ramp", "sgd_rmsprop",
