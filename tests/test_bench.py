@@ -15,7 +15,7 @@ import run_horovod
 
 from lars_hvd.bench import results, scaling, summary
 from lars_hvd.bench.__main__ import main as bench_main
-from lars_hvd.planning import cost
+from lars_hvd.planning import profiles
 
 BENCH = [sys.executable, "-m", "lars_hvd.bench"]
 
@@ -33,7 +33,7 @@ def test_interval95_is_the_student_t_interval():
 # -- the scaling view of lars_hvd.planning.cost (the model itself: tests/test_cost.py) -------
 
 def test_scaling_holds_the_global_batch_and_accumulates_past_the_memory_bound():
-    hw = cost.HARDWARE["dgx1-v100"]
+    hw = profiles.HARDWARE["dgx1-v100"]
     for gpus in (8, 64, 1024):
         p, efficiency = scaling.project(hw, gpus, 32768, 256)
         assert p.per_gpu_batch * p.accumulation_steps * gpus == 32768

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from lars_hvd.errors import UsageError
-from lars_hvd.planning import collectives, cost, cost_validation
+from lars_hvd.planning import collectives, cost, cost_validation, profiles
 
 REPO = Path(__file__).resolve().parent.parent
-P100 = cost.HARDWARE["dgx1-p100"]
+P100 = profiles.HARDWARE["dgx1-p100"]
 
 
 def test_ring_allreduce_formula():
@@ -44,7 +44,7 @@ def test_nccl_ring_and_tree_against_hand_computations():
     assert collectives.ring(flat, 128, 1e9, 1).seconds == pytest.approx(2 * 127 / 128 / 40)
     assert collectives.tree(flat, 128, 1e9, 1).seconds == pytest.approx(2 / (0.9 * 40))
     # NCCL takes the faster: the ring for large buffers on few nodes, the tree at scale
-    v100 = cost.HARDWARE["dgx1-v100"]
+    v100 = profiles.HARDWARE["dgx1-v100"]
     assert cost.allreduce(v100, 16, 100e6).algorithm == "ring"
     assert cost.allreduce(v100, 1024, 100e6).algorithm == "tree"
     assert cost.allreduce(v100, 8, 100e6).why == "NCCL's ring inside one node (14 hops)"
@@ -54,7 +54,7 @@ def test_nccl_ring_and_tree_against_hand_computations():
 def test_collnet_against_hand_computations():
     """SHARP (NCCL's CollNet, tuning.cc): 2 (local - 1) NVLink hops and one network hop at any
     number of nodes; the bytes twice at 90% of the NVLink rate, or of twice the network."""
-    hw = replace(cost.HARDWARE["dgx-h100"], intra_latency_seconds=1e-6,
+    hw = replace(profiles.HARDWARE["dgx-h100"], intra_latency_seconds=1e-6,
                  inter_latency_seconds=1e-5)
     for nodes in (2, 16, 1024):
         collnet = collectives.collnet(hw, 8 * nodes, 0.0, 1)
@@ -64,13 +64,13 @@ def test_collnet_against_hand_computations():
     slow = replace(flat, network_gbytes_per_second=100)  # below half NVLink's 360 GB/s
     assert collectives.collnet(slow, 128, 1e9, 1).seconds == pytest.approx(2 / (0.9 * 200))
     # NCCL takes it where faster; only a fabric with SHARP has it
-    h100 = cost.HARDWARE["dgx-h100"]
+    h100 = profiles.HARDWARE["dgx-h100"]
     assert cost.allreduce(h100, 768, 100e6, sharp=True).algorithm == "collnet"
     assert cost.allreduce(h100, 768, 100e6).algorithm == "tree"
     assert cost.allreduce(h100, 8, 100e6, sharp=True).algorithm == "ring"  # one node
     with pytest.raises(UsageError, match="--sharp: dgx1-v100's fabric has no in-network "
                                          "reduction.*profiles with one: dgx-a100, dgx-h100"):
-        cost.allreduce(cost.HARDWARE["dgx1-v100"], 1024, 100e6, sharp=True)
+        cost.allreduce(profiles.HARDWARE["dgx1-v100"], 1024, 100e6, sharp=True)
 
 
 def test_compute_reproduces_its_published_points():
@@ -81,13 +81,13 @@ def test_compute_reproduces_its_published_points():
     alexnet = P100.compute["alexnet_bn"]
     assert alexnet.seconds(512) == pytest.approx(512 / 2987)
     assert alexnet.fixed_seconds == pytest.approx(resnet.fixed_seconds)
-    single = cost.HARDWARE["dgx1-v100"].compute["resnet50"]
+    single = profiles.HARDWARE["dgx1-v100"].compute["resnet50"]
     assert single.fixed_seconds == 0 and single.seconds(128) == pytest.approx(128 / 1270)
 
 
 @pytest.mark.parametrize("hw,run,source", [
-    (cost.HARDWARE["dgx-h100"], cost.MLPERF_H100_64, "MLPerf v3.0's 8 DGX H100"),
-    (cost.DGX_A100_MXNET, cost.MLPERF_A100_64, "MLPerf v1.0's 8 DGX A100")])
+    (profiles.HARDWARE["dgx-h100"], profiles.MLPERF_H100_64, "MLPerf v3.0's 8 DGX H100"),
+    (profiles.DGX_A100_MXNET, profiles.MLPERF_A100_64, "MLPerf v1.0's 8 DGX A100")])
 def test_a_fixed_cost_a_step_is_set_by_its_calibration_row_alone(hw, run, source):
     resnet = hw.compute["resnet50"]
     (batch, rate), = resnet.points
@@ -106,8 +106,8 @@ def test_a_fixed_cost_a_step_is_set_by_its_calibration_row_alone(hw, run, source
 
 
 def test_the_a100_profile_keeps_tensorflows_rate_with_mxnets_fixed_cost():
-    tf, mxnet = cost.HARDWARE["dgx-a100"].compute["resnet50"], \
-        cost.DGX_A100_MXNET.compute["resnet50"]
+    tf, mxnet = profiles.HARDWARE["dgx-a100"].compute["resnet50"], \
+        profiles.DGX_A100_MXNET.compute["resnet50"]
     assert tf.points == ((256, 2375.0),) and tf.seconds(256) == pytest.approx(256 / 2375)
     assert tf.fixed_seconds == mxnet.fixed_seconds > 0
     assert 35 / tf.seconds(35) < 0.75 * 2375  # 35 a GPU: a quarter below the published rate
@@ -198,13 +198,13 @@ def test_the_dry_run_takes_the_data_form_from_the_shards_manifest(tmp_path):
 
 
 def test_profiles_cite_their_numbers():
-    for hw in cost.HARDWARE.values():
+    for hw in profiles.HARDWARE.values():
         assert len(hw.sources) >= 2 and hw.compute, hw.name
         assert all(c.source and c.points for c in hw.compute.values()), hw.name
     with pytest.raises(UsageError, match="unknown --hardware 'dgx9'"):
-        cost.hardware("dgx9")
+        profiles.hardware("dgx9")
     with pytest.raises(UsageError, match="no published alexnet_bn throughput for dgx-a100"):
-        cost.project(cost.HARDWARE["dgx-a100"], "alexnet_bn", 8, 64)
+        cost.project(profiles.HARDWARE["dgx-a100"], "alexnet_bn", 8, 64)
 
 
 def train(*args: str) -> subprocess.CompletedProcess:
@@ -286,7 +286,7 @@ def test_the_dry_run_prices_the_hierarchical_allreduce_it_asks_for():
 
     (nccl, chosen), (hierarchical, asked) = projected(), projected("--hierarchical-allreduce")
     gradients = 4 * cost.PARAMETERS["resnet50"]
-    v100 = cost.hardware("dgx1-v100")
+    v100 = profiles.hardware("dgx1-v100")
     expected = cost.allreduce(v100, 1024, gradients, hierarchical=True).seconds
     assert hierarchical == pytest.approx(1e3 * expected, abs=0.01)
     assert nccl == pytest.approx(1e3 * cost.allreduce(v100, 1024, gradients).seconds, abs=0.01)
@@ -307,7 +307,7 @@ def test_the_dry_run_prices_sharp_where_asked_and_the_fabric_has_it():
     assert ("allreduce                NCCL's collnet (SHARP reduces across the 128 nodes in the "
             "switches: 1 network hop), faster here than its tree") in text
     exposed = float(re.search(r"exposed of ([\d.]+) ms", text).group(1))
-    h100 = cost.hardware("dgx-h100")
+    h100 = profiles.hardware("dgx-h100")
     gradients = 4 * cost.PARAMETERS["resnet50"]
     assert exposed == pytest.approx(
         1e3 * cost.allreduce(h100, 1024, gradients, sharp=True).seconds, abs=0.01)
@@ -318,7 +318,7 @@ def test_the_dry_run_prices_sharp_where_asked_and_the_fabric_has_it():
 def test_a_batch_norm_group_waits_for_horovods_cycle_at_each_layer():
     """--bn-group: 2 x 53 dependent allreduces a ResNet-50 micro-batch, each one of
     Horovod's cycles and a ring over the group."""
-    v100 = cost.HARDWARE["dgx1-v100"]
+    v100 = profiles.HARDWARE["dgx1-v100"]
     layers, channels = cost.BATCH_NORM["resnet50"]
     assert cost.bn_group_seconds(v100, "resnet50", 1) == 0
     ring = cost.allreduce(v100, 2, 2 * layers * 8 * channels / layers,
@@ -340,7 +340,7 @@ def test_the_dry_run_prices_the_batch_norm_group_it_asks_for():
         config, _ = cli.parse_args(["--preset", "resnet50-imagenet-32k", *flags])
         return dry_run.projection(config, resolve(config, 1024), "dgx1-v100", None)
 
-    v100 = cost.hardware("dgx1-v100")
+    v100 = profiles.hardware("dgx1-v100")
     plain, grouped = projected(), projected("--bn-group", "8")
     added = cost.bn_group_seconds(v100, "resnet50", 8)
     assert "batch-norm group" not in plain

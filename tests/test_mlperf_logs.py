@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lars_hvd.errors import UsageError
-from lars_hvd.planning import cost, cost_validation, mlperf_logs
+from lars_hvd.planning import cost_validation, mlperf_logs, profiles
 
 IMAGES = 1000  # train_samples of the written logs
 
@@ -75,6 +75,6 @@ def test_the_calibration_rows_are_the_constants_the_profiles_are_set_by():
     rows = {r.run: r for r in cost_validation.MLPERF_RUNS}
     calibrating = [r for r in rows.values() if r.calibrates]
     assert {r.published for r in calibrating} == {
-        cost.MLPERF_H100_8[2], cost.MLPERF_H100_64[2], cost.MLPERF_A100_64[2]}
-    h100 = cost.HARDWARE["dgx-h100"].compute["resnet50"]
-    assert h100.points == ((400, cost.MLPERF_H100_8[2] / 8),)
+        profiles.MLPERF_H100_8[2], profiles.MLPERF_H100_64[2], profiles.MLPERF_A100_64[2]}
+    h100 = profiles.HARDWARE["dgx-h100"].compute["resnet50"]
+    assert h100.points == ((400, profiles.MLPERF_H100_8[2] / 8),)

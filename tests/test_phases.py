@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lars_hvd.errors import UsageError
-from lars_hvd.planning import cost, dry_run, phases
+from lars_hvd.planning import cost, dry_run, phases, profiles
 from lars_hvd.planning.cli import parse_args
 from lars_hvd.planning.plan import resolve
 
@@ -66,7 +66,7 @@ def test_the_projection_prices_each_phase_and_sums_them():
     config, plan = plan_of("--batch-schedule", "46:65536")
     text = dry_run.projection(config, plan, "dgx1-v100", None)
     assert "phase 1-45 (global batch 32768)" in text and "phase 46-90 (global batch 65536)" in text
-    hw = cost.hardware("dgx1-v100")
+    hw = profiles.hardware("dgx1-v100")
     seconds = sum(p.steps * cost.project(hw, "resnet50", 1024, p.per_worker_batch,
                                          p.accumulation_steps).step_ms / 1e3
                   for p in plan.phases)

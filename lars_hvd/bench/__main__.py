@@ -39,7 +39,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from lars_hvd.bench import steady
-    from lars_hvd.planning import cost
+    from lars_hvd.planning import profiles
 
     top = argparse.ArgumentParser(prog="python -m lars_hvd.bench",
                                   description=__doc__,
@@ -133,8 +133,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--global-batch", type=int, default=32768)
     p.add_argument("--gpus", type=int, nargs="+",
                    default=[8, 16, 32, 64, 128, 256, 512, 1024])
-    p.add_argument("--profiles", nargs="+", default=list(cost.HARDWARE),
-                   choices=list(cost.HARDWARE))
+    p.add_argument("--profiles", nargs="+", default=list(profiles.HARDWARE),
+                   choices=list(profiles.HARDWARE))
     p.add_argument("--max-per-gpu-batch", type=int, default=256,
                    help="above it, a GPU accumulates gradients over micro-batches")
     p.add_argument("--network-gbits", type=float, default=None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
-from lars_hvd.planning import cost
+from lars_hvd.planning import cost, profiles
 from lars_hvd.planning.cost_validation import epoch_speedup
 
 RESNET50_PARAMETERS = cost.PARAMETERS["resnet50"]
@@ -53,7 +53,7 @@ def run(args) -> dict:
     plt = results.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for name in args.profiles:
-        hw = cost.hardware(name, args.network_gbits)
+        hw = profiles.hardware(name, args.network_gbits)
         kwargs = {"fp16_allreduce": args.fp16_allreduce, "input_pipeline": False}
         nccl = [project(hw, n, args.global_batch, args.max_per_gpu_batch, **kwargs)
                 for n in gpu_counts]
@@ -69,7 +69,7 @@ def run(args) -> dict:
         for rows, style in ((nccl, "-"), (hier, ":")):
             ax.plot([p.gpus for p, _ in rows], [100 * e for _, e in rows], style, marker="o",
                     label=f"{name}, {'NCCL' if style == '-' else 'hierarchical'}")
-    speedup = epoch_speedup(cost.HARDWARE["dgx1-p100"], "alexnet_bn", 512, 4096)
+    speedup = epoch_speedup(profiles.HARDWARE["dgx1-p100"], "alexnet_bn", 512, 4096)
     out["paper_check"] = {"speedup_4096_over_512": speedup, "paper": 3.0}
     print(f"AlexNet-BN on one DGX-1 (8 P100): an epoch at batch 4096 is {speedup:.2f}x faster "
           f"than at 512 (the paper: about 3x); docs/cost.md says why")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lars_hvd.planning import cost
+from lars_hvd.planning import profiles
 
 
 def _load(out: Path, name: str) -> dict | None:
@@ -130,7 +130,7 @@ def cores_per_gpu(per_core: dict[str, dict]) -> dict[str, dict]:
     (today's profiles: ``lars_hvd.planning.cost``), from measured images/s a core
     (``per_core``: recipe -> path -> rate)."""
     out = {}
-    for name, hw in cost.HARDWARE.items():
+    for name, hw in profiles.HARDWARE.items():
         for recipe, model in TRAINING_MODEL.items():
             if model not in hw.compute or recipe not in per_core:
                 continue

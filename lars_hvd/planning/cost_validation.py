@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from lars_hvd.data import DATASETS
-from lars_hvd.planning import cost
+from lars_hvd.planning import cost, profiles
 
 IMAGENET = DATASETS["imagenet"].train  # training images
 TIME_TO_TRAIN = "minutes to train"
@@ -64,7 +64,7 @@ def epoch_speedup(hw: cost.Hardware, model: str, small: int, large: int, **kwarg
     return per_epoch[0] / per_epoch[1]
 
 
-P100 = cost.HARDWARE["dgx1-p100"]
+P100 = profiles.HARDWARE["dgx1-p100"]
 
 
 def paper_with_input() -> str:
@@ -75,14 +75,15 @@ def paper_with_input() -> str:
 
 
 def mlperf(version: str, system: str) -> str:
-    return (f"MLPerf Training {version}, NVIDIA {system}: the median over its 5 runs of the "
-            f"steady rate between evaluations (github.com/mlcommons/training_results_"
-            f"{version}, NVIDIA/results/{system}/resnet/result_[0-4].txt)")
+    return (f"MLPerf Training {version}, NVIDIA {system}: the steady rate between "
+            f"evaluations, the median over the blocks of its 5 runs (github.com/mlcommons/"
+            f"training_results_{version}, NVIDIA/results/{system}/resnet/result_[0-4].txt; "
+            f"python -m lars_hvd.planning.mlperf_logs)")
 
 
 MLPERF_SETUP = ("MXNet, fp16, DALI decoding on the GPUs (no CPU input counted); batch-norm "
                 "groups reduced inside MXNet, not priced")
-A100_MXNET = cost.DGX_A100_MXNET  # 80 GB
+A100_MXNET = profiles.DGX_A100_MXNET  # 80 GB
 A100_40GB_MXNET = replace(A100_MXNET, memory_gbytes_per_second=1555)  # its datasheet
 V0_7_TO_V1_0 = ("NVIDIA: its MLPerf v1.0 software up to 2.1x faster per chip than its v0.7 "
                 "software on the same A100 (developer.nvidia.com/blog/mlperf-v1-0-training-"
@@ -129,13 +130,13 @@ RUNS = [
         "8 GPUs", 9510.0, "images/s",
         "mixed precision, fp32 gradients allreduced; synthetic input (the benchmark's "
         "throughput mode)",
-        lambda: images_per_second(cost.HARDWARE["dgx1-v100"], "resnet50", 8, 256), gpus=8),
+        lambda: images_per_second(profiles.HARDWARE["dgx1-v100"], "resnet50", 8, 256), gpus=8),
     Published(
         "NVIDIA: ResNet-50 v1.5 on a DGX A100, 8 A100, batch 256 a GPU",
         "NVIDIA DeepLearningExamples, TensorFlow ResNet-50 v1.5 (AMP + XLA): 17,400 img/s on "
         "8 GPUs", 17400.0, "images/s",
         "as the V100 row",
-        lambda: images_per_second(cost.HARDWARE["dgx-a100"], "resnet50", 8, 256), gpus=8),
+        lambda: images_per_second(profiles.HARDWARE["dgx-a100"], "resnet50", 8, 256), gpus=8),
     Published(
         "Horovod: Inception V3 on 512 Pascal GPUs (128 servers of 4), batch 64 a GPU",
         "Sergeev, Del Balso, 'Horovod: fast and easy distributed deep learning in "
@@ -166,15 +167,15 @@ def mlperf_run(title: str, version: str, system: str, hw: cost.Hardware, gpus: i
                      gpus=gpus, epochs=epochs, minutes=minutes, **kwargs)
 
 
-H100 = cost.HARDWARE["dgx-h100"]
+H100 = profiles.HARDWARE["dgx-h100"]
 MLPERF_RUNS = [
-    mlperf_run("1 DGX-1 (8 V100)", "v0.6", "dgx1_ngc19.05_mxnet", cost.HARDWARE["dgx1-v100"],
+    mlperf_run("1 DGX-1 (8 V100)", "v0.6", "dgx1_ngc19.05_mxnet", profiles.HARDWARE["dgx1-v100"],
                8, 208, (11116, 60, 115.221)),
     mlperf_run("130 DGX-1 (1,040 V100)", "v0.6", "dgx1_n130_ngc19.05_mxnet",
-               cost.HARDWARE["dgx1-v100"], 1040, 52, (1141097, 86, 1.691),
+               profiles.HARDWARE["dgx1-v100"], 1040, 52, (1141097, 86, 1.691),
                "; 4x EDR a node; NCCL 2.4.6 (its tree)"),
     mlperf_run("96 DGX-2H (1,536 V100)", "v0.6", "dgx2h_n96_ngc19.05_mxnet",
-               cost.HARDWARE["dgx2h"], 1536, 39, (1611531, 90, 1.332),
+               profiles.HARDWARE["dgx2h"], 1536, 39, (1611531, 90, 1.332),
                "; 16 GPUs a node on NVSwitch"),
     mlperf_run("96 DGX A100 (768 A100 40 GB)", "v0.7", "dgxa100_n96_ngc20.06_mxnet",
                A100_40GB_MXNET, 768, 45, (1244758, 59, 1.059), "; 8x HDR a node",
@@ -183,16 +184,16 @@ MLPERF_RUNS = [
     mlperf_run("1 DGX A100 (8 A100 80 GB)", "v1.0", "dgxa100_ngc21.05_mxnet", A100_MXNET,
                8, 408, (26474, 35, 28.771)),
     mlperf_run("8 DGX A100 (64 A100 80 GB)", "v1.0", "dgxa100_n8_ngc21.05_mxnet", A100_MXNET,
-               64, 204, (cost.MLPERF_A100_64[2], 45, 4.909), "; 8x HDR a node",
-               calibrates="the A100's fixed cost a step (cost.MLPERF_A100_64)"),
+               64, 204, (profiles.MLPERF_A100_64[2], 45, 4.909), "; 8x HDR a node",
+               calibrates="the A100's fixed cost a step (profiles.MLPERF_A100_64)"),
     mlperf_run("128 DGX A100 (1,024 A100 80 GB)", "v1.1", "dgxa100_n128_ngc21.09_mxnet",
                A100_MXNET, 1024, 35, (2268556, 60, 0.575), sharp=True),
     mlperf_run("1 DGX H100 (8 H100)", "v3.0", "dgxh100_ngc23.04_mxnet", H100, 8, 400,
-               (cost.MLPERF_H100_8[2], 35, 13.601),
-               calibrates="the dgx-h100 profile's compute rate (cost.MLPERF_H100_8)"),
+               (profiles.MLPERF_H100_8[2], 35, 13.601),
+               calibrates="the dgx-h100 profile's compute rate (profiles.MLPERF_H100_8)"),
     mlperf_run("8 DGX H100 (64 H100)", "v3.0", "dgxh100_n8_ngc23.04_mxnet", H100, 64, 50,
-               (cost.MLPERF_H100_64[2], 35, 2.664), "; 8x NDR a node",
-               calibrates="the dgx-h100 profile's fixed cost a step (cost.MLPERF_H100_64)"),
+               (profiles.MLPERF_H100_64[2], 35, 2.664), "; 8x NDR a node",
+               calibrates="the dgx-h100 profile's fixed cost a step (profiles.MLPERF_H100_64)"),
     mlperf_run("64 DGX H100 (512 H100)", "v3.0", "dgxh100_n64_ngc23.04_mxnet", H100, 512, 40,
                (2223766, 50, 0.503), sharp=True),
     mlperf_run("96 DGX H100 (768 H100)", "v3.0", "dgxh100_n96_ngc23.04_mxnet", H100, 768, 42,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from lars_hvd.data import read_manifest
-from lars_hvd.planning import cost
+from lars_hvd.planning import cost, profiles
 from lars_hvd.planning.config import TrainConfig, flat_values
 from lars_hvd.planning.plan import Plan, resolve
 from lars_hvd.planning.presets import PRESETS
@@ -17,7 +17,7 @@ def projection(config: TrainConfig, plan: Plan, hardware: str,
                network_gbits: float | None, sharp: bool = False) -> str:
     """What ``plan`` costs on ``hardware`` (``cost``: published numbers), with SHARP where
     ``sharp``; with a batch schedule, each phase and their sum."""
-    hw = cost.hardware(hardware, network_gbits)
+    hw = profiles.hardware(hardware, network_gbits)
 
     form = data_form(config)
 
@@ -55,7 +55,7 @@ def data_form(config: TrainConfig) -> str:
 def dry_run(config: TrainConfig, args: argparse.Namespace) -> None:
     """Prints what the command line would run (``--hardware list``: the profiles)."""
     if args.hardware == "list":
-        print(cost.describe_hardware())
+        print(profiles.describe())
         return
     plan = resolve(config, args.world_size or 1)
     projected = (projection(config, plan, args.hardware, args.network_gbits, args.sharp)
