@@ -6,10 +6,10 @@ hard timeout kills the whole process group as a last resort.
 
 ``python -m lars_hvd.horovodrun ARGS`` is Horovod's ``horovodrun ARGS`` with a cheaper
 build check. At every launch, horovodrun asks whether Horovod was built with Gloo (or MPI)
-by importing ``horovod.tensorflow`` in a child process: all of TensorFlow, about 2 CPU
-seconds. This asks the same C function of the same extension (``horovod_gloo_built``,
-what ``hvd.gloo_built()`` calls) with only the shared libraries loaded: 0.2 s. Where that
-cannot be done, horovodrun's own check runs. The launch scripts (``launch/``) call
+by importing ``horovod.tensorflow`` in a child process: all of TensorFlow. This asks the
+same C function of the same extension (``horovod_gloo_built``, what ``hvd.gloo_built()``
+calls) with only the shared libraries loaded, a tenth of the cost. Where that cannot be
+done, horovodrun's own check runs. The launch scripts (``launch/``) call
 horovodrun itself.
 """
 

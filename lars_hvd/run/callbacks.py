@@ -86,7 +86,7 @@ class Diagnostics(tf.keras.callbacks.Callback):
 class EpochTensorBoard(tf.keras.callbacks.TensorBoard):
     """Keras's TensorBoard callback at ``update_freq="epoch"``, minus its batch hook: Keras
     calls every callback's batch hooks once one callback needs them, and this one's writes
-    ``batch_<log>`` summaries (no-ops at epoch frequency, still about 0.4 ms a step here).
+    ``batch_<log>`` summaries (no-ops at epoch frequency, still a cost at every step).
     The hook runs once, at the first batch, for the model graph; ``Diagnostics`` writes the
     step-level scalars."""
 

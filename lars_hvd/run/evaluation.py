@@ -23,8 +23,7 @@ class EvalResult:
 
 
 # The traced counting step of each model evaluated, kept while the model lives: traced once,
-# not at every epoch's evaluation (a ResNet-50's trace takes seconds; the small CNN's 0.15 s
-# of the 0.3 s an evaluation of 10,000 images takes here).
+# not at every epoch's evaluation (for a small model, the trace is half of an evaluation).
 _COUNTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
