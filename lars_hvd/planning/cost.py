@@ -196,9 +196,9 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
     if data_form not in DATA_FORMS:
         raise ValueError(f"data_form must be one of {DATA_FORMS} (got {data_form!r}).")
     if model not in hw.compute:
-        raise UsageError(f"no published {model} throughput for {hw.name} in lars_hvd.planning.cost "
-                         f"(it has: {', '.join(sorted(hw.compute))}); add one with its "
-                         f"source to project this run.")
+        raise UsageError(f"no published {model} throughput for {hw.name} in "
+                         f"lars_hvd.planning.profiles (it has: {', '.join(sorted(hw.compute))});"
+                         f" add one with its source to project this run.")
     if gpus < 1 or per_gpu_batch <= 0 or accumulation_steps < 1:
         raise ValueError(f"need gpus >= 1, per-GPU batch > 0, accumulation >= 1; got "
                          f"{gpus}, {per_gpu_batch}, {accumulation_steps}")
