@@ -9,6 +9,8 @@ from pathlib import Path
 
 from lars_hvd.planning import profiles
 
+TRAINING_MODEL = {"resnet-train-224": "resnet50", "alexnet-train-227": "alexnet_bn"}
+
 
 def _load(out: Path, name: str) -> dict | None:
     path = out / f"{name}.json"
@@ -122,12 +124,9 @@ def write(out: Path) -> Path:
     return path
 
 
-TRAINING_MODEL = {"resnet-train-224": "resnet50", "alexnet-train-227": "alexnet_bn"}
-
-
 def cores_per_gpu(per_core: dict[str, dict]) -> dict[str, dict]:
     """profile -> recipe -> path -> CPU cores a GPU needs to be fed at its published rate
-    (today's profiles: ``lars_hvd.planning.cost``), from measured images/s a core
+    (today's profiles: ``lars_hvd.planning.profiles``), from measured images/s a core
     (``per_core``: recipe -> path -> rate)."""
     out = {}
     for name, hw in profiles.HARDWARE.items():

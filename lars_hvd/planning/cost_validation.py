@@ -267,7 +267,7 @@ def time_table(table_rows: list[dict]) -> list[str]:
                      f"{r['projected_minutes']:.3f} | {100 * r['time_error']:+.0f}%"
                      f"{' (calibration)' if r['calibrates'] else ''} |")
     checks = [r for r in timed if not r["calibrates"]]
-    close = sum(abs(r["time_error"]) <= 0.40 for r in checks)
+    close = sum(within({"error": r["time_error"], "unit": TIME_TO_TRAIN}) for r in checks)
     lines += ["", f"Time to train: {close} of {len(checks)} within +-40% (the calibration "
               f"rows left out). Projected: the epochs the run took (the median of its 5) "
               f"at the projected rate, training only; MLPerf's minutes (run_start to "

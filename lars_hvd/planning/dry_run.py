@@ -15,8 +15,8 @@ from lars_hvd.planning.presets import PRESETS
 
 def projection(config: TrainConfig, plan: Plan, hardware: str,
                network_gbits: float | None, sharp: bool = False) -> str:
-    """What ``plan`` costs on ``hardware`` (``cost``: published numbers), with SHARP where
-    ``sharp``; with a batch schedule, each phase and their sum."""
+    """What ``plan`` costs on ``hardware`` (``cost``'s model on ``profiles``' published
+    numbers), with SHARP where ``sharp``; with a batch schedule, each phase and their sum."""
     hw = profiles.hardware(hardware, network_gbits)
 
     form = data_form(config)
