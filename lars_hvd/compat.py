@@ -9,6 +9,7 @@ file is where a third stack would be taught.
 from __future__ import annotations
 
 import tensorflow as tf
+from tensorflow.python.autograph.core import config as autograph_config  # (both stacks)
 from tensorflow.python.ops import control_flow_util  # (the same on TF 2.15 and 2.21)
 
 
@@ -28,3 +29,19 @@ def metric_average_callback(hvd_keras) -> tf.keras.callbacks.Callback:
     callback = hvd_keras.callbacks.MetricAverageCallback()
     callback.backend = tf.keras.backend  # Horovod: average with the Keras that trains
     return callback
+
+
+def trace_horovod_as_written() -> None:
+    """Tells AutoGraph to call Horovod's functions as written instead of converting them.
+
+    Keras traces the train step with AutoGraph on, which rewrites every Python function the
+    step calls, Horovod's allreduce and its op wrappers included (about 180 functions), at
+    each process's first trace. Horovod's graph code branches on tensors only through
+    ``tf.cond``, so its graph is the same without the rewrite, and each process starts
+    sooner (docs/testing.md has the measurement). TensorFlow keeps its own modules from
+    conversion by this same rule list.
+    """
+    rules = autograph_config.CONVERSION_RULES
+    if not any(isinstance(rule, autograph_config.DoNotConvert) and rule.matches("horovod")
+               for rule in rules):
+        autograph_config.CONVERSION_RULES = (autograph_config.DoNotConvert("horovod"), *rules)

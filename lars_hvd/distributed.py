@@ -24,6 +24,7 @@ check_horovod_tensorflow()
 import horovod.tensorflow as hvd_tf  # noqa: E402  (after the stack checks)
 import horovod.tensorflow.keras as hvd  # noqa: E402
 
+compat.trace_horovod_as_written()  # Horovod: its allreduce is traced as written
 _CONFIGURED = False
 _BN_SET = None  # the process set whose ranks share this rank's batch-norm statistics
 _BN_GROUP = 1  # its size, as init was asked (process sets are fixed at hvd.init)

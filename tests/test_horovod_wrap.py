@@ -54,3 +54,16 @@ def test_callbacks_broadcast_first_then_average_metrics():
     assert names == ["BroadcastGlobalVariablesCallback", "MetricAverageCallback"]
     assert distributed.size() == 1 and distributed.is_rank0()
     assert float(distributed.allreduce(tf.constant(3.0))) == 3.0  # mean of one rank
+
+
+def test_horovods_allreduce_is_traced_as_written_and_lars_hvd_converted():
+    """AutoGraph calls Horovod's functions as written (each process traces its first step
+    sooner) and still converts lars_hvd's own, which may branch on tensors."""
+    import horovod.tensorflow as hvd_tf
+    from tensorflow.python.autograph.impl import conversion
+
+    from lars_hvd.optim import rules
+
+    assert conversion.is_allowlisted(hvd_tf.allreduce)
+    assert conversion.is_allowlisted(hvd_tf.mpi_ops._allreduce)
+    assert not conversion.is_allowlisted(rules.trust_ratio)
