@@ -29,8 +29,9 @@ FLAGS = ["--train-examples", "4096", "--global-batch-size", "512", "--epochs", "
          "--warmup-epochs", "1", "--deterministic"]
 
 
-def final_tensors(run_dir: Path) -> dict[str, np.ndarray]:
-    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "epoch-3"))
+def final_tensors(run_dir: Path, epoch: int = 3) -> dict[str, np.ndarray]:
+    """The training state in the checkpoint of ``epoch`` (FLAGS' last)."""
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / f"epoch-{epoch}"))
     # (save_counter counts one Checkpoint object's saves: bookkeeping, not training state)
     return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
             if not key.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))}
@@ -98,12 +99,12 @@ def test_step_checkpoints_every_n_steps_keep_the_last_k(tmp_path):
     assert reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 2
 
 
-# The horovodrun job of the next two tests: 32 steps an epoch at 512, then 16 at 1024 from
-# epoch 2 (64 steps; epoch 1 about 3 s here), so that a signal or a kill lands inside epoch 2,
+# The horovodrun job of the next two tests: 32 steps at 512 in epoch 1, then 16 at 1024 in
+# epoch 2 (48 steps; epoch 1 about 3 s here), so that a signal or a kill lands inside epoch 2,
 # in the batch schedule's second phase. Checks about every 0.1 s (a few steps of about 20 ms),
 # not at every step.
 JOB = [sys.executable, "-m", "lars_hvd.train", *FLAGS, "--train-examples", "16384",
-       "--batch-schedule", "2:1024", "--signal-check-seconds", "0.1"]
+       "--epochs", "2", "--batch-schedule", "2:1024", "--signal-check-seconds", "0.1"]
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def test_under_horovodrun_every_rank_stops_at_one_step_and_resumes_exactly(whole
     text = log.read_text()
     assert proc.returncode != 0, text[-3000:]
     stop = re.search(r"\[0\]<stdout>:lars_hvd.train: stopped by SIGUSR1 after optimizer step "
-                     r"(\d+) of 64", text)
+                     r"(\d+) of 48", text)
     assert stop and 32 < int(stop.group(1)) < 48, text[-3000:]  # inside epoch 2, phase 2
     assert f"exit with status code {EXIT_RESUMABLE}" in text, text[-3000:]
     assert took < 30, took  # within Slurm's default grace period
@@ -184,7 +185,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(whole_job, tmp_path)
     # out: horovodrun's per-worker middleman, killed, sends its worker a SIGTERM.
     assert re.search(r"resumed from \S+(/epoch-1|/steps/step-\d+): epoch 1", resumed.stdout), \
         resumed.stdout[-3000:]
-    a, b = final_tensors(uninterrupted), final_tensors(run_dir)
+    a, b = final_tensors(uninterrupted, epoch=2), final_tensors(run_dir, epoch=2)
     assert a.keys() == b.keys() and len(a) > 20
     different = [k for k in a if not np.array_equal(a[k], b[k])]
     assert not different, f"not bitwise equal: {different[:5]}"
