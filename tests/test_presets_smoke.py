@@ -5,7 +5,7 @@ Only what makes a run small is overridden (global batch, training and evaluation
 epochs and the warmup inside them); the model, precision, optimizer, schedule, evaluation
 batch and frequency and the per-worker bound are the preset's. AlexNet-BN's run trains an
 epoch (one optimizer step) and checkpoints it, is killed, resumes for one more epoch,
-evaluates and checkpoints again, and writes progress lines to its log file as a batch job
+evaluates and checkpoints again, and writes its epoch's line to its log file as a batch job
 would. The ResNet-50 presets train their one epoch on one worker and evaluate, without the
 kill and resume (see RESUMED and WORKERS).
 The peak resident memory of the largest worker is printed (``pytest -s`` shows it).
@@ -98,13 +98,10 @@ def finish(proc: subprocess.Popen, log: Path) -> str:
 
 
 def check_last_epoch(text: str, epoch: int, workers: int = 2) -> None:
-    """Epoch ``epoch`` (the last) trained, evaluated 2 examples a worker and wrote the
-    summary."""
-    assert re.search(rf"epoch {epoch}/{epoch} step 1/1 \(100%\) \| loss \d.* images/s \| lr "
-                     r".* ETA", text), text[-5000:]
-    assert re.search(rf"epoch {epoch}: evaluation started", text), text[-5000:]
-    assert re.search(rf"epoch {epoch}: evaluation ended in [\d.]+ s: accuracy [\d.]+, loss "
-                     rf"[\d.]+ on {2 * workers} examples", text), text[-5000:]
+    """Epoch ``epoch`` (the last) trained and was evaluated (its line says so), and the
+    summary counts the 2 examples a worker evaluated."""
+    assert re.search(rf"epoch {epoch}/{epoch} \| loss \d.* \| val accuracy [\d.]+ \| .*"
+                     r"images/s \| lr .* ETA run", text), text[-5000:]
     assert re.search(rf"test accuracy [\d.]+ \(a subset: {2 * workers} of 16 examples\) .* "
                      rf"world size {workers}", text), text[-5000:]
 
@@ -134,9 +131,7 @@ def test_preset_trains_checkpoints_resumes_and_evaluates(preset, shards, tmp_pat
             time.sleep(0.05)
     finally:
         stop(proc)
-    first = first_log.read_text()
-    assert re.search(r"\[0\]<stdout>:\S+ \S+ epoch 1/2 step 1/1 \(100%\) \| loss \d", first), \
-        first[-5000:]
+    # (epoch 1's line comes after its checkpoint and evaluation: the kill may precede it)
 
     # Resumed: epoch 2, evaluation, checkpoint, summary.
     second = finish(start([*argv, "--resume"], second_log), second_log)

@@ -48,7 +48,9 @@ class Clock:
 
 
 def progress_lines(monkeypatch, capsys, *, steps_per_epoch, every_steps, every_seconds,
-                   seconds_per_step, accumulation=1):
+                   seconds_per_step, accumulation=1, logs=None):
+    """Progress's lines over a run of 2 epochs; each epoch's end gets ``logs`` (what Keras
+    and Evaluate hand it), by default a loss only."""
     from lars_hvd import distributed
 
     distributed.init(pin_gpu=False, set_threads=False)  # a world of one: rank 0 prints
@@ -64,34 +66,55 @@ def progress_lines(monkeypatch, capsys, *, steps_per_epoch, every_steps, every_s
         for batch in range(steps_per_epoch * accumulation):
             clock.now += seconds_per_step / accumulation
             progress.on_train_batch_end(batch, {"loss": 1.5})
-    return [line for line in capsys.readouterr().out.splitlines() if " step " in line]
+        clock.now += 100.0  # an evaluation: not training time
+        progress.on_epoch_end(epoch, logs or {"loss": 1.25})
+    return [line.split(" ", 2)[2] for line in capsys.readouterr().out.splitlines()]
 
 
-def test_progress_every_n_steps_and_at_each_epoch_end(monkeypatch, capsys):
+def test_progress_every_n_steps_inside_an_epoch_and_a_line_at_its_end(monkeypatch, capsys):
     lines = progress_lines(monkeypatch, capsys, steps_per_epoch=10, every_steps=4,
                            every_seconds=1e9, seconds_per_step=1.0)
-    steps = [re.search(r"epoch (\d)/2 step (\d+)/10", line).groups() for line in lines]
-    assert steps == [("1", "1"), ("1", "4"), ("1", "8"), ("1", "10"),
-                     ("2", "4"), ("2", "8"), ("2", "10")]
+    assert [re.match(r"epoch (\d)/2( step \d+)?", line).group(0) for line in lines] == [
+        "epoch 1/2 step 1", "epoch 1/2 step 4", "epoch 1/2 step 8", "epoch 1/2",
+        "epoch 2/2 step 4", "epoch 2/2 step 8", "epoch 2/2"]
     # 100 images a step of 1 s; 6 steps left in epoch 1 after step 4; the run: 16 steps.
     assert "| loss 1.5000 | 100 images/s | lr 0.5 | ETA epoch 0:00:06, run 0:00:16" in lines[1]
+    # The epoch's line: its 10 steps in 10 s (not the 100 s of evaluation), 10 steps left.
+    assert lines[3] == "epoch 1/2 | loss 1.2500 | 100 images/s | lr 0.5 | ETA run 0:00:10 " \
+        "(training only)"
+    assert lines[6].endswith("| ETA run 0:00:00 (training only)")
+
+
+def test_the_epoch_line_holds_accuracy_and_the_evaluation_once_evaluated(monkeypatch,
+                                                                         capsys):
+    lines = progress_lines(monkeypatch, capsys, steps_per_epoch=2, every_steps=50,
+                           every_seconds=1e9, seconds_per_step=0.5,
+                           logs={"loss": 0.5, "accuracy": 0.875, "val_accuracy": math.nan})
+    assert lines[1].startswith("epoch 1/2 | loss 0.5000 | accuracy 0.8750 | 200 images/s")
+    assert "val accuracy" not in lines[1]  # an epoch not evaluated
+    lines = progress_lines(monkeypatch, capsys, steps_per_epoch=2, every_steps=50,
+                           every_seconds=1e9, seconds_per_step=0.5,
+                           logs={"loss": 0.5, "accuracy": 0.875, "val_accuracy": 0.8125})
+    assert lines[1].startswith("epoch 1/2 | loss 0.5000 | accuracy 0.8750 | val accuracy "
+                               "0.8125 | 200 images/s | lr 0.5 |")
 
 
 def test_progress_at_least_every_m_seconds_when_steps_are_slow(monkeypatch, capsys):
     lines = progress_lines(monkeypatch, capsys, steps_per_epoch=10, every_steps=1000,
                            every_seconds=60, seconds_per_step=25.0)
     # 25 s a step: the first step, then whenever 60 s have passed (every 3rd step), and the
-    # epoch's last step; so never more than 75 s without a line.
-    steps = [int(re.search(r"step (\d+)/10", line).group(1)) for line in lines]
-    assert steps == [1, 4, 7, 10, 3, 6, 9, 10]
+    # epoch's line; so never more than 75 s without a line.
+    steps = [re.search(r"step (\d+)/10|$", line).group(1) for line in lines]
+    assert steps == ["1", "4", "7", None, "3", "6", "9", None]
 
 
 def test_progress_counts_optimizer_steps_not_micro_batches(monkeypatch, capsys):
     lines = progress_lines(monkeypatch, capsys, steps_per_epoch=4, every_steps=2,
                            every_seconds=1e9, seconds_per_step=2.0, accumulation=3)
-    assert [re.search(r"step (\d)/4", line).group(1) for line in lines] == \
-        ["1", "2", "4", "2", "4"]
+    assert [re.search(r"step (\d)/4|$", line).group(1) for line in lines] == \
+        ["1", "2", None, "2", None]
     assert "| 50 images/s |" in lines[1]  # 100 images per 2 s optimizer step
+    assert "| 50 images/s |" in lines[2]  # the epoch's, likewise
 
 
 @pytest.mark.fashion_mnist
@@ -109,7 +132,13 @@ def test_a_run_evaluates_a_subset_every_n_epochs_and_says_so(tmp_path, capsys):
     assert float(rows[-1]["val_accuracy"]) == pytest.approx(summary.test_accuracy)
     assert "(a subset: 3000 of 10000 examples)" in summary.line()
     for text in ("epoch 1/3 step 1/4 (25%)", "epoch 1/3 step 2/4 (50%)",
-                 "epoch 3/3 step 4/4 (100%)", "epoch 2: evaluation started",
-                 "epoch 3: evaluation ended in", "peak resident memory"):
+                 "epoch 3/3 step 2/4 (50%)", "peak resident memory"):
         assert text in out, text
-    assert "epoch 1: evaluation" not in out
+    # One line an epoch, the evaluated ones with the evaluation's accuracy; no line of
+    # Keras's own, no evaluation lines (a quick evaluation), no last-step line.
+    ends = re.findall(r"epoch (\d)/3 \| loss [\d.]+ \| accuracy [\d.]+ \|( val accuracy "
+                      r"([\d.]+) \|)? \d+ images/s \| lr \S+ \| input wait", out)
+    assert [(epoch, bool(val)) for epoch, val, _ in ends] == \
+        [("1", False), ("2", True), ("3", True)], out
+    assert float(ends[-1][2]) == pytest.approx(summary.test_accuracy, abs=1e-4)
+    assert not re.search(r"evaluation (started|ended)|step 4/4|ms/step", out), out

@@ -207,11 +207,11 @@ class RunConfig:
                                 "the global batch is held")
     log_every_steps: int = flag(5, "TensorBoard step scalars (loss, LR, trust ratio) every N steps",
                                 bounds=POSITIVE)
-    progress_every_steps: int = flag(50, "output that is not a terminal (a batch job's log): "
-                                         "a progress line every N optimizer steps", bounds=POSITIVE)
+    progress_every_steps: int = flag(50, "besides a line an epoch, a progress line every N "
+                                         "optimizer steps inside it", bounds=POSITIVE)
     progress_every_seconds: float = flag(60.0, "... and at least every S seconds (at a step's "
-                                               "end; evaluation reports on its own)",
-                                         bounds=POSITIVE)
+                                               "end); an evaluation that takes S seconds or "
+                                               "more prints its own lines", bounds=POSITIVE)
     keep_checkpoints: int = flag(3, "epoch checkpoints kept (and as many step checkpoints)",
                                  bounds=POSITIVE)
     signal_check_seconds: float = flag(1.0, "how often the workers agree on a caught SIGTERM or "

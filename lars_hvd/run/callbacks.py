@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,12 +169,14 @@ class Evaluate(tf.keras.callbacks.Callback):
 
 
 class Progress(tf.keras.callbacks.Callback):
-    """Rank 0, for output that is not a terminal (a batch job's log file): a line at the
-    run's first optimizer step, every ``every_steps`` steps, at least every
-    ``every_seconds`` (at a step's end) and at each epoch's last step. Each line: epoch and
-    step, the fraction of the epoch, the epoch's mean loss so far, images/s over the last
-    interval, the learning rate, the share of the interval's step time rank 0 waited for input
-    (``wait``, an ``InputWait``), and estimates of the time left in the epoch and the run."""
+    """Rank 0's lines while training: one line at each epoch's end, after its evaluation
+    (loss and accuracy over the epoch, the evaluation's accuracy, images/s over the epoch's
+    training, the learning rate, the share of the epoch's step time rank 0 waited for input
+    (``wait``, an ``InputWait``) and the run's training time left), and inside an epoch, for
+    long ones, a line at the run's first optimizer step, every ``every_steps`` steps and at
+    least every ``every_seconds`` (at a step's end): epoch and step, the fraction of the
+    epoch, the epoch's mean loss so far, images/s over the interval, the learning rate, the
+    interval's input wait, and the time left in the epoch and the run."""
 
     def __init__(self, plan: Plan, every_steps: int, every_seconds: float,
                  done: dict[int, int] | None = None, wait: InputWait | None = None):
@@ -188,32 +189,58 @@ class Progress(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        self.last_time = time.monotonic()
-        self.last_step = self.done.get(epoch, 0)
+        self.began = self.last_time = self.trained_until = time.monotonic()
+        self.last_step = self.step = self.done.get(epoch, 0)
+        self.wait_mark = self.wait.totals() if self.wait else None
 
     def on_train_batch_end(self, batch, logs=None):
         plan = self.plan
         if not plan.ends_step(batch + 1):
             return  # mid-accumulation: no optimizer step yet
-        step = self.done.get(self.epoch, 0) + plan.optimizer_step(batch + 1)
-        now = time.monotonic()
-        if self.printed_once and step % self.every_steps and step != plan.steps_per_epoch \
-                and now - self.last_time < self.every_seconds:
-            return
+        self.step = step = self.done.get(self.epoch, 0) + plan.optimizer_step(batch + 1)
+        now = self.trained_until = time.monotonic()
+        if step == plan.steps_per_epoch or (
+                self.printed_once and step % self.every_steps
+                and now - self.last_time < self.every_seconds):
+            return  # (the epoch's last step is in the epoch's line)
         seconds_per_step = (now - self.last_time) / max(1, step - self.last_step)
         images = (step - self.last_step) * plan.global_batch_size
         left_in_epoch = (plan.steps_per_epoch - step) * seconds_per_step
-        left_in_run = left_in_epoch + (plan.epochs - self.epoch - 1) * plan.steps_per_epoch \
-            * seconds_per_step
-        loss = float((logs or {}).get("loss", math.nan))
         say(f"epoch {self.epoch + 1}/{plan.epochs} step {step}/{plan.steps_per_epoch} "
-            f"({step / plan.steps_per_epoch:.0%}) | loss {loss:.4f} | "
+            f"({step / plan.steps_per_epoch:.0%}) | loss "
+            f"{float((logs or {}).get('loss', math.nan)):.4f} | "
             f"{rate(images / max(now - self.last_time, 1e-9))} images/s | lr "
             f"{current_learning_rate(self.model.optimizer):.4g} | "
             f"{describe(self.wait.interval_share()) + ' | ' if self.wait else ''}ETA epoch "
-            f"{duration(left_in_epoch)}, run {duration(left_in_run)} (training only)")
+            f"{duration(left_in_epoch)}, run {duration(self._left(seconds_per_step, step))} "
+            f"(training only)")
         self.printed_once = True
         self.last_time, self.last_step = now, step
+
+    def on_epoch_end(self, epoch, logs=None):
+        plan, logs = self.plan, logs or {}
+        steps = self.step - self.done.get(epoch, 0)  # this run's steps of the epoch
+        seconds = self.trained_until - self.began
+        fields = [f"epoch {epoch + 1}/{plan.epochs}" + (
+            f" step {self.step}/{plan.steps_per_epoch}"
+            if self.step < plan.steps_per_epoch else "")]  # (an epoch a signal cut short)
+        for name, label in (("loss", "loss"), ("accuracy", "accuracy"),
+                            ("val_accuracy", "val accuracy")):
+            if name in logs and not math.isnan(float(logs[name])):
+                fields.append(f"{label} {float(logs[name]):.4f}")
+        fields += [f"{rate(steps * plan.global_batch_size / max(seconds, 1e-9))} images/s",
+                   f"lr {current_learning_rate(self.model.optimizer):.4g}"]
+        if self.wait:
+            fields.append(describe(self.wait.share_since(self.wait_mark)))
+        fields.append(f"ETA run {duration(self._left(seconds / max(steps, 1), self.step))} "
+                      f"(training only)")
+        say(" | ".join(fields))
+
+    def _left(self, seconds_per_step: float, step: int) -> float:
+        """Training seconds left in the run after ``step`` of this epoch."""
+        plan = self.plan
+        return ((plan.steps_per_epoch - step)
+                + (plan.epochs - self.epoch - 1) * plan.steps_per_epoch) * seconds_per_step
 
 
 def rate(value: float) -> str:
@@ -272,10 +299,9 @@ def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, e
     wait = InputWait()
     result += [evaluation, wait]
     if rank0:
-        if not sys.stdout.isatty():
-            result.append(Progress(plan, config.run.progress_every_steps,
-                                   config.run.progress_every_seconds, done, wait))
         result += [
+            Progress(plan, config.run.progress_every_steps, config.run.progress_every_seconds,
+                     done, wait),
             tf.keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             EpochTensorBoard(run_dir / "tensorboard"),
             Diagnostics(run_dir / "tensorboard" / "lars", plan, config.run.log_every_steps),

@@ -47,11 +47,13 @@ def _counts(model):
 
 
 def evaluate(model, dataset: tf.data.Dataset | None, *, batch_size: int,
-             every_seconds: float = 60.0, say=None) -> EvalResult | None:
+             every_seconds: float = 60.0, say=None, announce: bool = False
+             ) -> EvalResult | None:
     """Top-1 accuracy and loss over the whole evaluation set, counted exactly: each rank
     sums correct predictions, losses and examples of its part (the parts may differ in
-    size), then the sums are added over ranks. ``say(text)``, if given, reports the start,
-    progress at least every ``every_seconds``, and the end. None without a dataset.
+    size), then the sums are added over ranks. ``say(text)``, if given, reports progress at
+    least every ``every_seconds`` and, for an evaluation that took that long, its end (with
+    ``announce``: its start and end always). None without a dataset.
 
     Raises UsageError if TensorFlow runs out of memory (a batch too large to evaluate).
     """
@@ -59,7 +61,7 @@ def evaluate(model, dataset: tf.data.Dataset | None, *, batch_size: int,
         return None
     counts = _counts(model)
     start = last = time.monotonic()
-    if say:
+    if say and announce:
         say("evaluation started")
     correct = loss = 0.0
     examples = 0
@@ -90,7 +92,7 @@ def evaluate(model, dataset: tf.data.Dataset | None, *, batch_size: int,
     if not examples:
         return None
     result = EvalResult(correct / examples, loss / examples, int(examples), seconds)
-    if say:
+    if say and (announce or seconds >= every_seconds):
         say(f"evaluation ended in {seconds:.1f} s: accuracy {result.accuracy:.4f}, loss "
             f"{result.loss:.4f} on {result.examples} examples")
     return result

@@ -65,13 +65,21 @@ class InputWait(tf.keras.callbacks.Callback):
 
     def share(self) -> float | None:
         """Of all measured step time, the share spent waiting (None: no step measured)."""
-        return self.waited / self.stepped if self.stepped > 0 else None
+        return self.share_since((0.0, 0.0))
+
+    def totals(self) -> tuple[float, float]:
+        """(seconds waited, seconds stepped) so far: a mark for ``share_since``."""
+        return self.waited, self.stepped
+
+    def share_since(self, mark: tuple[float, float]) -> float | None:
+        """The share spent waiting since ``mark`` (from ``totals``)."""
+        waited, stepped = self.waited - mark[0], self.stepped - mark[1]
+        return waited / stepped if stepped > 0 else None
 
     def interval_share(self) -> float | None:
         """The share since the last call (for progress lines)."""
-        waited, stepped = self.waited - self._mark[0], self.stepped - self._mark[1]
-        self._mark = (self.waited, self.stepped)
-        return waited / stepped if stepped > 0 else None
+        share, self._mark = self.share_since(self._mark), self.totals()
+        return share
 
 
 def describe(share: float | None) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,11 +259,6 @@ def train(run: Run, plan: Plan, todo: list[Segment], first, every: RunCallbacks,
     optimizer re-wrapped where a batch schedule's phase begins. Returns the epochs' losses,
     each segment's bad-record counter, the last training dataset and the examples trained."""
     model = run.model
-    verbose = 0
-    if distributed.is_rank0():
-        # A progress bar on a terminal; in a log file, one line per epoch from Keras and the
-        # progress lines of callbacks.Progress.
-        verbose = 1 if sys.stdout.isatty() else 2
     losses, counters, data, examples = [], [], first, 0
     try:
         for segment in todo:
@@ -280,7 +274,7 @@ def train(run: Run, plan: Plan, todo: list[Segment], first, every: RunCallbacks,
             with data_errors():
                 history = model.fit(
                     data.train, epochs=segment.end, initial_epoch=segment.begin,
-                    verbose=verbose, callbacks=every.every + extra,
+                    verbose=0, callbacks=every.every + extra,  # (callbacks.Progress prints)
                     steps_per_epoch=view.iterations_at(view.steps_per_epoch - segment.skip))
             examples += (view.optimizer_step(model.optimizer.iterations) - before) \
                 * view.global_batch_size
@@ -325,5 +319,5 @@ def final_evaluation(run: Run, plan: Plan, last: EvalResult | None, eval_data,
         with data_errors():
             last = evaluate(run.model, eval_data, batch_size=plan.eval_batch_size,
                             every_seconds=run.config.run.progress_every_seconds,
-                            say=lambda text: say(f"final {text}"))
+                            say=lambda text: say(f"final {text}"), announce=True)
     return last
