@@ -13,6 +13,7 @@ import pytest
 from lars_hvd.planning.cli import parse_args
 from lars_hvd.planning.plan import resolve
 from lars_hvd.run import callbacks
+from lars_hvd.run.clock import StepClock
 
 
 def plan_of(*argv: str, world: int = 1):
@@ -58,16 +59,23 @@ def progress_lines(monkeypatch, capsys, *, steps_per_epoch, every_steps, every_s
     monkeypatch.setattr(callbacks.time, "monotonic", clock)
     plan = dataclasses.replace(plan_of("--global-batch-size", "100", "--epochs", "2"),
                                steps_per_epoch=steps_per_epoch, accumulation_steps=accumulation)
-    progress = callbacks.Progress(plan, every_steps, every_seconds)
-    progress.model = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=0.5,
-                                                               iterations=0))
+    steps = StepClock(plan)
+    # (Keras calls each hook of every callback in the list's order: the step clock first)
+    run = [steps, callbacks.Progress(steps, every_steps, every_seconds)]
+    model = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=0.5, iterations=0))
+    for callback in run:
+        callback.model = model
+        callback.on_train_begin()
     for epoch in range(2):
-        progress.on_epoch_begin(epoch)
+        for callback in run:
+            callback.on_epoch_begin(epoch)
         for batch in range(steps_per_epoch * accumulation):
             clock.now += seconds_per_step / accumulation
-            progress.on_train_batch_end(batch, {"loss": 1.5})
+            for callback in run:
+                callback.on_train_batch_end(batch, {"loss": 1.5})
         clock.now += 100.0  # an evaluation: not training time
-        progress.on_epoch_end(epoch, logs or {"loss": 1.25})
+        for callback in run:
+            callback.on_epoch_end(epoch, logs or {"loss": 1.25})
     return [line.split(" ", 2)[2] for line in capsys.readouterr().out.splitlines()]
 
 

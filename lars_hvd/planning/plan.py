@@ -109,11 +109,6 @@ class Plan:
         micro-batches) is ``iterations``."""
         return int(iterations) // self.accumulation_steps
 
-    def ends_step(self, micro_batches: int) -> bool:
-        """Whether ``micro_batches`` micro-batches (of an epoch, or Keras's ``iterations``)
-        end an optimizer step: accumulation is complete, the step was taken."""
-        return int(micro_batches) % self.accumulation_steps == 0
-
     def iterations_at(self, step: int) -> int:
         """Keras's ``optimizer.iterations`` at the start of optimizer step ``step``."""
         return int(step) * self.accumulation_steps

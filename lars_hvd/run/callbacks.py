@@ -15,6 +15,7 @@ from lars_hvd.optim.lars import LARS
 from lars_hvd.planning.config import TrainConfig
 from lars_hvd.planning.plan import Plan
 from lars_hvd.run.checkpoints import EpochCheckpoint, RunState, StepCheckpoints
+from lars_hvd.run.clock import StepClock
 from lars_hvd.run.evaluation import EvalResult, evaluate
 from lars_hvd.run.input_wait import InputWait, describe
 from lars_hvd.run.optimizer_factory import inner_optimizer
@@ -32,31 +33,19 @@ class Diagnostics(tf.keras.callbacks.Callback):
     project's CPU, found with ``python -m lars_hvd.bench overhead --workers 2``), here one
     write every N steps."""
 
-    def __init__(self, log_dir: Path, plan: Plan, every_steps: int):
+    def __init__(self, log_dir: Path, clock: StepClock, every_steps: int):
         super().__init__()
         # Written to disk at each epoch's end and at least every 10 s, never per write: a
         # flush is a file write on rank 0's step path.
         self.writer = tf.summary.create_file_writer(str(log_dir), max_queue=1000,
                                                     flush_millis=10_000)
-        self.plan, self.every = plan, every_steps
-        self._micro_batch = None  # the micro-batch counter, mirrored in Python
+        self.clock, self.every = clock, every_steps
         self._supports_tf_logs = True  # never makes Keras convert the logs to NumPy
 
-    def on_train_begin(self, logs=None):
-        self._micro_batch = None  # (a new phase of a batch schedule re-derives iterations)
-
     def on_train_batch_end(self, batch, logs=None):
-        optimizer = inner_optimizer(self.model.optimizer)
-        if self._micro_batch is None:  # read the device counter once, then count here:
-            self._micro_batch = int(optimizer.iterations)  # a read per batch is a sync
-        else:
-            self._micro_batch += 1
-        iterations = self._micro_batch
-        if not self.plan.ends_step(iterations):
-            return  # mid-accumulation: no optimizer step was taken
-        step = self.plan.optimizer_step(iterations)
-        if step % self.every and step != 1:
-            return
+        step = self.clock.step
+        if not self.clock.stepped or (step % self.every and step != 1):
+            return  # mid-accumulation, or not a step to log
         values = {name: tf.convert_to_tensor(value, tf.float32)
                   for name, value in (logs or {}).items()}
         self._write(tf.constant(step, tf.int64), values)
@@ -178,26 +167,24 @@ class Progress(tf.keras.callbacks.Callback):
     epoch, the epoch's mean loss so far, images/s over the interval, the learning rate, the
     interval's input wait, and the time left in the epoch and the run."""
 
-    def __init__(self, plan: Plan, every_steps: int, every_seconds: float,
-                 done: dict[int, int] | None = None, wait: InputWait | None = None):
+    def __init__(self, clock: StepClock, every_steps: int, every_seconds: float,
+                 wait: InputWait | None = None):
         super().__init__()
-        self.plan, self.every_steps, self.every_seconds = plan, every_steps, every_seconds
-        self.done = done or {}  # epoch -> its steps taken before this run (a resumed run)
+        self.clock, self.every_steps, self.every_seconds = clock, every_steps, every_seconds
         self.wait = wait
         self._supports_tf_logs = True  # the loss is read (a sync) only when a line is due
         self.printed_once = False
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
         self.began = self.last_time = self.trained_until = time.monotonic()
-        self.last_step = self.step = self.done.get(epoch, 0)
+        # (a resumed epoch begins at the step its checkpoint was taken)
+        self.first_step = self.last_step = self.clock.step_in_epoch()
         self.wait_mark = self.wait.totals() if self.wait else None
 
     def on_train_batch_end(self, batch, logs=None):
-        plan = self.plan
-        if not plan.ends_step(batch + 1):
+        if not self.clock.stepped:
             return  # mid-accumulation: no optimizer step yet
-        self.step = step = self.done.get(self.epoch, 0) + plan.optimizer_step(batch + 1)
+        plan, step = self.clock.plan, self.clock.step_in_epoch()
         now = self.trained_until = time.monotonic()
         if step == plan.steps_per_epoch or (
                 self.printed_once and step % self.every_steps
@@ -206,7 +193,7 @@ class Progress(tf.keras.callbacks.Callback):
         seconds_per_step = (now - self.last_time) / max(1, step - self.last_step)
         images = (step - self.last_step) * plan.global_batch_size
         left_in_epoch = (plan.steps_per_epoch - step) * seconds_per_step
-        say(f"epoch {self.epoch + 1}/{plan.epochs} step {step}/{plan.steps_per_epoch} "
+        say(f"epoch {self.clock.epoch + 1}/{plan.epochs} step {step}/{plan.steps_per_epoch} "
             f"({step / plan.steps_per_epoch:.0%}) | loss "
             f"{float((logs or {}).get('loss', math.nan)):.4f} | "
             f"{rate(images / max(now - self.last_time, 1e-9))} images/s | lr "
@@ -218,12 +205,12 @@ class Progress(tf.keras.callbacks.Callback):
         self.last_time, self.last_step = now, step
 
     def on_epoch_end(self, epoch, logs=None):
-        plan, logs = self.plan, logs or {}
-        steps = self.step - self.done.get(epoch, 0)  # this run's steps of the epoch
+        plan, logs, step = self.clock.plan, logs or {}, self.clock.step_in_epoch()
+        steps = step - self.first_step  # this run's steps of the epoch
         seconds = self.trained_until - self.began
         fields = [f"epoch {epoch + 1}/{plan.epochs}" + (
-            f" step {self.step}/{plan.steps_per_epoch}"
-            if self.step < plan.steps_per_epoch else "")]  # (an epoch a signal cut short)
+            f" step {step}/{plan.steps_per_epoch}"
+            if step < plan.steps_per_epoch else "")]  # (an epoch a signal cut short)
         for name, label in (("loss", "loss"), ("accuracy", "accuracy"),
                             ("val_accuracy", "val accuracy")):
             if name in logs and not math.isnan(float(logs[name])):
@@ -232,15 +219,15 @@ class Progress(tf.keras.callbacks.Callback):
                    f"lr {current_learning_rate(self.model.optimizer):.4g}"]
         if self.wait:
             fields.append(describe(self.wait.share_since(self.wait_mark)))
-        fields.append(f"ETA run {duration(self._left(seconds / max(steps, 1), self.step))} "
+        fields.append(f"ETA run {duration(self._left(seconds / max(steps, 1), step))} "
                       f"(training only)")
         say(" | ".join(fields))
 
     def _left(self, seconds_per_step: float, step: int) -> float:
         """Training seconds left in the run after ``step`` of this epoch."""
-        plan = self.plan
+        plan = self.clock.plan
         return ((plan.steps_per_epoch - step)
-                + (plan.epochs - self.epoch - 1) * plan.steps_per_epoch) * seconds_per_step
+                + (plan.epochs - self.clock.epoch - 1) * plan.steps_per_epoch) * seconds_per_step
 
 
 def rate(value: float) -> str:
@@ -268,31 +255,32 @@ class RunCallbacks:
 
     def use_plan(self, plan: Plan) -> None:
         """The plan of the batch-schedule phase the next ``fit`` trains (its steps per
-        epoch and accumulation), for every callback that counts steps."""
+        epoch and accumulation), for the step clock and every callback with a plan."""
         for callback in self.every:
             if hasattr(callback, "plan"):
                 callback.plan = plan
 
 
 def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, eval_data,
-              done: dict[int, int], started: float | None = None) -> RunCallbacks:
-    """In the order they must run: Horovod's callbacks; step checkpoints (rank 0) and the
-    stop on a signal (every rank); the epoch's checkpoint (rank 0), before evaluation, so a
-    failed evaluation loses no training; evaluation of ``eval_data`` (every rank); then, on
-    rank 0, progress lines and the logs, which record the evaluation. ``done``: epoch ->
-    steps a resumed run had taken of it already."""
+              started: float | None = None) -> RunCallbacks:
+    """In the order they must run: the step clock, which the others read; Horovod's
+    callbacks; step checkpoints (rank 0) and the stop on a signal (every rank); the epoch's
+    checkpoint (rank 0), before evaluation, so a failed evaluation loses no training;
+    evaluation of ``eval_data`` (every rank); then, on rank 0, progress lines and the logs,
+    which record the evaluation."""
     rank0 = distributed.is_rank0()
-    result = [*distributed.callbacks(), tf.keras.callbacks.TerminateOnNaN()]
+    clock = StepClock(plan)
+    result = [clock, *distributed.callbacks(), tf.keras.callbacks.TerminateOnNaN()]
     steps = None
     if rank0:
-        steps = StepCheckpoints(run_dir, state, plan, config.run.keep_checkpoints,
+        steps = StepCheckpoints(run_dir, state, clock, config.run.keep_checkpoints,
                                 config.run.checkpoint_every_steps)
         result.append(steps)
-    stop = StopOnSignal(plan, steps.save_now if steps else None,
+    stop = StopOnSignal(clock, steps.save_now if steps else None,
                         config.run.signal_check_seconds)
     result.append(stop)
     if rank0:
-        result.append(EpochCheckpoint(run_dir, state, plan, config.run.keep_checkpoints,
+        result.append(EpochCheckpoint(run_dir, state, clock, config.run.keep_checkpoints,
                                       stop))
     evaluation = Evaluate(eval_data, plan, config.run.progress_every_seconds, stop,
                           config.evaluation.target_accuracy, started)
@@ -300,10 +288,10 @@ def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, e
     result += [evaluation, wait]
     if rank0:
         result += [
-            Progress(plan, config.run.progress_every_steps, config.run.progress_every_seconds,
-                     done, wait),
+            Progress(clock, config.run.progress_every_steps, config.run.progress_every_seconds,
+                     wait),
             tf.keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             EpochTensorBoard(run_dir / "tensorboard"),
-            Diagnostics(run_dir / "tensorboard" / "lars", plan, config.run.log_every_steps),
+            Diagnostics(run_dir / "tensorboard" / "lars", clock, config.run.log_every_steps),
         ]
     return RunCallbacks(result, stop, evaluation, wait)

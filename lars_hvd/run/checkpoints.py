@@ -22,6 +22,7 @@ import tensorflow as tf
 from lars_hvd import distributed
 from lars_hvd.errors import UsageError, disk_full, disk_full_error
 from lars_hvd.planning.plan import Plan
+from lars_hvd.run.clock import StepClock
 from lars_hvd.run.layout import checkpoint_dir, step_dir
 from lars_hvd.run.optimizer_factory import build_optimizer_state, optimizer_variables
 
@@ -126,9 +127,9 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
     with the folder named; the checkpoints before it are untouched.
     """
 
-    def __init__(self, run_dir: Path, state: RunState, plan: Plan, keep: int, stop=None):
+    def __init__(self, run_dir: Path, state: RunState, clock: StepClock, keep: int, stop=None):
         super().__init__()
-        self.run_dir, self.state, self.plan, self.keep = run_dir, state, plan, keep
+        self.run_dir, self.state, self.clock, self.keep = run_dir, state, clock, keep
         self.stop = stop  # a StopOnSignal: an epoch cut short by a signal is not an epoch
         self.manager = None
 
@@ -141,7 +142,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
                   f"finite; the last good checkpoint is kept", file=sys.stderr, flush=True)
             return
         self.state.epoch.assign(epoch + 1)
-        self.state.step.assign(self.plan.optimizer_step(self.model.optimizer.iterations))
+        self.state.step.assign(self.clock.step)
         self.manager = current_manager(self.manager, self.model, self.state,
                                        checkpoint_dir(self.run_dir), "epoch", self.keep)
         save(self.manager, epoch + 1, f"the checkpoint of epoch {epoch + 1}")
@@ -179,26 +180,26 @@ class StepCheckpoints(tf.keras.callbacks.Callback):
     """Rank 0: a step checkpoint every ``every`` optimizer steps (0: none; not at an epoch's
     end, which has its own), and ``save_now()`` for a run stopped by a signal."""
 
-    def __init__(self, run_dir: Path, state: RunState, plan: Plan, keep: int, every: int):
+    def __init__(self, run_dir: Path, state: RunState, clock: StepClock, keep: int,
+                 every: int):
         super().__init__()
-        self.run_dir, self.state, self.plan, self.keep, self.every = (
-            run_dir, state, plan, keep, every)
+        self.run_dir, self.state, self.clock, self.keep, self.every = (
+            run_dir, state, clock, keep, every)
         self.manager = None
         self.last: tuple[int, str] | None = None  # (step, path) of the last save
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self.every or not self.plan.ends_step(batch + 1):
-            return
-        step = self.plan.optimizer_step(self.model.optimizer.iterations)
-        if step % self.every == 0 and not self.plan.ends_epoch(step):
+        step = self.clock.step
+        if self.every and self.clock.stepped and step % self.every == 0 \
+                and not self.clock.plan.ends_epoch(step):
             self.save_now()
 
     def save_now(self) -> str:
-        step = self.plan.optimizer_step(self.model.optimizer.iterations)
+        step = self.clock.step
         if self.last and self.last[0] == step:
             return self.last[1]
         self.state.step.assign(step)
-        self.state.epoch.assign(self.plan.epoch_of_step(step))
+        self.state.epoch.assign(self.clock.plan.epoch_of_step(step))
         self.manager = current_manager(self.manager, self.model, self.state,
                                        step_dir(self.run_dir), "step", self.keep)
         self.last = (step, save(self.manager, step, f"the checkpoint of step {step}"))

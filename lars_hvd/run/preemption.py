@@ -26,7 +26,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from lars_hvd import distributed, signals
-from lars_hvd.planning.plan import Plan
+from lars_hvd.run.clock import StepClock
 from lars_hvd.signals import Preempted
 
 CHECK_SECONDS = 1.0  # about how often the ranks agree on signals
@@ -43,12 +43,13 @@ def steps_until_next_check(elapsed_ms: int, steps: int, check_seconds: float) ->
 
 class StopOnSignal(tf.keras.callbacks.Callback):
     """Every rank: catches SIGTERM and SIGUSR1 while training; at the next check step all
-    ranks stop together and rank 0 saves (``save_step()``, None on the other ranks)."""
+    ranks stop together and rank 0 saves (``save_step()``, None on the other ranks). Reads
+    the step from ``clock`` (a ``StepClock``)."""
 
-    def __init__(self, plan: Plan, save_step: Callable[[], str] | None,
+    def __init__(self, clock: StepClock, save_step: Callable[[], str] | None,
                  check_seconds: float = CHECK_SECONDS):
         super().__init__()
-        self.plan, self.save_step, self.check_seconds = plan, save_step, check_seconds
+        self.clock, self.save_step, self.check_seconds = clock, save_step, check_seconds
         self.stopped: Preempted | None = None
         self.caught_here = False
         self._supports_tf_logs = True  # never makes Keras convert the logs to NumPy
@@ -57,19 +58,16 @@ class StopOnSignal(tf.keras.callbacks.Callback):
         if not signals.caught():  # (fit called from Python, not by python -m lars_hvd.train)
             signals.catch()
             self.caught_here = True
-        self.step = None  # the optimizer step, mirrored in Python (read once, below)
-        self.next_check = None
+        self.next_check = None  # (None: the first step of this fit is a check)
         self.last_check = (None, time.monotonic())
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.stopped or not self.plan.ends_step(batch + 1):
+        if self.stopped or not self.clock.stepped:
             return  # stopped already, or mid-accumulation: not a step boundary
-        if self.step is None:  # the run's first step here: the device counter, read once
-            self.step = self.plan.optimizer_step(self.model.optimizer.iterations)
-            self.next_check = self.step
-        else:
-            self.step += 1
-        if self.step < self.next_check and not self.plan.ends_epoch(self.step):
+        plan, step = self.clock.plan, self.clock.step
+        if self.next_check is None:
+            self.next_check = step
+        if step < self.next_check and not plan.ends_epoch(step):
             return  # (an epoch's last step is always a check: its checkpoint is next)
         last_step, last_time = self.last_check
         now = time.monotonic()
@@ -78,25 +76,26 @@ class StopOnSignal(tf.keras.callbacks.Callback):
         # the last check, at the same step.
         seen = distributed.allreduce_sum(
             tf.constant([*signals.noted(), elapsed_ms], tf.int64)).numpy()
-        self.last_check = (self.step, now)
-        steps = self.step - last_step if last_step is not None else 1
-        self.next_check = self.step + steps_until_next_check(
-            int(seen[-1]) // self.plan.world_size, steps, self.check_seconds)
+        self.last_check = (step, now)
+        steps = step - last_step if last_step is not None else 1
+        self.next_check = step + steps_until_next_check(
+            int(seen[-1]) // plan.world_size, steps, self.check_seconds)
         if seen[:-1].any():
             self.stop(signals.names(seen[:-1]))
 
     def stop(self, name: str) -> None:
         """Every rank, at the same step: rank 0 saves, all wait for it and stop."""
-        step = self.step
+        step = self.clock.step
         path = None
         if self.save_step:
             path = self.save_step()
             # Said before any rank leaves: the launcher may end the job when the first does.
-            print(f"lars_hvd.train: {Preempted(name, step, self.plan, path)}", flush=True)
+            print(f"lars_hvd.train: {Preempted(name, step, self.clock.plan, path)}",
+                  flush=True)
         # Horovod: every rank waits for rank 0's checkpoint (a rank that left first would make
         # the launcher end the job, rank 0 included, mid-save) and learns its path.
         path = distributed.broadcast_object(path)
-        self.stopped = Preempted(name, step, self.plan, path)
+        self.stopped = Preempted(name, step, self.clock.plan, path)
         self.model.stop_training = True
         # From here on the process leaves with EXIT_RESUMABLE. A launcher's SIGTERM to the
         # ranks still running (srun --kill-on-bad-exit, when the first rank has left) must not

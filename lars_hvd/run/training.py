@@ -220,8 +220,7 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
     first.train = input_wait.stamp(first.train)
     if run.started is None:
         run.started = time.perf_counter()
-    every = callbacks(config, view, run.run_dir, run.state, first.eval,
-                      {initial_epoch: todo[0].skip}, run.started)
+    every = callbacks(config, view, run.run_dir, run.state, first.eval, run.started)
     start_time = time.perf_counter()
     losses, counters, train_data, examples = train(run, plan, todo, first, every,
                                                    list(extra_callbacks))
