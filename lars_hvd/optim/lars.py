@@ -43,63 +43,43 @@ def _l2_norms(weight, grad):
 class LARS(Keras2, rules.Exclusions, tf.keras.optimizers.Optimizer):
     r"""SGD with momentum and layer-wise adaptive rate scaling (LARS).
 
-    For every variable ``w`` with gradient ``g``, at global learning rate ``lr`` (a float or a
-    ``LearningRateSchedule`` indexed by optimizer step), momentum ``m``, trust coefficient
-    ``eta`` and coupled weight decay ``beta`` (``weight_decay_rate``):
+    For every variable ``w`` with gradient ``g`` (averaged over workers before it gets
+    here), at global learning rate ``lr``, momentum ``m``, trust coefficient ``eta`` and
+    coupled weight decay ``beta``:
 
     ```
     d     = g + beta * w                      # beta = 0 if w is excluded from weight decay
     trust = eta * ||w|| / (||g|| + beta * ||w|| + epsilon)   # trust_ratio_mode="paper"
     trust = eta * ||w|| / (||d|| + epsilon)                  # trust_ratio_mode="decayed_grad"
     trust = 1   if w is excluded from layer adaptation, or ||w|| == 0, or the gradient norm == 0
-    v     = m * v + lr * trust * d            # the learning rate lives inside the velocity
+    v     = m * v + lr * trust * d            # trust_clip: min(lr, trust) in place of lr * trust
     w     = w - v                             # nesterov: w = w - (m * v + lr * trust * d)
     ```
 
-    With ``trust_clip=True`` (LARC's ``clip`` policy) the local rate is the trust ratio
-    capped by the global rate, ``min(lr, trust)``, in place of ``lr * trust``: NVIDIA's Caffe
-    (the authors' solvers, ``larc_policy: "clip"``) computes ``local_rate = min(global_rate,
-    larc_eta * ||w|| / ||g||)`` (``src/caffe/solvers/sgd_solver.cpp``, ``ComputeUpdateValue``,
-    branch ``larc_policy == "clip"``, NVIDIA/caffe 0.17), as apex's ``LARC(clip=True)`` does
-    (``lr * min(trust / lr, 1)``). In clip mode the trust ratio is the local rate itself,
-    not a multiplier of ``lr``: a layer steps at ``trust`` wherever that is below the global
-    rate, and at ``lr`` where it is above (during warmup, when ``lr`` is small, or for a
-    layer whose gradient is small against its weights). Caffe 0.17.1 and later also multiply
-    its ratio by
-    ``1 - momentum`` and leave weight decay out of it; for that form pass ``trust_coefficient
-    = (1 - momentum) * larc_eta`` and ``weight_decay_rate=0`` (decay then needs a model
-    regularizer). A zero norm gives trust 1, i.e. ``min(lr, 1)``, as in Caffe.
+    docs/optimizer.md says where each form comes from (the paper, LARC's clip policy in
+    NVIDIA's Caffe and apex, Model Garden, MLPerf) and how a step is computed.
 
-    ``"paper"`` is Algorithm 1 of the paper (and TF1 contrib, MLPerf's TF2 reference, apex
-    LARC's scale mode); ``"decayed_grad"`` is the form of TF Model Garden, optax and the
-    MLPerf ResNet-50 submissions. With ``beta = 0`` the two are the same.
-
-    Weight decay here is *coupled* L2 (added to the gradient before the trust ratio), as in
-    the paper, and is named ``weight_decay_rate``. The Keras base class's ``weight_decay``
-    is *decoupled* (AdamW-style) and is refused, so that the two cannot be mixed up.
-
-    Exclusions: a variable whose name (``variable.name``, e.g. ``"conv1/kernel:0"``) is
-    matched (``re.search``) by a pattern in ``exclude_from_weight_decay`` gets no decay;
-    matched by ``exclude_from_layer_adaptation`` (default: the same patterns) it gets
-    ``trust = 1``, i.e. plain momentum SGD at ``lr``. With ``exclude_low_rank=True`` (the
-    default) every variable of rank <= 1 -- biases, batch-norm gamma and beta -- is
-    excluded from both, the rule used in practice by MLPerf and NVIDIA. Note that an
-    excluded bias steps at the raw global LR, which for LARS is large (about 1-30): a
-    network without batch norm usually wants ``exclude_low_rank=False``.
-
-    With ``record_trust_ratios=True`` the optimizer keeps the last trust ratio of every
-    adapted variable (one scalar each), read with ``trust_ratios()``: the per-layer view of
-    why LARS works, for TensorBoard. With ``trust_clip`` it is the multiplier of ``lr``
-    applied, ``min(1, trust / lr)``.
-
-    Implementation: the slot ``v`` holds ``-v`` (the sign of Keras SGD's momentum slot), so
-    that the update is one pass of TensorFlow's fused ``ResourceApplyKerasMomentum`` kernel
-    at learning rate ``lr * trust``; with the two norms (one pass each) and the weight-decay
-    term, a LARS step reads and writes little more memory than Keras's own SGD.
-
-    Gradients arrive already averaged across workers (Horovod does that before
-    ``apply_gradients``), so the trust ratio sees the global gradient. Sparse gradients
-    (``IndexedSlices``) are densified: the ratio needs the whole gradient's norm.
+    Args:
+      learning_rate: a float or a ``LearningRateSchedule`` indexed by optimizer step.
+      momentum: ``m``, in [0, 1).
+      weight_decay_rate: ``beta``, L2 *coupled* into the gradient before the trust ratio, as
+        the paper; Keras's ``weight_decay`` (decoupled) is refused.
+      trust_coefficient: ``eta``.
+      epsilon: added to the trust ratio's denominator.
+      nesterov: Nesterov momentum.
+      trust_ratio_mode: ``"paper"`` (Algorithm 1) or ``"decayed_grad"``; equal when
+        ``beta = 0``.
+      exclude_from_weight_decay: patterns ``re.search``-ed in ``variable.name``
+        (``"conv1/kernel:0"``): a match gets no decay.
+      exclude_from_layer_adaptation: likewise, a match gets ``trust = 1`` (None: the
+        weight-decay patterns).
+      exclude_low_rank: every variable of rank <= 1 (biases, batch-norm gamma and beta) is
+        excluded from both, MLPerf's and NVIDIA's rule. Such a variable steps at the raw
+        global LR (about 1-30 for LARS): a network without batch norm wants False.
+      record_trust_ratios: keep every adapted variable's last trust ratio (``trust_ratios()``;
+        with ``trust_clip``, the multiplier of ``lr`` applied, ``min(1, trust / lr)``).
+      trust_clip: LARC's clip policy: the local rate is ``min(lr, trust)``.
+      name: the optimizer's name; ``**kwargs`` are Keras's (``clipnorm``, ...).
 
     Example:
     ```python
