@@ -51,12 +51,12 @@ def plot_schedule(config: TrainConfig, plan: Plan, path: str) -> None:
     phases = {}  # (each phase's own schedule, read at its own micro-batch count)
     lr = []
     for s in steps:
-        view = plan.for_epoch(plan.epoch_of_step(s))
-        if view.phase not in phases:
-            phases[view.phase] = build_schedule(config, view)
-        schedule = phases[view.phase]
+        phase_plan = plan.for_epoch(plan.epoch_of_step(s))
+        if phase_plan.phase not in phases:
+            phases[phase_plan.phase] = build_schedule(config, phase_plan)
+        schedule = phases[phase_plan.phase]
         # The LR of step s is the schedule's at the step's last micro-batch.
-        lr.append(float(schedule(view.iterations_at(s + 1) - 1)))
+        lr.append(float(schedule(phase_plan.iterations_at(s + 1) - 1)))
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
     ax.plot(steps, lr)
     ax.set_xlabel("optimizer step")

@@ -246,9 +246,10 @@ def current_learning_rate(optimizer) -> float:
 
 @dataclass
 class RunCallbacks:
-    """A run's callbacks (``every``, in order) and the three that the run reads afterwards."""
+    """A run's callbacks (``ordered``, in the order they must run) and the three that the run
+    reads afterwards."""
 
-    every: list
+    ordered: list
     stop: StopOnSignal  # .stopped: the signal's Preempted, if one stopped the run
     evaluation: Evaluate  # .last: the last evaluation's result
     wait: InputWait  # .share(): this rank's step time spent waiting for input
@@ -256,7 +257,7 @@ class RunCallbacks:
     def use_plan(self, plan: Plan) -> None:
         """The plan of the batch-schedule phase the next ``fit`` trains (its steps per
         epoch and accumulation), for the step clock and every callback with a plan."""
-        for callback in self.every:
+        for callback in self.ordered:
             if hasattr(callback, "plan"):
                 callback.plan = plan
 

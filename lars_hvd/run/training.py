@@ -112,14 +112,14 @@ def run_elastic(config: TrainConfig, extra_callbacks=()) -> Summary:
         # Horovod: backward_passes_per_step is fixed when the optimizer is wrapped, so every
         # new worker count gets a newly wrapped optimizer (this also drops any half-summed
         # micro-batch gradients of an epoch that a lost worker cut short).
-        view = plan.for_epoch(int(state.epoch))
-        elastic.recompile_for_plan(started.model, view, state,
+        phase_plan = plan.for_epoch(int(state.epoch))
+        elastic.recompile_for_plan(started.model, phase_plan, state,
                                    lambda p: compile_model(started.model, config, p))
-        started.compiled_phase = view.phase
+        started.compiled_phase = phase_plan.phase
         print_placement()
         if distributed.is_rank0():
             print(f"elastic: {plan.world_size} worker(s) from epoch {state.epoch + 1}: "
-                  f"{view.batch_text()}", flush=True)
+                  f"{phase_plan.batch_text()}", flush=True)
         return fit(started, plan, state.epoch, [*extra_callbacks, elastic.Commit(state)])
 
     # Horovod: re-run train() after every reset, with the state synchronized.
@@ -201,8 +201,8 @@ def segments(plan: Plan, initial_epoch: int, step: int) -> list[Segment]:
         result.append(Segment(initial_epoch, initial_epoch + 1, done))
         begin += 1
     while begin < plan.epochs:
-        view = plan.for_epoch(begin)
-        end = plan.phases[view.phase].last_epoch if plan.phases else plan.epochs
+        phase_plan = plan.for_epoch(begin)
+        end = plan.phases[phase_plan.phase].last_epoch if plan.phases else plan.epochs
         result.append(Segment(begin, end))
         begin = end
     return result
@@ -214,30 +214,32 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
     model, config = run.model, run.config
     steps_before = plan.for_phase(run.compiled_phase).optimizer_step(model.optimizer.iterations)
     todo = segments(plan, initial_epoch, steps_before)
-    view = plan.for_epoch(initial_epoch)
-    first = make_datasets(config, view, distributed.rank(), initial_epoch,
-                          view.iterations_at(todo[0].skip))
+    phase_plan = plan.for_epoch(initial_epoch)
+    first = make_datasets(config, phase_plan, distributed.rank(), initial_epoch,
+                          phase_plan.iterations_at(todo[0].skip))
     first.train = input_wait.stamp(first.train)
     if run.started is None:
         run.started = time.perf_counter()
-    every = callbacks(config, view, run.run_dir, run.state, first.eval, run.started)
+    run_callbacks = callbacks(config, phase_plan, run.run_dir, run.state, first.eval, run.started)
     start_time = time.perf_counter()
-    losses, counters, train_data, examples = train(run, plan, todo, first, every,
+    losses, counters, train_data, examples = train(run, plan, todo, first, run_callbacks,
                                                    list(extra_callbacks))
-    if every.stop.stopped:
-        raise every.stop.stopped
+    if run_callbacks.stop.stopped:
+        raise run_callbacks.stop.stopped
     wall = time.perf_counter() - start_time
     check_finite(losses, run.run_dir)
     # (BN statistics are recomputed from the last trained phase's batches)
     last_trained = plan.for_epoch(initial_epoch + max(len(losses), 1) - 1)
-    result = final_evaluation(run, last_trained, every.evaluation.last, first.eval, train_data)
+    result = final_evaluation(run, last_trained, run_callbacks.evaluation.last, first.eval,
+                              train_data)
     report_bad_records(counters, config.data.max_bad_records)
     peak = peak_memory_mb()
     # Horovod: every rank's share; the summary reports the largest.
-    waits = [w for w in distributed.allgather_object(every.wait.share()) if w is not None]
+    waits = [w for w in distributed.allgather_object(run_callbacks.wait.share())
+             if w is not None]
     if plan.world_size > 1:
         check_replicas(model)
-    reached = every.evaluation.reached
+    reached = run_callbacks.evaluation.reached
     return Summary(
         test_accuracy=result.accuracy if result else None,
         test_examples=result.examples if result else 0,
@@ -252,7 +254,7 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
         input_wait_share=max(waits) if waits else None)
 
 
-def train(run: Run, plan: Plan, todo: list[Segment], first, every: RunCallbacks,
+def train(run: Run, plan: Plan, todo: list[Segment], first, run_callbacks: RunCallbacks,
           extra: list):
     """``model.fit`` over each segment (stopping early when a callback stops training), the
     optimizer re-wrapped where a batch schedule's phase begins. Returns the epochs' losses,
@@ -261,22 +263,24 @@ def train(run: Run, plan: Plan, todo: list[Segment], first, every: RunCallbacks,
     losses, counters, data, examples = [], [], first, 0
     try:
         for segment in todo:
-            view = plan.for_epoch(segment.begin)
-            if view.phase != run.compiled_phase:
-                switch_phase(run, plan, view)
-            every.use_plan(view)
+            phase_plan = plan.for_epoch(segment.begin)
+            if phase_plan.phase != run.compiled_phase:
+                switch_phase(run, plan, phase_plan)
+            run_callbacks.use_plan(phase_plan)
             if segment is not todo[0]:
-                data = make_datasets(run.config, view, distributed.rank(), segment.begin)
+                data = make_datasets(run.config, phase_plan, distributed.rank(), segment.begin)
                 data.train = input_wait.stamp(data.train)
             counters.append(data.bad_records)
-            before = view.optimizer_step(model.optimizer.iterations)
+            before = phase_plan.optimizer_step(model.optimizer.iterations)
             with data_errors():
                 history = model.fit(
                     data.train, epochs=segment.end, initial_epoch=segment.begin,
-                    verbose=0, callbacks=every.every + extra,  # (callbacks.Progress prints)
-                    steps_per_epoch=view.iterations_at(view.steps_per_epoch - segment.skip))
-            examples += (view.optimizer_step(model.optimizer.iterations) - before) \
-                * view.global_batch_size
+                    verbose=0,  # (callbacks.Progress prints)
+                    callbacks=run_callbacks.ordered + extra,
+                    steps_per_epoch=phase_plan.iterations_at(
+                        phase_plan.steps_per_epoch - segment.skip))
+            examples += (phase_plan.optimizer_step(model.optimizer.iterations) - before) \
+                * phase_plan.global_batch_size
             losses += history.history.get("loss", [])
             if model.stop_training:  # (a signal, TerminateOnNaN, or the target reached)
                 break
@@ -287,16 +291,16 @@ def train(run: Run, plan: Plan, todo: list[Segment], first, every: RunCallbacks,
     return losses, counters, data.train, examples
 
 
-def switch_phase(run: Run, plan: Plan, view: Plan) -> None:
-    """The optimizer re-wrapped for the batch-schedule phase ``view``: its accumulation
+def switch_phase(run: Run, plan: Plan, phase_plan: Plan) -> None:
+    """The optimizer re-wrapped for the batch-schedule phase ``phase_plan``: its accumulation
     (Horovod fixes backward_passes_per_step at wrapping) and its reading of the LR schedule,
     the slots carried over, Keras's iterations re-derived from the step."""
     step = plan.for_phase(run.compiled_phase).optimizer_step(run.model.optimizer.iterations)
-    elastic.carry_optimizer(run.model, lambda: compile_model(run.model, run.config, view))
-    run.model.optimizer.iterations.assign(view.iterations_at(step))
-    run.compiled_phase = view.phase
-    say(f"epoch {plan.phases[view.phase].first_epoch}: {view.batch_text()}, peak LR "
-        f"{view.peak_learning_rate:g}")
+    elastic.carry_optimizer(run.model, lambda: compile_model(run.model, run.config, phase_plan))
+    run.model.optimizer.iterations.assign(phase_plan.iterations_at(step))
+    run.compiled_phase = phase_plan.phase
+    say(f"epoch {plan.phases[phase_plan.phase].first_epoch}: {phase_plan.batch_text()}, peak LR "
+        f"{phase_plan.peak_learning_rate:g}")
 
 
 def check_finite(losses: list[float], run_dir: Path) -> None:
