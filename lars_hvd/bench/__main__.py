@@ -9,6 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from lars_hvd.planning.config import spelled
+
 QUICK = [  # `make bench`: reduced settings, every benchmark in one sitting on 2 cores
     ["throughput", "--model", "small_cnn_bn", "--batch", "256", "--num-iters", "5"],
     ["overhead", "--model", "small_cnn_bn", "--batch", "512", "--rounds", "4"],
@@ -196,7 +198,7 @@ def _complete(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < (0 if name == "batch" and
                                           args.command == "optimizer" else 1):
-            raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {value}")
+            raise SystemExit(f"{spelled(name)} must be positive, got {value}")
     if args.command == "input":
         _complete_input(args)
     if args.command == "bn-group":

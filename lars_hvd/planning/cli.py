@@ -14,6 +14,7 @@ from lars_hvd.planning.config import (
     flat_fields,
     path_errors,
     preset,
+    spelled,
     validate,
     with_values,
 )
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs.update(type=float, nargs="+")
         else:
             kwargs["type"] = base
-        group.add_argument("--" + name.replace("_", "-"), **kwargs)
+        group.add_argument(spelled(name), **kwargs)
     return parser
 
 

@@ -48,7 +48,7 @@ class Bounds:
         """Why ``value`` cannot be ``--name``, or None."""
         if value is None:
             return None
-        flag_text = "--" + name.replace("_", "-")
+        flag_text = spelled(name)
         if self.increasing:
             ok = list(value) == sorted(value)
             return None if ok else f"{flag_text} must be increasing (got {list(value)})"
@@ -76,6 +76,11 @@ class Bounds:
 POSITIVE = Bounds(above=0)
 NON_NEGATIVE = Bounds(at_least=0)
 FRACTION = Bounds(at_least=0, below=1)  # [0, 1)
+
+
+def spelled(name: str) -> str:
+    """How the field or argument ``name`` is written on a command line: ``--name-of-it``."""
+    return "--" + name.replace("_", "-")
 
 
 def flag(default, help: str, choices=None, bounds: Bounds | None = None,
@@ -315,7 +320,7 @@ def field_errors(config: TrainConfig) -> list[str]:
         value = getattr(getattr(config, section), name)
         values = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            errors.append(f"--{name.replace('_', '-')} must be a finite number (got "
+            errors.append(f"{spelled(name)} must be a finite number (got "
                           f"{' '.join(map(str, values))})")
             continue
         if f.metadata["bounds"] and (error := f.metadata["bounds"].error(name, value)):
@@ -330,7 +335,7 @@ def path_errors(flag_name: str, path: str | None, kind: str) -> list[str]:
     prefix``), or nothing."""
     if path is None or (kind == "file prefix" and path == "memory"):
         return []
-    path, flag_text = Path(path), f"--{flag_name.replace('_', '-')} {path}"
+    path, flag_text = Path(path), f"{spelled(flag_name)} {path}"
     if kind == "folder" and path.exists() and not path.is_dir():
         return [f"{flag_text} is a file, not a folder; name a folder (or a new path)"]
     if kind in ("file", "file prefix") and path.is_dir():

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from lars_hvd.errors import UsageError
 from lars_hvd.files import atomic_write_text
-from lars_hvd.planning.config import TrainConfig
+from lars_hvd.planning.config import TrainConfig, spelled
 from lars_hvd.planning.plan import Plan, plan_json
 from lars_hvd.run.layout import checkpoint_folders
 
@@ -80,7 +80,7 @@ def check_resumable(saved: dict, current: dict, run_dir: Path) -> None:
             if isinstance(old, list):
                 old = tuple(old)
             if f"{section}.{key}" not in RESUMABLE_DIFFERENCES and old != new:
-                differences.append(f"--{key.replace('_', '-')} was {old!r}, now {new!r}")
+                differences.append(f"{spelled(key)} was {old!r}, now {new!r}")
     if differences:
         raise UsageError(
             f"--resume: {run_dir} was trained with other settings: " + "; ".join(differences)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from lars_hvd.errors import TrainingDiverged
+from lars_hvd.planning.config import spelled
 from lars_hvd.study import (
     BUDGET_FACTOR,
     CLOSE,
@@ -103,7 +104,7 @@ def sweep_flags(args: argparse.Namespace) -> list[str]:
     for name in ("epochs", "train_examples", "batches"):
         value = getattr(args, name)
         if value is not None:
-            flags.append("--" + name.replace("_", "-"))
+            flags.append(spelled(name))
             flags += [str(v) for v in value] if isinstance(value, list) else [str(value)]
     return flags
 
