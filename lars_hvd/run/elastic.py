@@ -1,5 +1,5 @@
 """Elastic Horovod's parts of a run: the job's run directory, commits, and re-wrapping the
-optimizer when the worker count changes. ``training.run_elastic`` puts them together.
+optimizer when the worker count changes. ``training.on_elastic_workers`` puts them together.
 
 Workers may leave and join; after every change the plan is re-derived for the new count
 (the global batch, the steps and the LR schedule stay; the per-worker batch and the

@@ -47,7 +47,7 @@ from lars_hvd.run.run_dir import prepare_run_dir
 
 
 @dataclass
-class Run:
+class Training:
     """What a run holds from its start to its end. (The plan and the epoch to start from
     are ``fit()``'s arguments: elastic training re-derives them after every change.)"""
 
@@ -70,7 +70,8 @@ class Segment:
 
 def run(config: TrainConfig, extra_callbacks=()) -> Summary:
     """One training run on this process's Horovod world (``distributed.init`` has run)."""
-    summary = (run_elastic if config.run.elastic else run_static)(config, extra_callbacks)
+    train_on = on_elastic_workers if config.run.elastic else on_fixed_workers
+    summary = train_on(config, extra_callbacks)
     if distributed.is_rank0():  # (after elastic resets, rank 0 may be another process)
         print(summary.line(), flush=True)
         atomic_write_text(Path(summary.run_dir) / "summary.json",
@@ -78,19 +79,19 @@ def run(config: TrainConfig, extra_callbacks=()) -> Summary:
     return summary
 
 
-def run_static(config: TrainConfig, extra_callbacks=()) -> Summary:
+def on_fixed_workers(config: TrainConfig, extra_callbacks=()) -> Summary:
     plan = plan_for_world(config)
     # Horovod: rank 0 makes (or, with --resume, checks) the run directory; every rank
     # learns it, or rank 0's refusal.
     run_dir = Path(distributed.rank0_decides(lambda: str(prepare_run_dir(config, plan))))
     print_plan(plan)
     print_placement()
-    started = build(config, plan, run_dir)
-    epoch = start(started, plan, broadcast=True)
-    return fit(started, plan, epoch, extra_callbacks)
+    training = build(config, plan, run_dir)
+    epoch = start(training, plan, broadcast=True)
+    return fit(training, plan, epoch, extra_callbacks)
 
 
-def run_elastic(config: TrainConfig, extra_callbacks=()) -> Summary:
+def on_elastic_workers(config: TrainConfig, extra_callbacks=()) -> Summary:
     """``fit`` under elastic Horovod: after every change of the worker set, the plan is
     re-derived for the new count, the optimizer re-wrapped for the new accumulation, the
     data re-sharded, and training goes on from the last committed epoch with the survivors'
@@ -100,30 +101,30 @@ def run_elastic(config: TrainConfig, extra_callbacks=()) -> Summary:
     # later enters directly.
     run_dir = elastic.run_dir(config, plan)
     print_plan(plan)
-    started = build(config, plan, run_dir)
+    training = build(config, plan, run_dir)
     # Horovod (elastic): rank 0 restores; the elastic state sync sends it to the others.
-    epoch = start(started, plan, broadcast=False)
+    epoch = start(training, plan, broadcast=False)
     # Horovod: the state that is rolled back on a failure and sent to joining workers.
-    state = distributed.elastic_state(started.model, epoch=epoch)
+    state = distributed.elastic_state(training.model, epoch=epoch)
 
-    def train(state):
+    def fit_from_commit(state):
         elastic.check_run_dir(run_dir)
         plan = resolve(config, distributed.size())
         # Horovod: backward_passes_per_step is fixed when the optimizer is wrapped, so every
         # new worker count gets a newly wrapped optimizer (this also drops any half-summed
         # micro-batch gradients of an epoch that a lost worker cut short).
         phase_plan = plan.for_epoch(int(state.epoch))
-        elastic.recompile_for_plan(started.model, phase_plan, state,
-                                   lambda p: compile_model(started.model, config, p))
-        started.compiled_phase = phase_plan.phase
+        elastic.recompile_for_plan(training.model, phase_plan, state,
+                                   lambda p: compile_model(training.model, config, p))
+        training.compiled_phase = phase_plan.phase
         print_placement()
         if distributed.is_rank0():
             print(f"elastic: {plan.world_size} worker(s) from epoch {state.epoch + 1}: "
                   f"{phase_plan.batch_text()}", flush=True)
-        return fit(started, plan, state.epoch, [*extra_callbacks, elastic.Commit(state)])
+        return fit(training, plan, state.epoch, [*extra_callbacks, elastic.Commit(state)])
 
-    # Horovod: re-run train() after every reset, with the state synchronized.
-    return distributed.elastic_run(train)(state)
+    # Horovod: re-run fit_from_commit() after every reset, with the state synchronized.
+    return distributed.elastic_run(fit_from_commit)(state)
 
 
 def plan_for_world(config: TrainConfig) -> Plan:
@@ -158,7 +159,7 @@ def compile_model(model: tf.keras.Model, config: TrainConfig, plan: Plan) -> Non
                   metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
 
 
-def build(config: TrainConfig, plan: Plan, run_dir: Path) -> Run:
+def build(config: TrainConfig, plan: Plan, run_dir: Path) -> Training:
     """TensorFlow set for the run, the model built and compiled, a fresh run state."""
     tf_setup.configure(config)
     # (the ImageNet reader hands uint8 pixels, which the model normalizes: lars_hvd.models.inputs)
@@ -168,16 +169,16 @@ def build(config: TrainConfig, plan: Plan, run_dir: Path) -> Run:
     # Horovod: --bn-group N > 1 normalizes over N workers' micro-batches (the same weights).
     model = distributed.synchronize_batch_norm(model, config.model.bn_group)
     compile_model(model, config, plan)
-    return Run(config, run_dir, model, RunState.new())
+    return Training(config, run_dir, model, RunState.new())
 
 
-def start(run: Run, plan: Plan, *, broadcast: bool) -> int:
+def start(training: Training, plan: Plan, *, broadcast: bool) -> int:
     """The state of step 0, or with --resume the newest checkpoint's; returns the epoch to
     start from. ``broadcast``: rank 0's state is sent to every rank here (an elastic run
     syncs its state itself)."""
-    model = run.model
-    if run.config.run.resume:
-        epoch = restore(run.run_dir, model, model.optimizer, run.state, plan,
+    model = training.model
+    if training.config.run.resume:
+        epoch = restore(training.run_dir, model, model.optimizer, training.state, plan,
                         broadcast=broadcast)
     else:
         build_optimizer_state(model.optimizer, model.trainable_variables)
@@ -208,29 +209,31 @@ def segments(plan: Plan, initial_epoch: int, step: int) -> list[Segment]:
     return result
 
 
-def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary:
-    """Trains ``run.model`` from ``initial_epoch`` to the end of ``plan``, then evaluates.
+def fit(training: Training, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary:
+    """Trains ``training.model`` from ``initial_epoch`` to the end of ``plan``, then evaluates.
     Raises ``Preempted`` when a signal stopped it, ``TrainingDiverged`` when the loss did."""
-    model, config = run.model, run.config
-    steps_before = plan.for_phase(run.compiled_phase).optimizer_step(model.optimizer.iterations)
+    model, config = training.model, training.config
+    compiled = plan.for_phase(training.compiled_phase)
+    steps_before = compiled.optimizer_step(model.optimizer.iterations)
     todo = segments(plan, initial_epoch, steps_before)
     phase_plan = plan.for_epoch(initial_epoch)
     first = make_datasets(config, phase_plan, distributed.rank(), initial_epoch,
                           phase_plan.iterations_at(todo[0].skip))
     first.train = input_wait.stamp(first.train)
-    if run.started is None:
-        run.started = time.perf_counter()
-    run_callbacks = callbacks(config, phase_plan, run.run_dir, run.state, first.eval, run.started)
+    if training.started is None:
+        training.started = time.perf_counter()
+    run_callbacks = callbacks(config, phase_plan, training.run_dir, training.state, first.eval,
+                              training.started)
     start_time = time.perf_counter()
-    losses, counters, train_data, examples = train(run, plan, todo, first, run_callbacks,
-                                                   list(extra_callbacks))
+    losses, counters, train_data, examples = fit_segments(
+        training, plan, todo, first, run_callbacks, list(extra_callbacks))
     if run_callbacks.stop.stopped:
         raise run_callbacks.stop.stopped
     wall = time.perf_counter() - start_time
-    check_finite(losses, run.run_dir)
+    check_finite(losses, training.run_dir)
     # (BN statistics are recomputed from the last trained phase's batches)
     last_trained = plan.for_epoch(initial_epoch + max(len(losses), 1) - 1)
-    result = final_evaluation(run, last_trained, run_callbacks.evaluation.last, first.eval,
+    result = final_evaluation(training, last_trained, run_callbacks.evaluation.last, first.eval,
                               train_data)
     report_bad_records(counters, config.data.max_bad_records)
     peak = peak_memory_mb()
@@ -246,7 +249,7 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
         test_set_examples=plan.eval_set_examples,
         images_per_second=examples / wall if wall > 0 else 0.0,
         wall_seconds=wall, global_batch_size=plan.global_batch_size,
-        world_size=plan.world_size, epochs_run=len(losses), run_dir=str(run.run_dir),
+        world_size=plan.world_size, epochs_run=len(losses), run_dir=str(training.run_dir),
         peak_memory_mb=peak, target_accuracy=config.evaluation.target_accuracy,
         target_epoch=reached.epoch if reached else None,
         time_to_target_seconds=reached.seconds if reached else None,
@@ -254,21 +257,21 @@ def fit(run: Run, plan: Plan, initial_epoch: int, extra_callbacks=()) -> Summary
         input_wait_share=max(waits) if waits else None)
 
 
-def train(run: Run, plan: Plan, todo: list[Segment], first, run_callbacks: RunCallbacks,
-          extra: list):
+def fit_segments(training: Training, plan: Plan, todo: list[Segment], first,
+                 run_callbacks: RunCallbacks, extra: list):
     """``model.fit`` over each segment (stopping early when a callback stops training), the
     optimizer re-wrapped where a batch schedule's phase begins. Returns the epochs' losses,
     each segment's bad-record counter, the last training dataset and the examples trained."""
-    model = run.model
+    model = training.model
     losses, counters, data, examples = [], [], first, 0
     try:
         for segment in todo:
             phase_plan = plan.for_epoch(segment.begin)
-            if phase_plan.phase != run.compiled_phase:
-                switch_phase(run, plan, phase_plan)
+            if phase_plan.phase != training.compiled_phase:
+                switch_phase(training, plan, phase_plan)
             run_callbacks.use_plan(phase_plan)
             if segment is not todo[0]:
-                data = make_datasets(run.config, phase_plan, distributed.rank(), segment.begin)
+                data = make_datasets(training.config, phase_plan, distributed.rank(), segment.begin)
                 data.train = input_wait.stamp(data.train)
             counters.append(data.bad_records)
             before = phase_plan.optimizer_step(model.optimizer.iterations)
@@ -287,18 +290,20 @@ def train(run: Run, plan: Plan, todo: list[Segment], first, run_callbacks: RunCa
     except OSError as err:  # the logs of rank 0 (checkpoints name their own folder)
         if not disk_full(err):
             raise
-        raise disk_full_error(run.run_dir, "the run's logs", "continue with --resume") from None
+        raise disk_full_error(training.run_dir, "the run's logs",
+                              "continue with --resume") from None
     return losses, counters, data.train, examples
 
 
-def switch_phase(run: Run, plan: Plan, phase_plan: Plan) -> None:
+def switch_phase(training: Training, plan: Plan, phase_plan: Plan) -> None:
     """The optimizer re-wrapped for the batch-schedule phase ``phase_plan``: its accumulation
     (Horovod fixes backward_passes_per_step at wrapping) and its reading of the LR schedule,
     the slots carried over, Keras's iterations re-derived from the step."""
-    step = plan.for_phase(run.compiled_phase).optimizer_step(run.model.optimizer.iterations)
-    elastic.carry_optimizer(run.model, lambda: compile_model(run.model, run.config, phase_plan))
-    run.model.optimizer.iterations.assign(phase_plan.iterations_at(step))
-    run.compiled_phase = phase_plan.phase
+    model = training.model
+    step = plan.for_phase(training.compiled_phase).optimizer_step(model.optimizer.iterations)
+    elastic.carry_optimizer(model, lambda: compile_model(model, training.config, phase_plan))
+    model.optimizer.iterations.assign(phase_plan.iterations_at(step))
+    training.compiled_phase = phase_plan.phase
     say(f"epoch {plan.phases[phase_plan.phase].first_epoch}: {phase_plan.batch_text()}, peak LR "
         f"{phase_plan.peak_learning_rate:g}")
 
@@ -311,16 +316,16 @@ def check_finite(losses: list[float], run_dir: Path) -> None:
             f"{checkpoint_dir(run_dir)}. Lower --learning-rate or lengthen --warmup-epochs.")
 
 
-def final_evaluation(run: Run, plan: Plan, last: EvalResult | None, eval_data,
+def final_evaluation(training: Training, plan: Plan, last: EvalResult | None, eval_data,
                      train_data) -> EvalResult | None:
     """What the summary reports: the last epoch's evaluation (the last epoch is always
     evaluated), or a new one after batch-norm statistics are recomputed."""
-    recompute = run.config.evaluation.bn_recompute_examples
+    recompute = training.config.evaluation.bn_recompute_examples
     if recompute:
-        recompute_bn_statistics(run.model, train_data, recompute, plan.per_worker_batch)
+        recompute_bn_statistics(training.model, train_data, recompute, plan.per_worker_batch)
     if eval_data is not None and (recompute or last is None):
         with data_errors():
-            last = evaluate(run.model, eval_data, batch_size=plan.eval_batch_size,
-                            every_seconds=run.config.run.progress_every_seconds,
+            last = evaluate(training.model, eval_data, batch_size=plan.eval_batch_size,
+                            every_seconds=training.config.run.progress_every_seconds,
                             say=lambda text: say(f"final {text}"), announce=True)
     return last
