@@ -192,7 +192,7 @@ class LAMB(_Keras3):
                  epsilon: float = 1e-6, weight_decay_rate: float = 0.0,
                  exclude_from_weight_decay: Sequence[str] | None = None,
                  exclude_from_layer_adaptation: Sequence[str] | None = None,
-                 name: str = "LAMB", **kwargs):
+                 exclude_low_rank: bool = False, name: str = "LAMB", **kwargs):
         rules.refuse_base_weight_decay(kwargs, "LAMB adds its weight decay to the Adam "
                                                "update before the trust ratio")
         rules.check_learning_rate(learning_rate)

@@ -4,6 +4,7 @@ tensorflow-addons' LAMB; its config round trip and input checks."""
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -56,6 +57,28 @@ def test_layer_adaptation_changes_the_step():
     LAMB(learning_rate=0.05, exclude_from_layer_adaptation=[".*"]).apply_gradients(
         zip(grads, plain, strict=True))
     assert not np.allclose(adapted[0].numpy(), plain[0].numpy())
+
+
+def test_exclude_low_rank_is_the_rank_rule_of_lars():
+    """exclude_low_rank=True excludes every variable of rank <= 1 from decay and adaptation,
+    as naming each one does; the variables of higher rank are not excluded."""
+    variables = make_variables()
+    low = [f"^{re.escape(v.name)}$" for v in variables if v.shape.rank <= 1]
+    assert low and len(low) < len(variables)
+    by_rank, by_name = make_variables(), make_variables()
+    for optimizer, weights in (
+            (LAMB(learning_rate=0.05, weight_decay_rate=0.01, exclude_low_rank=True), by_rank),
+            (LAMB(learning_rate=0.05, weight_decay_rate=0.01, exclude_from_weight_decay=low),
+             by_name)):
+        for step in range(3):
+            optimizer.apply_gradients(zip([tf.constant(g) for g in gradients_for(step, weights)],
+                                          weights, strict=True))
+        manifest = optimizer.manifest(weights)
+        assert [row["layer_adaptation"] for row in manifest] == \
+            [v.shape.rank > 1 for v in variables]
+    for a, b in zip(by_rank, by_name, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+    assert LAMB(exclude_low_rank=True).get_config()["exclude_low_rank"] is True
 
 
 @pytest.mark.skipif(not PINNED, reason="tensorflow-addons imports on the pinned stack only")

@@ -38,7 +38,10 @@ class LAMB(Keras2, rules.Exclusions, tf.keras.optimizers.Optimizer):
     moments), as in the paper; it is named ``weight_decay_rate`` because the Keras base
     class's ``weight_decay`` is a different, separately applied decay and is refused.
     Exclusions are regular expressions searched in ``variable.name``;
-    ``exclude_from_layer_adaptation`` defaults to ``exclude_from_weight_decay``.
+    ``exclude_from_layer_adaptation`` defaults to ``exclude_from_weight_decay``. With
+    ``exclude_low_rank=True`` every variable of rank <= 1 (biases, batch-norm gamma and beta)
+    is excluded from both, LARS's rule (``lars_hvd.train`` passes its
+    ``--exclude-low-rank``); the default, False, is the paper's and tensorflow-addons'.
 
     Reference: You et al., 2019. "Large Batch Optimization for Deep Learning: Training BERT
     in 76 minutes", arXiv:1904.00962, Algorithm 2.
@@ -53,6 +56,7 @@ class LAMB(Keras2, rules.Exclusions, tf.keras.optimizers.Optimizer):
         weight_decay_rate: float = 0.0,
         exclude_from_weight_decay: Sequence[str] | None = None,
         exclude_from_layer_adaptation: Sequence[str] | None = None,
+        exclude_low_rank: bool = False,
         name: str = "LAMB",
         **kwargs,
     ):

@@ -162,7 +162,7 @@ def lars_settings(*, momentum, weight_decay_rate, trust_coefficient, epsilon, ne
 
 
 def lamb_settings(*, beta_1, beta_2, epsilon, weight_decay_rate, exclude_from_weight_decay,
-                  exclude_from_layer_adaptation) -> dict:
+                  exclude_from_layer_adaptation, exclude_low_rank) -> dict:
     """LAMB's checked arguments but the learning rate, by name: its config."""
     for argument, value in (("beta_1", beta_1), ("beta_2", beta_2)):
         if not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -174,7 +174,8 @@ def lamb_settings(*, beta_1, beta_2, epsilon, weight_decay_rate, exclude_from_we
     decay, adaptation = exclusions(exclude_from_weight_decay, exclude_from_layer_adaptation)
     return {"beta_1": float(beta_1), "beta_2": float(beta_2), "epsilon": float(epsilon),
             "weight_decay_rate": float(weight_decay_rate),
-            "exclude_from_weight_decay": decay, "exclude_from_layer_adaptation": adaptation}
+            "exclude_from_weight_decay": decay, "exclude_from_layer_adaptation": adaptation,
+            "exclude_low_rank": bool(exclude_low_rank)}
 
 
 # Each optimizer's arguments but the learning rate, in its config (and the Keras base's).

@@ -8,8 +8,6 @@ draws. TensorFlow only: nothing here knows of Horovod.
 
 from __future__ import annotations
 
-import re
-
 import tensorflow as tf
 
 from lars_hvd.optim.lamb import LAMB
@@ -20,20 +18,14 @@ from lars_hvd.planning.plan import Plan
 from lars_hvd.planning.schedule import build_schedule
 
 
-def low_rank_names(model: tf.keras.Model) -> list[str]:
-    """Exact-match regexes for the rank <= 1 variables (biases, BN gamma/beta)."""
-    return [f"^{re.escape(v.name)}$" for v in model.trainable_variables if v.shape.rank <= 1]
-
-
-def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
-                   record_trust_ratios: bool = True, iterations_per_epoch: int | None = None):
+def make_optimizer(o: OptimizerConfig, learning_rate, record_trust_ratios: bool = True,
+                   iterations_per_epoch: int | None = None):
     """LARS, Keras SGD with momentum (or RMSprop warm-up into it), or LAMB, as ``o`` says.
 
     Args:
-      learning_rate: a float or a Keras ``LearningRateSchedule``.
-      excluded: regexes of the variables that get neither weight decay nor layer
-        adaptation (LAMB; LARS finds its own with ``exclude_low_rank``; SGD's exclusions are
-        set on the final instance by ``apply_sgd_exclusions``).
+      learning_rate: a float or a Keras ``LearningRateSchedule``. LARS and LAMB exclude
+        the variables of rank <= 1 themselves (``exclude_low_rank``); SGD's exclusions are
+        set on the final instance by ``apply_sgd_exclusions``.
       iterations_per_epoch: ``optimizer.iterations`` per epoch (micro-batches), for
         ``--rmsprop-warmup-epochs``.
     """
@@ -62,17 +54,14 @@ def make_optimizer(o: OptimizerConfig, learning_rate, excluded: list[str] = (),
     if o.optimizer == "lamb":
         return LAMB(
             learning_rate=learning_rate, weight_decay_rate=o.weight_decay,
-            exclude_from_weight_decay=list(excluded),
-            exclude_from_layer_adaptation=list(excluded),
+            exclude_low_rank=o.exclude_low_rank,
         )
     raise AssertionError(f"optimizer {o.optimizer!r} passed validation but has no factory")
 
 
-def build_optimizer(config: TrainConfig, plan: Plan, model: tf.keras.Model):
+def build_optimizer(config: TrainConfig, plan: Plan):
     """The run's optimizer with the run's schedule (not yet wrapped by Horovod)."""
-    o = config.optimizer
-    excluded = low_rank_names(model) if o.exclude_low_rank else []
-    return make_optimizer(o, build_schedule(config, plan), excluded,
+    return make_optimizer(config.optimizer, build_schedule(config, plan),
                           iterations_per_epoch=plan.iterations_at(plan.steps_per_epoch))
 
 

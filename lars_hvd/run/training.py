@@ -145,7 +145,7 @@ def print_plan(plan: Plan) -> None:
 def compile_model(model: tf.keras.Model, config: TrainConfig, plan: Plan) -> None:
     """Compiles ``model`` with the run's optimizer, wrapped by Horovod for ``plan``."""
     optimizer = distributed.distributed_optimizer(
-        build_optimizer(config, plan, model),
+        build_optimizer(config, plan),
         # Horovod: accumulate micro-batches locally, then one allreduce per optimizer step.
         backward_passes_per_step=plan.accumulation_steps,
         fp16_allreduce=config.run.fp16_allreduce,
