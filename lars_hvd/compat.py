@@ -35,7 +35,7 @@ def trace_horovod_as_written() -> None:
     """Tells AutoGraph to call Horovod's functions as written instead of converting them.
 
     Keras traces the train step with AutoGraph on, which rewrites every Python function the
-    step calls, Horovod's allreduce and its op wrappers included (about 180 functions), at
+    step calls, Horovod's allreduce and its op wrappers included (about 300 conversions), at
     each process's first trace. Horovod's graph code branches on tensors only through
     ``tf.cond``, so its graph is the same without the rewrite, and each process starts
     sooner (docs/testing.md has the measurement). TensorFlow keeps its own modules from
