@@ -10,6 +10,7 @@ batch of 4096 with LARS. A bad flag, file or environment is one line and exit co
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 
 from lars_hvd import errors, signals, slurm
@@ -58,7 +59,10 @@ def _train(config, extra_callbacks):
 def cli(argv=None) -> int:
     """``main`` for the command line: a UsageError is one line and exit code 2; a run that a
     signal stopped (and checkpointed) exits with 75, to be resumed; anything else is a bug
-    and keeps its traceback."""
+    and keeps its traceback, a crash in native code (a segmentation fault in MPI, TensorFlow
+    or Horovod) its Python one, all threads, on stderr."""
+    if not faulthandler.is_enabled():
+        faulthandler.enable()  # (before MPI_Init, so Open MPI keeps it: a rank's Python stack)
     try:
         main(argv)
     except errors.UsageError as err:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import bad_inputs
@@ -50,3 +53,18 @@ def test_the_table_lists_every_case():
     table = (Path(__file__).resolve().parent.parent / "docs" / "bad-input.md").read_text()
     for case in bad_inputs.CASES:
         assert f"| {case.name} |" in table, case.name
+
+
+@pytest.mark.multiprocess
+def test_a_crash_in_native_code_prints_where_python_was():
+    """A segmentation fault (in MPI, PMIx, TensorFlow) is not a user error and has no Python
+    exception: the command still prints its Python stack before it dies of the signal."""
+    crash = ("import ctypes, sys; from lars_hvd import train; "
+             "train.main = lambda argv: ctypes.string_at(0); sys.exit(train.cli([]))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+    out = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True,
+                         env=env, cwd=Path(__file__).resolve().parent.parent, timeout=120,
+                         check=False)
+    assert out.returncode == -signal.SIGSEGV, out.stderr[-3000:]
+    assert "Fatal Python error: Segmentation fault" in out.stderr, out.stderr[-3000:]
+    assert re.search(r'File ".*lars_hvd/train\.py", line \d+ in cli', out.stderr), out.stderr
