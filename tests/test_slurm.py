@@ -105,12 +105,22 @@ class Cluster:
             info = self.job(job)
             if ready(info):
                 return info
-            assert time.monotonic() < deadline, (info, self.output(job)[-4000:])
+            assert time.monotonic() < deadline, (info, self.evidence(job))
             time.sleep(0.5)
 
     def output(self, job: int) -> str:
         path = self.jobs / f"job-{job}.out"
         return path.read_text() if path.exists() else ""
+
+    def evidence(self, job: int) -> str:
+        """What a failed assertion shows: the end of the job's output, then what Slurm's
+        daemons logged of the job (their logs go with the cluster at teardown)."""
+        mentions = re.compile(rf"JobId={job}\b|StepId={job}\.|\[{job}\.|job {job}\b")
+        logged = [f"{log.name}: {line}" for log in sorted(self.state.glob("slurm*.log"))
+                  for line in log.read_text(errors="replace").splitlines()
+                  if mentions.search(line)]
+        return (self.output(job)[-4000:] + f"\n== Slurm's logs of job {job}:\n"
+                + "\n".join(logged[-60:]))
 
     def run_dir(self, job: int) -> Path:
         return self.jobs / "runs" / f"slurm-{job}"
@@ -136,7 +146,7 @@ def python_after(path: Path, shell: str) -> Path:
 def wait_for_file(path: Path, cluster: Cluster, job: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert time.monotonic() < deadline, cluster.output(job)[-4000:]
+        assert time.monotonic() < deadline, cluster.evidence(job)
         time.sleep(0.05)
 
 
@@ -145,7 +155,7 @@ def uninterrupted(cluster) -> str:
     job = cluster.submit(train=FLAGS)
     info = cluster.wait(job)
     out = cluster.output(job)
-    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), out[-4000:]
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), cluster.evidence(job)
     return out
 
 
@@ -162,8 +172,9 @@ def test_sbatch_trains_across_both_nodes_through_mpirun(cluster, uninterrupted):
     job = cluster.submit(train=FLAGS, launcher=["--launcher", "mpirun"])
     info = cluster.wait(job)
     out = cluster.output(job)
-    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), out[-4000:]
-    assert "workers                  lhvd-s1 (rank 0), lhvd-s2 (rank 1)" in out, out[-4000:]
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), cluster.evidence(job)
+    assert "workers                  lhvd-s1 (rank 0), lhvd-s2 (rank 1)" in out, \
+        cluster.evidence(job)
     assert digest(out) == digest(uninterrupted)  # the same training, another launcher
 
 
@@ -182,13 +193,13 @@ def test_a_signalled_job_requeues_itself_and_ends_as_an_uninterrupted_one(cluste
     info = cluster.wait(job)
     out = cluster.output(job)
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), \
-        out[-4000:]
+        cluster.evidence(job)
     stop = re.search(r"lars_hvd.train: stopped by SIGUSR1 after optimizer step (\d+) of 128",
                      out)
-    assert stop and 32 < int(stop.group(1)) < 64, out[-4000:]  # inside epoch 2
+    assert stop and 32 < int(stop.group(1)) < 64, cluster.evidence(job)  # inside epoch 2
     assert f"requeueing job {job}" in out
     assert re.search(rf"resumed from runs/slurm-{job}/checkpoints/steps/step-{stop.group(1)}",
-                     out), out[-4000:]
+                     out), cluster.evidence(job)
     assert digest(out) == digest(uninterrupted)
     saved = (cluster.run_dir(job) / "checkpoints" / "steps" /
              f"step-{stop.group(1)}.index").stat().st_mtime
@@ -213,7 +224,7 @@ def test_a_signal_before_the_ranks_catch_it_is_not_fatal(cluster, uninterrupted,
         deadline = time.monotonic() + 120
         while (len(ranks_of(job, "lhvd-s1", "lhvd-s2", program=python)) < 2
                or not step_listed(cluster, job)):
-            assert time.monotonic() < deadline, cluster.output(job)[-4000:]
+            assert time.monotonic() < deadline, cluster.evidence(job)
             time.sleep(0.1)
         subprocess.run(["scancel", "--batch", "--signal=USR1", str(job)], env=cluster.env,
                        check=True)
@@ -224,10 +235,10 @@ def test_a_signal_before_the_ranks_catch_it_is_not_fatal(cluster, uninterrupted,
     info = cluster.wait(job)
     out = cluster.output(job)
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), \
-        out[-4000:]
+        cluster.evidence(job)
     # (a held rank dies of SIGUSR1; srun may end the other with SIGTERM first)
     assert re.search(r"after SIGUSR1 a rank ended by SIG(USR1|TERM) \(exit code 1(38|43):", out), \
-        out[-4000:]
+        cluster.evidence(job)
     assert f"requeueing job {job}" in out
     assert digest(out) == digest(uninterrupted)
 
@@ -248,7 +259,7 @@ def test_a_job_at_its_time_limit_checkpoints_and_resumes_after_requeue(cluster, 
                          launcher=["--python", str(python)])
     info = cluster.wait_until(job, lambda i: i["Restarts"] != "0" or i["JobState"] in FINAL,
                               timeout=300)
-    assert info["Restarts"] == "1", (info, cluster.output(job)[-4000:])
+    assert info["Restarts"] == "1", (info, cluster.evidence(job))
     # The requeued job gets a longer limit (as from an admin), not to be stopped again.
     subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=10"], env=cluster.env,
                    check=True)
@@ -259,10 +270,10 @@ def test_a_job_at_its_time_limit_checkpoints_and_resumes_after_requeue(cluster, 
     limit = re.search(rf"JOB {job} ON \S+ CANCELLED AT (\S+) DUE TO TIME LIMIT", out)
     stop = re.search(r"lars_hvd.train: stopped by SIGTERM after optimizer step (\d+) of 6400",
                      out)
-    assert limit and stop and 0 < int(stop.group(1)) < 6400, out[-4000:]
+    assert limit and stop and 0 < int(stop.group(1)) < 6400, cluster.evidence(job)
     assert f"requeueing job {job}" in out
     assert re.search(rf"resumed from runs/slurm-{job}/checkpoints/steps/step-{stop.group(1)}:",
-                     out), out[-4000:]
+                     out), cluster.evidence(job)
     saved = (cluster.run_dir(job) / "checkpoints" / "steps" /
              f"step-{stop.group(1)}.index").stat().st_mtime
     took = saved - datetime.fromisoformat(limit.group(1)).timestamp()
@@ -278,9 +289,11 @@ def test_a_cancelled_job_checkpoints_and_stays_cancelled(cluster):
     info = cluster.wait(job, timeout=60)
     time.sleep(2)  # (the end of the batch script's output)
     out = cluster.output(job)
-    assert (info["JobState"], info["Restarts"]) == ("CANCELLED", "0"), out[-4000:]
-    assert "lars_hvd.train: stopped by SIGTERM after optimizer step" in out, out[-4000:]
-    assert f"job {job} is ending (COMPLETING None): not requeued here" in out, out[-4000:]
+    assert (info["JobState"], info["Restarts"]) == ("CANCELLED", "0"), cluster.evidence(job)
+    assert "lars_hvd.train: stopped by SIGTERM after optimizer step" in out, \
+        cluster.evidence(job)
+    assert f"job {job} is ending (COMPLETING None): not requeued here" in out, \
+        cluster.evidence(job)
     assert list((cluster.run_dir(job) / "checkpoints" / "steps").glob("step-*.index"))
 
 
@@ -295,14 +308,16 @@ def test_a_killed_rank_ends_the_job_and_the_next_submission_resumes(cluster):
     info = cluster.wait(job, timeout=120)
     took = time.monotonic() - killed
     out = cluster.output(job)
-    assert info["JobState"] == "FAILED" and info["ExitCode"] != "0:0", (info, out[-4000:])
+    assert info["JobState"] == "FAILED" and info["ExitCode"] != "0:0", \
+        (info, cluster.evidence(job))
     assert took < 60, took  # nothing hangs: srun --kill-on-bad-exit ends the job
     # The user submits again into the same run directory.
     again = cluster.submit(train=[*FLAGS, "--run-dir", str(run_dir), "--resume"])
     info = cluster.wait(again)
     out = cluster.output(again)
-    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), out[-4000:]
-    assert re.search(r"resumed from \S+/checkpoints/(epoch|steps/step)-\d+", out), out[-4000:]
+    assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), cluster.evidence(again)
+    assert re.search(r"resumed from \S+/checkpoints/(epoch|steps/step)-\d+", out), \
+        cluster.evidence(again)
     print(f"\na killed rank ended the job in {took:.1f} s")
 
 
