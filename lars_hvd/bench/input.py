@@ -1,20 +1,19 @@
 """Input pipeline speed: ImageNet-layout shards read, decoded and augmented by the real reader,
-today's path beside the one of before, side by side in one run.
+the originals beside pre-sized shards, side by side in one run.
 
 Without ``--data-dir`` it writes ``--images`` JPEGs of ``--height`` x ``--width`` (default
 500 x 375, ImageNet's most common size), smooth gradients plus noise so that they compress and
 decode like photographs, twice: as they are, and pre-sized to a shorter side of 256 px
 (``make_tfrecords --shorter-side 256``). For each recipe (ResNet's random-resized crop to 224,
-AlexNet's 227 crop, the evaluation center crop) and each path -- ``before`` (the reader
-before uint8 pixels: per-record error handling, normalized floats, the crop recipe decoding the
-whole image; ``lars_hvd.bench.input_before``), ``now`` (today's reader) on the originals and
-``now-256`` on the pre-sized shards -- it reads one iterator to its steady state
+AlexNet's 227 crop, the evaluation center crop) and each path -- ``now`` (the reader) on the
+originals and ``now-256`` on the pre-sized shards -- it reads one iterator to its steady state
 (``lars_hvd.bench.steady``: ``--warmup`` untimed batches, then ``--windows`` windows of
 ``--batches`` batches, the first, which reads what was buffered, left out); the paths
 take turns in every round (the order rotating), for ``--rounds`` rounds. Reported: medians
 over rounds of images/s per core (wall time, all of the process's cores busy: tf.data uses
 every core it has) and per CPU-second (the process's CPU time), the median of each round's
-ratio to ``before``, and how steady the windows were.
+ratio to ``now``, and how steady the windows were. (Results made before the reader's uint8
+pixels also hold ``before``, the reader of then, and ratios to it: ``summary`` renders both.)
 
 Whether that starves a GPU: a profile's published per-GPU training rate (``lars_hvd.planning.
 cost``; ResNet-50 for the inception recipe, AlexNet-BN for the crop recipe) divided by the
@@ -60,29 +59,23 @@ def write_images(out: Path, images: int, height: int, width: int, shards: int,
     return imagenet.list_shards(out, "train")
 
 
-PATHS = {  # name: (pixels, decode stage, which shards)
-    "before": ("float32", "before", "originals"),
-    "now": ("uint8", None, "originals"),
-    "now-256": ("uint8", None, "pre-sized"),
-}
+PATHS = {"now": "originals", "now-256": "pre-sized"}  # path: the shards it reads
+BASELINE = "now"  # each path's ratio is to this one's rate, round by round
 
 
-def _dataset(files, recipe: str, path: str, batch: int, examples: int):
-    from lars_hvd.bench import input_before
+def _dataset(files, recipe: str, batch: int, examples: int):
     from lars_hvd.data import imagenet
 
     size, training, augment = RECIPES[recipe]
-    pixels, stage, _ = PATHS[path]
     options = imagenet.ReaderOptions(size=size, channels=3, num_classes=1000,
-                                     augment=augment, shuffle_buffer=256, pixels=pixels)
-    stage = input_before.clean if stage == "before" else None
+                                     augment=augment, shuffle_buffer=256, pixels="uint8")
     counter = tf.Variable(0, dtype=tf.int64)
     if training:
         return imagenet.train_dataset(files, options, examples_per_epoch=examples,
                                       batch_size=batch, initial_epoch=0, epochs=1,
-                                      counter=counter, stage=stage)
+                                      counter=counter)
     return imagenet.eval_dataset(files, options, rank=0, world_size=1, batch_size=batch,
-                                 counter=counter, stage=stage).repeat()
+                                 counter=counter).repeat()
 
 
 def examples_read(args) -> int:
@@ -104,9 +97,9 @@ def _steady(dataset: tf.data.Dataset, args) -> steady.Steady:
                           warmup=args.warmup, windows=args.windows, tolerance=args.tolerance)
 
 
-def _measure(files, recipe: str, path: str, args) -> steady.Steady:
-    return _steady(_dataset(_one_pass(files, args), recipe, path, args.batch,
-                            examples_read(args)), args)
+def _measure(files, recipe: str, args) -> steady.Steady:
+    return _steady(_dataset(_one_pass(files, args), recipe, args.batch, examples_read(args)),
+                   args)
 
 
 def _decode_only(files, batch: int, examples: int) -> tf.data.Dataset:
@@ -141,7 +134,7 @@ def run(args) -> dict:
             from lars_hvd.data import imagenet
 
             shards = {"originals": imagenet.list_shards(args.data_dir, "train")}
-            paths = ["before", "now"]
+            paths = ["now"]
             source = args.data_dir
         else:
             shards = {"originals": write_images(Path(tmp) / "originals", args.images,
@@ -155,15 +148,15 @@ def run(args) -> dict:
             measured = {p: [] for p in paths}
             for round_ in range(args.rounds):
                 for path in paths[round_ % len(paths):] + paths[:round_ % len(paths)]:
-                    measured[path].append(_measure(shards[PATHS[path][2]], recipe, path, args))
+                    measured[path].append(_measure(shards[PATHS[path]], recipe, args))
                 if recipe == "alexnet-train-227" and not args.data_dir:
                     decode.append(_measure_decode(shards["originals"], args))
-            per_recipe[recipe] = {path: _row(measured[path], measured["before"], cores)
+            per_recipe[recipe] = {path: _row(measured[path], measured[BASELINE], cores)
                                   for path in paths}
             for path, row in per_recipe[recipe].items():
                 print(f"input {recipe:>17} {path:>8}: {row['per_core']:7.1f} images/s per core "
                       f"({cores} cores), {row['per_cpu_second']:7.1f} per CPU-second, "
-                      f"{row['ratio_to_before']:.2f}x before; {row['steadiness']}", flush=True)
+                      f"{row['ratio_to_now']:.2f}x now; {row['steadiness']}", flush=True)
             per_core[recipe] = {path: row["per_core"] for path, row in per_recipe[recipe].items()}
         decode_only = _row(decode, decode, cores) if decode else None
         if decode_only:
@@ -178,19 +171,20 @@ def run(args) -> dict:
             print(f"cores a GPU needs, {name} ({need['gpu_images_per_second']:,.0f} img/s a GPU,"
                   f" {need['cores_per_gpu']:g} cores a GPU), {recipe}: {text}", flush=True)
     return {"source": source, "cores": cores, "batch": args.batch, "paths": paths,
+            "baseline": BASELINE,
             "window_batches": args.batches, "windows": args.windows,
             "warmup_batches": args.warmup, "tolerance": args.tolerance,
             "recipes": per_recipe, "alexnet_decode_only": decode_only}
 
 
-def _row(rounds: list[steady.Steady], before: list[steady.Steady], cores: int) -> dict:
-    """One path's result over its rounds (``before``: the same rounds of the path before)."""
+def _row(rounds: list[steady.Steady], base: list[steady.Steady], cores: int) -> dict:
+    """One path's result over its rounds (``base``: the same rounds of the baseline path)."""
     rates = [r.rate for r in rounds]
     worst = max(rounds, key=lambda r: r.buffered)
     return {"per_core": median(rates) / cores,
             "per_cpu_second": median([r.per_cpu_second for r in rounds]),
-            "ratio_to_before": median([a.rate / b.rate for a, b in zip(rounds, before,
-                                                                        strict=True)]),
+            f"ratio_to_{BASELINE}": median([a.rate / b.rate
+                                            for a, b in zip(rounds, base, strict=True)]),
             "rounds": rates, "windows": [list(r.windows) for r in rounds],
             "steady": all(r.steady for r in rounds), "buffered": worst.buffered,
             "steadiness": f"{sum(r.steady for r in rounds)} of {len(rounds)} rounds steady, "

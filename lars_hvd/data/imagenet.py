@@ -324,8 +324,8 @@ def _cache_spec(cache: str, kind: str, *key) -> str:
 
 
 def train_dataset(files: list[str], options: ReaderOptions, *, examples_per_epoch: int,
-                  batch_size: int, initial_epoch: int, epochs: int, counter: tf.Variable,
-                  stage=None) -> tf.data.Dataset:
+                  batch_size: int, initial_epoch: int, epochs: int,
+                  counter: tf.Variable) -> tf.data.Dataset:
     """This worker's training batches for epochs ``[initial_epoch, epochs)``.
 
     Args:
@@ -333,11 +333,8 @@ def train_dataset(files: list[str], options: ReaderOptions, *, examples_per_epoc
       examples_per_epoch: how many examples this worker takes per epoch.
       batch_size: the per-worker (micro-)batch.
       counter: the bad-record count of this worker (read it after training).
-      stage: makes the decode stage, (options, counter, training) -> a function of
-        (records, epoch) -> examples (default ``_clean``; ``bench input`` passes the one of
-        before, ``lars_hvd.bench.input_before``).
     """
-    clean = (stage or _clean)(options, counter, True)
+    clean = _clean(options, counter, True)
     cached = None
     if options.cache:
         cached = _records(files, 16, options.deterministic).cache(
@@ -368,15 +365,15 @@ def train_dataset(files: list[str], options: ReaderOptions, *, examples_per_epoc
 
 
 def eval_dataset(files: list[str], options: ReaderOptions, *, rank: int, world_size: int,
-                 batch_size: int, counter: tf.Variable, max_examples: int | None = None,
-                 stage=None) -> tf.data.Dataset:
+                 batch_size: int, counter: tf.Variable,
+                 max_examples: int | None = None) -> tf.data.Dataset:
     """This worker's part of the validation set, every example once across workers (at most
-    ``max_examples`` of them, for evaluating on a subset; ``stage`` as ``train_dataset``)."""
+    ``max_examples`` of them, for evaluating on a subset)."""
     if len(files) >= world_size:
         records = _records(files[rank::world_size], 4, True)
     else:  # fewer shards than workers: every worker reads all, keeps every n-th record
         records = _records(files, 4, True).shard(world_size, rank)
-    examples = (stage or _clean)(options, counter, False)(records)
+    examples = _clean(options, counter, False)(records)
     if max_examples is not None:
         examples = examples.take(max_examples)
     if options.cache:
