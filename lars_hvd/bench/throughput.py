@@ -12,11 +12,10 @@ LARS wrapped in ``hvd.DistributedOptimizer``, as ``lars_hvd.train`` does; it run
 metric average). Both with SGD with momentum and no weight decay, so the ratio is the
 framework's overhead alone (target: >= 0.98). The bare side's LR is by default the paper's
 polynomial decay as a plain Keras schedule, as ours runs it (``--bare-lr constant``: a
-constant LR, so that the ratio includes the schedule's cost, about 0.4 ms a step on one CPU
-thread). With ``--workers N`` the driver runs the rounds under ``horovodrun -np N`` (every
-rank alternates the two paths in step), where a per-step collective of ours costs what it
-costs on a cluster; it reports the ratio of images/s and of CPU seconds per step (summed over
-the ranks), medians with a 95% interval.
+constant LR, so that the ratio includes the schedule's cost). With ``--workers N`` the driver
+runs the rounds under ``horovodrun -np N`` (every rank alternates the two paths in step),
+where a per-step collective of ours costs what it costs on a cluster; it reports the ratio of
+images/s and of CPU seconds per step (summed over the ranks), medians with a 95% interval.
 """
 
 from __future__ import annotations

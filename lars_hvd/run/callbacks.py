@@ -29,9 +29,9 @@ class Diagnostics(tf.keras.callbacks.Callback):
     per-layer trust ratios (a scalar ``trust_ratio/<variable>`` per adapted variable).
 
     Keras's own TensorBoard callback logs per epoch only (``EpochTensorBoard``): with a step
-    ``update_freq`` it writes a summary per log at every batch (about 1 ms a step on this
-    project's CPU, found with ``python -m lars_hvd.bench overhead --workers 2``), here one
-    write every N steps."""
+    ``update_freq`` it writes a summary per log at every batch (a cost on every step's path:
+    ``python -m lars_hvd.bench overhead --workers 2`` measures it), here one write every N
+    steps."""
 
     def __init__(self, log_dir: Path, clock: StepClock, every_steps: int):
         super().__init__()
@@ -53,7 +53,7 @@ class Diagnostics(tf.keras.callbacks.Callback):
     @tf.function
     def _write(self, step, logs):
         """One traced call for every scalar: eager, each would be a dispatch and a host read
-        (about 1.5 ms per write on this project's CPU, the bench overhead's find)."""
+        (``bench overhead`` measures the difference)."""
         optimizer = inner_optimizer(self.model.optimizer)
         with self.writer.as_default(step=step):
             for name, value in logs.items():
