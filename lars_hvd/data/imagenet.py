@@ -182,23 +182,29 @@ def _example_seed(seed: int, epoch, path, index):
 CHUNK = 32  # records decoded by one inner dataset (at most 63: its slots are int64 bits)
 
 
+def _first_in_slot(mask, element):
+    """``scan`` over a chunk's examples, then its placeholders: whether ``element`` is the
+    first of its slot (a decoded record is; its placeholder, after it, is not)."""
+    bit = tf.bitwise.left_shift(tf.constant(1, tf.int64), element[0])
+    first = tf.equal(tf.bitwise.bitwise_and(mask, bit), 0)
+    return tf.bitwise.bitwise_or(mask, bit), (first, element)
+
+
 def _decoded(options: ReaderOptions, training: bool, check):
     """A function of a chunk of record elements (``CHUNK`` of them, batched) and the epoch ->
     the dataset of its good ``(image, label)`` examples, every record passed through ``check``
     (``_accounting``): each decoded example with status OK, then for each record that failed
-    to parse or decode (or the END of a file) a placeholder with its status. (The try/except
-    of tf.data: the chunk is decoded in a dataset whose errors are ignored; the slots that
-    came through are marked in a bit mask, and the placeholders of the others follow. One such
-    dataset per chunk instead of one per record, and the checks inside it (in parallel, not
-    after it), took the reader from 360 to 620 images/s a core on pre-sized shards.)
+    to parse or decode (or the END of a file) a placeholder with its status. (tf.data's
+    try/except: one dataset per chunk, its errors ignored; ``_first_in_slot`` marks the
+    slots that came through in a bit mask, and the placeholders of the others follow.)
     """
     size, channels = options.size, options.channels
     augment = preprocess.recipe(options.augment, size)
     if options.pixels not in PIXELS:
         raise ValueError(f"pixels must be one of {PIXELS} (got {options.pixels!r}).")
-    uint8 = options.pixels == "uint8"
-    train_fn = preprocess.train_pixels if uint8 else preprocess.train_image
-    eval_fn = preprocess.eval_pixels if uint8 else preprocess.eval_image
+    train_fn, eval_fn = ((preprocess.train_pixels, preprocess.eval_pixels)
+                         if options.pixels == "uint8" else
+                         (preprocess.train_image, preprocess.eval_image))
 
     def decode(slot, path, index, record, epoch):
         image_bytes, label, bbox = _parse(record)
@@ -220,19 +226,13 @@ def _decoded(options: ReaderOptions, training: bool, check):
             lambda slot, s: (slot, tf.zeros([0, size, channels], options.pixels),
                              tf.constant(-1, tf.int64), s))
 
-        def seen(mask, element):
-            slot, _, _, s = element
-            bit = tf.bitwise.left_shift(tf.constant(1, tf.int64), slot)
-            first = tf.equal(tf.bitwise.bitwise_and(mask, bit), 0)
-            return tf.bitwise.bitwise_or(mask, bit), (first, element)
-
         def account(first, element):
             slot, image, label, s = element
             return check(image, label, s, tf.gather(path, slot), tf.gather(index, slot),
                          tf.gather(read, slot), tf.gather(file_size, slot))
 
         return (good.concatenate(placeholders)
-                .scan(tf.constant(0, tf.int64), seen)
+                .scan(tf.constant(0, tf.int64), _first_in_slot)
                 .filter(lambda first, element: first)
                 .map(account)
                 .filter(lambda image, label, s: tf.equal(s, OK))

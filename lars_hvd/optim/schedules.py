@@ -166,10 +166,8 @@ def warmup_then_decay(
         which the LR is multiplied by ``step_factor``.
     """
     if not 0 <= warmup_steps < total_steps:
-        raise ValueError(
-            f"warmup_steps must be in [0, total_steps={total_steps}). "
-            f"Received: warmup_steps={warmup_steps}."
-        )
+        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}). "
+                         f"Received: warmup_steps={warmup_steps}.")
     decay_steps = total_steps - warmup_steps
     if decay == "poly":
         after = schedules.PolynomialDecay(peak_learning_rate, decay_steps,
@@ -185,9 +183,8 @@ def warmup_then_decay(
     elif decay == "none":
         after = schedules.PolynomialDecay(peak_learning_rate, 1, peak_learning_rate)
     else:
-        raise ValueError(
-            f"decay must be one of poly, cosine, step, none. Received: decay={decay!r}."
-        )
+        raise ValueError(f"decay must be one of poly, cosine, step, none. Received: "
+                         f"decay={decay!r}.")
     return LinearWarmup(after, warmup_steps, warmup_start_learning_rate)
 
 

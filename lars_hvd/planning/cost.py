@@ -183,6 +183,21 @@ def bn_group_seconds(hw: Hardware, model: str, group: int) -> float:
     return count * CYCLE_SECONDS + rings
 
 
+def _check(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
+           accumulation_steps: int, data_form: str) -> None:
+    """``project``'s arguments: a model the profile has a published rate for (else a user
+    error naming the profile), and sizes that make a step."""
+    if data_form not in DATA_FORMS:
+        raise ValueError(f"data_form must be one of {DATA_FORMS} (got {data_form!r}).")
+    if model not in hw.compute:
+        raise UsageError(f"no published {model} throughput for {hw.name} in "
+                         f"lars_hvd.planning.profiles (it has: {', '.join(sorted(hw.compute))});"
+                         f" add one with its source to project this run.")
+    if gpus < 1 or per_gpu_batch <= 0 or accumulation_steps < 1:
+        raise ValueError(f"need gpus >= 1, per-GPU batch > 0, accumulation >= 1; got "
+                         f"{gpus}, {per_gpu_batch}, {accumulation_steps}")
+
+
 def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
             accumulation_steps: int = 1, *, fp16_allreduce: bool = False,
             hierarchical: bool = False, parameters: int | None = None,
@@ -193,15 +208,7 @@ def project(hw: Hardware, model: str, gpus: int, per_gpu_batch: float,
     from ``data_form`` shards (``DATA_FORMS``) at the rate measured here, its batch norm
     over ``bn_group`` GPUs; ``nccl_tree=False``: an NCCL without its tree (before 2.4);
     ``sharp``: NCCL's CollNet on the fabric's in-network reduction, where faster."""
-    if data_form not in DATA_FORMS:
-        raise ValueError(f"data_form must be one of {DATA_FORMS} (got {data_form!r}).")
-    if model not in hw.compute:
-        raise UsageError(f"no published {model} throughput for {hw.name} in "
-                         f"lars_hvd.planning.profiles (it has: {', '.join(sorted(hw.compute))});"
-                         f" add one with its source to project this run.")
-    if gpus < 1 or per_gpu_batch <= 0 or accumulation_steps < 1:
-        raise ValueError(f"need gpus >= 1, per-GPU batch > 0, accumulation >= 1; got "
-                         f"{gpus}, {per_gpu_batch}, {accumulation_steps}")
+    _check(hw, model, gpus, per_gpu_batch, accumulation_steps, data_form)
     compute = hw.compute[model].seconds(per_gpu_batch)
     per_core = INPUT_PER_CORE[RECIPE[model]][data_form] if input_pipeline else 0.0
     # (no input pipeline: synthetic data, or one that is not the bound)
