@@ -11,8 +11,8 @@ from lars_hvd.study import report, sweep, targets
 
 
 def row(model, batch, optimizer, lr, seed, acc):
-    run = study.Run(model, batch, optimizer, lr, seed, 5, None)
-    return {"key": run.key(), **run.__dict__, "status": "ok" if acc is not None else "diverged",
+    trial = study.Trial(model, batch, optimizer, lr, seed, 5, None)
+    return {"key": trial.key(), **trial.__dict__, "status": "ok" if acc is not None else "diverged",
             "test_accuracy": acc, "run_dir": "nowhere"}
 
 
@@ -39,7 +39,7 @@ def test_seed_reruns_only_where_close():
 
 
 def test_rows_of_another_epoch_budget_are_kept_apart():
-    longer = study.Run("m", 4096, "lars", 10.0, 0, 20, None)
+    longer = study.Trial("m", 4096, "lars", 10.0, 0, 20, None)
     rows = ROWS + [{"key": longer.key(), **longer.__dict__, "status": "ok",
                     "test_accuracy": 0.99, "run_dir": "nowhere"}]
     assert study.best_by_cell(study.rows_for(rows, SETTINGS))[("m", 4096, "lars")][
@@ -127,14 +127,14 @@ def test_the_published_rows_keep_their_keys():
             and r.get("target") is None and r["model"].startswith("small_cnn")]
     assert len(base) >= 125
     for r in base:
-        run = study.Run(r["model"], r["global_batch"], r["optimizer"], r["learning_rate"],
+        trial = study.Trial(r["model"], r["global_batch"], r["optimizer"], r["learning_rate"],
                         r["seed"], r["epochs"], r["train_examples"])
-        assert run.key() == r["key"] and run.argv() == r["argv"]
+        assert trial.key() == r["key"] and trial.argv() == r["argv"]
 
 
 def test_a_ramp_ends_at_the_cells_batch_and_keeps_the_first_batchs_lr():
-    run = study.Run("small_cnn_bn", 16384, "sgd_ramp", 0.1, 0, 5, None)
-    argv = run.argv()
+    trial = study.Trial("small_cnn_bn", 16384, "sgd_ramp", 0.1, 0, 5, None)
+    argv = trial.argv()
 
     def value(flag):
         return argv[argv.index(flag) + 1]
@@ -143,21 +143,21 @@ def test_a_ramp_ends_at_the_cells_batch_and_keeps_the_first_batchs_lr():
     assert value("--batch-schedule") == "2:4096,3:8192,4:16384"
     assert (value("--decay"), value("--lr-scaling")) == ("none", "none")
     assert float(value("--learning-rate")) == 0.1 * 2048 / 256  # the linear rule at 2,048
-    assert study.planned_steps(run) == 29 + 14 + 7 + 3 + 3
+    assert study.planned_steps(trial) == 29 + 14 + 7 + 3 + 3
     assert study.ramp_batches(1024, 2) == [512, 1024]  # short runs: fewer doublings
-    lars = study.Run("small_cnn", 4096, "lars_ramp", 10.0, 0, 5, None).argv()
+    lars = study.Trial("small_cnn", 4096, "lars_ramp", 10.0, 0, 5, None).argv()
     assert lars[lars.index("--learning-rate") + 1] == "10.0" and "--no-exclude-low-rank" in lars
-    rms = study.Run("resnet14_bn", 2048, "sgd_rmsprop", 0.1, 0, 5, None).argv()
+    rms = study.Trial("resnet14_bn", 2048, "sgd_rmsprop", 0.1, 0, 5, None).argv()
     assert rms[rms.index("--rmsprop-warmup-epochs") + 1] == "1"
     assert "--no-exclude-low-rank" not in rms and "--batch-schedule" not in rms
-    clip = study.Run("small_cnn_bn", 4096, "lars_clip", 0.1, 0, 5, None).argv()
+    clip = study.Trial("small_cnn_bn", 4096, "lars_clip", 0.1, 0, 5, None).argv()
     assert clip[clip.index("--lars-mode") + 1] == "clip"
     assert clip[clip.index("--lr-scaling") + 1] == "linear"
 
 
 def target_row(model, batch, optimizer, lr, target, epoch, seconds):
-    run = study.Run(model, batch, optimizer, lr, 0, 5, None, target)
-    return {"key": run.key(), **run.__dict__, "status": "ok", "test_accuracy": 0.9,
+    trial = study.Trial(model, batch, optimizer, lr, 0, 5, None, target)
+    return {"key": trial.key(), **trial.__dict__, "status": "ok", "test_accuracy": 0.9,
             "run_dir": "nowhere", "target_epoch": epoch, "time_to_target_seconds": seconds}
 
 
@@ -170,7 +170,7 @@ def test_targets_come_from_the_small_batch_and_rerun_each_cells_best():
     settings = dict(SETTINGS, models=("n_bn", "n"), optimizers=("sgd", "lars", "lamb"))
     assert targets.target_for(rows, settings, "n_bn") == 0.90  # mean 91.5 - 1 -> 90
     assert targets.target_for(rows, settings, "nothing") is None
-    runs = targets.target_runs(rows, settings)
+    runs = targets.target_trials(rows, settings)
     # the BN network only; every cell at its best LR whose final accuracy reached the
     # target (lamb at 4096 ended at 85%: not run again); a cell that only diverged: skipped
     assert sorted((r.model, r.global_batch, r.optimizer, r.learning_rate, r.target)
@@ -213,7 +213,7 @@ def test_the_parts_run_in_order_and_a_ramp_needs_two_epochs():
         study.RELATED]
     assert sweep.sweeps_of(sweep.parse_args(["--quick"]), study.QUICK) == [study.QUICK]
     with pytest.raises(ValueError, match="at least 2 epochs, not 1"):
-        study.Run("m_bn", 1024, "sgd_ramp", 0.1, 0, 1, None).argv()
+        study.Trial("m_bn", 1024, "sgd_ramp", 0.1, 0, 1, None).argv()
     table = report.markdown_table(ROWS, SETTINGS, "cmd", parts=("related",))
     assert "related methods" in table and "ResNet-14" not in table
 
@@ -228,11 +228,11 @@ def test_the_related_table_gives_a_ramps_batches_and_steps():
 
 @pytest.mark.fashion_mnist
 def test_a_ramp_run_with_a_target_records_its_steps_and_time(tmp_path):
-    run = study.Run("small_cnn_bn", 1024, "sgd_ramp", 0.1, 0, 2, 2048, target=0.1)
+    trial = study.Trial("small_cnn_bn", 1024, "sgd_ramp", 0.1, 0, 2, 2048, target=0.1)
     from lars_hvd import distributed
 
     distributed.init()
-    result = sweep.run_one(run, tmp_path)
+    result = sweep.run_trial(trial, tmp_path)
     assert result["status"] == "ok"
-    assert result["steps"] == study.planned_steps(run) == 2048 // 512 + 2048 // 1024
+    assert result["steps"] == study.planned_steps(trial) == 2048 // 512 + 2048 // 1024
     assert result["target_epoch"] == 1 and result["time_to_target_seconds"] > 0  # chance: 10%

@@ -16,7 +16,7 @@ LARS: whether the shortfall there is the optimizer's or the step budget's.
 The extension (``--parts``): the related methods at the large batches with the same search
 (``RELATED``: a batch ramp in place of LR decay for SGD and LARS, Akiba et al.'s RMSprop
 warm-up, LARC's clip), a 14-layer ResNet with and without BN (``DEEP``, ``DEEP_NO_BN``), and
-the time to a target accuracy of every BN cell (``target_runs``: its best LR again with
+the time to a target accuracy of every BN cell (``target_trials``: its best LR again with
 ``--target-accuracy``).
 
 This package: the grid and the choice of runs (here), the sweep (``sweep``), the table and
@@ -129,16 +129,19 @@ def ramp_batches(batch: int, epochs: int) -> list[int]:
     return [batch >> max(0, doublings - epoch) for epoch in range(epochs)]
 
 
-def planned_steps(run: Run) -> int:
+def planned_steps(trial: Trial) -> int:
     """Optimizer steps of the run, as the plan counts them (whole batches per epoch)."""
-    examples = run.train_examples or FASHION_MNIST_TRAIN
-    batches = (ramp_batches(run.global_batch, run.epochs) if METHODS[run.optimizer].ramp
-               else [run.global_batch] * run.epochs)
+    examples = trial.train_examples or FASHION_MNIST_TRAIN
+    batches = (ramp_batches(trial.global_batch, trial.epochs) if METHODS[trial.optimizer].ramp
+               else [trial.global_batch] * trial.epochs)
     return sum(examples // b for b in batches)
 
 
 @dataclass(frozen=True)
-class Run:
+class Trial:
+    """One training run of a sweep: its settings, as ``argv`` passes them to
+    ``lars_hvd.train``, and its ``key`` (the run directory's name and the row's id)."""
+
     model: str
     global_batch: int  # with a ramp: the last (largest) batch
     optimizer: str  # a METHODS name
@@ -186,13 +189,13 @@ class Run:
         return hashlib.sha256(json.dumps(self.argv()).encode()).hexdigest()[:16]
 
 
-def grid(settings: dict, seed: int = 0) -> list[Run]:
+def grid(settings: dict, seed: int = 0) -> list[Trial]:
     """Every run of the sweep; the smallest and the largest batch of each model come first,
     so that an interrupted sweep already holds the paper's comparison."""
     batches = sorted(settings["batches"])
     order = [batches[0], batches[-1], *batches[1:-1]] if len(batches) > 1 else batches
     return [
-        Run(model, batch, optimizer, lr, seed, settings["epochs"], settings["train_examples"])
+        Trial(model, batch, optimizer, lr, seed, settings["epochs"], settings["train_examples"])
         for model in settings["models"]
         for batch in order
         for optimizer in settings["optimizers"]
@@ -242,7 +245,7 @@ def best_by_cell(rows: list[dict], seed: int = 0) -> dict:
     return best
 
 
-def edge_extensions(rows: list[dict], settings: dict) -> list[Run]:
+def edge_extensions(rows: list[dict], settings: dict) -> list[Trial]:
     """One more LR, a factor LR_STEP further out, for each cell whose best LR is at the edge
     of what was tried (at most EXTEND beyond the base grid on each side)."""
     rows = rows_for(rows, settings)
@@ -262,7 +265,7 @@ def edge_extensions(rows: list[dict], settings: dict) -> list[Run]:
             new = tried[-1] * LR_STEP
         else:
             continue
-        runs.append(Run(*cell, float(f"{new:.6g}"), 0, settings["epochs"],
+        runs.append(Trial(*cell, float(f"{new:.6g}"), 0, settings["epochs"],
                         settings["train_examples"]))
     return runs
 
@@ -272,11 +275,11 @@ def table_rows(rows: list[dict], settings: dict, close: float = CLOSE) -> list[d
     sweep's own rule asked for (another sweep over the same cells, with more methods, may
     have rerun seeds of cells this one found far apart)."""
     rows = rows_for(rows, settings)
-    wanted = {run.key() for run in seed_reruns(rows, settings, close)}
+    wanted = {trial.key() for trial in seed_reruns(rows, settings, close)}
     return [r for r in rows if r["seed"] == 0 or r["key"] in wanted]
 
 
-def seed_reruns(rows: list[dict], settings: dict, close: float) -> list[Run]:
+def seed_reruns(rows: list[dict], settings: dict, close: float) -> list[Trial]:
     """Extra seeds for the best LR of each optimizer in cells where they are close."""
     best = best_by_cell(rows_for(rows, settings))
     reruns = []
@@ -291,6 +294,6 @@ def seed_reruns(rows: list[dict], settings: dict, close: float) -> list[Run]:
                 continue
             for r in cell:
                 for seed in settings["extra_seeds"]:
-                    reruns.append(Run(model, batch, r["optimizer"], r["learning_rate"], seed,
+                    reruns.append(Trial(model, batch, r["optimizer"], r["learning_rate"], seed,
                                       settings["epochs"], settings["train_examples"]))
     return reruns

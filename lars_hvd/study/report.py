@@ -103,7 +103,7 @@ def search_note(rows: list[dict], settings: dict) -> str:
     grids = "; ".join(f"{_label(o)}: {', '.join(f'{v:g}' for v in LR_GRIDS[o][1])}"
                       + (" per 256 examples (linear scaling)" if LR_GRIDS[o][0] == "linear"
                          else "") for o in optimizers)
-    planned = {run.key() for run in grid(settings)}
+    planned = {trial.key() for trial in grid(settings)}
     done = len(planned & {r["key"] for r in rows})
     progress = "" if done == len(planned) else (
         f" **Partial: {done} of the {len(planned)} grid runs are done**; run the same "

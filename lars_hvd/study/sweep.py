@@ -19,7 +19,7 @@ from lars_hvd.study import (
     PARTS,
     QUICK,
     RELATED,
-    Run,
+    Trial,
     append_row,
     budget_settings,
     edge_extensions,
@@ -28,15 +28,15 @@ from lars_hvd.study import (
     seed_reruns,
 )
 from lars_hvd.study.report import report
-from lars_hvd.study.targets import all_target_runs
+from lars_hvd.study.targets import all_target_trials
 
 
-def run_one(run: Run, run_root: Path) -> dict:
+def run_trial(trial: Trial, run_root: Path) -> dict:
     import tensorflow as tf
 
     from lars_hvd.train import main
 
-    run_dir = run_root / run.key()
+    run_dir = run_root / trial.key()
     if run_dir.exists():  # an interrupted attempt: its files are the past; start over
         import shutil
 
@@ -44,19 +44,19 @@ def run_one(run: Run, run_root: Path) -> dict:
     tf.keras.backend.clear_session()
     start = time.perf_counter()
     try:
-        summary = main([*run.argv(), "--run-dir", str(run_dir)])
+        summary = main([*trial.argv(), "--run-dir", str(run_dir)])
         accuracy, status = summary.test_accuracy, "ok"
     except TrainingDiverged as err:  # a real outcome of a too-high learning rate
         accuracy, status = None, f"diverged: {err}"
         summary = None
     plan = json.loads((run_dir / "plan.json").read_text())["plan"]
     row = {
-        "key": run.key(), **run.__dict__, "argv": run.argv(), "status": status,
+        "key": trial.key(), **trial.__dict__, "argv": trial.argv(), "status": status,
         "test_accuracy": accuracy, "steps": plan["total_steps"],
         "images_per_second": summary.images_per_second if summary else None,
         "wall_seconds": round(time.perf_counter() - start, 1), "run_dir": str(run_dir),
     }
-    if run.target is not None:
+    if trial.target is not None:
         row["target_epoch"] = summary.target_epoch if summary else None
         row["time_to_target_seconds"] = summary.time_to_target_seconds if summary else None
     return row
@@ -109,15 +109,15 @@ def sweep_flags(args: argparse.Namespace) -> list[str]:
     return flags
 
 
-def run_all(todo: list[Run], label: str, results: Path, runs_dir: Path,
+def run_all(todo: list[Trial], label: str, results: Path, runs_dir: Path,
             limit: int | None) -> int:
     """Runs ``todo`` (at most ``limit`` of them), appending each row; returns how many ran."""
     ran = 0
-    for i, run in enumerate(todo, 1):
+    for i, trial in enumerate(todo, 1):
         if limit is not None and ran >= limit:
             break
-        print(f"[{label} {i}/{len(todo)}] {' '.join(run.argv())}", flush=True)
-        row = run_one(run, runs_dir)
+        print(f"[{label} {i}/{len(todo)}] {' '.join(trial.argv())}", flush=True)
+        row = run_trial(trial, runs_dir)
         append_row(results, row)
         ran += 1
         acc = row["test_accuracy"]
@@ -165,7 +165,7 @@ def main(argv=None) -> Path:
             rows = load_rows(results)
             done = {r["key"] for r in rows}
             if phase == "targets":  # the CNN's cells (all its sweeps), then the ResNet's
-                todo = all_target_runs(rows, settings)
+                todo = all_target_trials(rows, settings)
                 label = "time to target"
             else:
                 todo = {"grid": lambda r, s: grid(s), "edges": edge_extensions,

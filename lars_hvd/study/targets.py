@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from lars_hvd.study import DEEP, Run, accuracy, best_by_cell, table_rows
+from lars_hvd.study import DEEP, Trial, accuracy, best_by_cell, table_rows
 
 TARGET_MARGIN = 0.01  # the target: a whole percent at least 1 point below the small-batch best
 
@@ -40,7 +40,7 @@ def best_cells(rows: list[dict], settings: dict, model: str) -> dict:
                          and r["train_examples"] == settings["train_examples"]])
 
 
-def target_runs(rows: list[dict], settings: dict) -> list[Run]:
+def target_trials(rows: list[dict], settings: dict) -> list[Trial]:
     """For each cell of the sweep's networks with batch norm whose final accuracy reached the
     target: its best LR (seed 0) again, with ``--target-accuracy``. The target is the first
     sweep's (``settings``): the ``FULL`` smallest batch for the CNN, the ``DEEP`` one for the
@@ -52,7 +52,7 @@ def target_runs(rows: list[dict], settings: dict) -> list[Run]:
             continue
         for (_, batch, optimizer), row in sorted(best_cells(rows, settings, model).items()):
             if accuracy(row) >= target:
-                runs.append(Run(model, batch, optimizer, row["learning_rate"], 0,
+                runs.append(Trial(model, batch, optimizer, row["learning_rate"], 0,
                                 settings["epochs"], settings["train_examples"], target))
     return runs
 
@@ -63,5 +63,5 @@ def target_sweeps(settings: dict) -> list[dict]:
     return [settings, DEEP]
 
 
-def all_target_runs(rows: list[dict], settings: dict) -> list[Run]:
-    return [run for sweep in target_sweeps(settings) for run in target_runs(rows, sweep)]
+def all_target_trials(rows: list[dict], settings: dict) -> list[Trial]:
+    return [trial for sweep in target_sweeps(settings) for trial in target_trials(rows, sweep)]
