@@ -22,18 +22,18 @@ def adopt_job(config: TrainConfig, environ=None) -> tuple[TrainConfig, str | Non
     """``config`` with the Slurm job's run directory and, after a requeue, ``--resume``;
     and a line saying so (None when nothing changed)."""
     environ = os.environ if environ is None else environ
-    job = environ.get("SLURM_JOB_ID")
-    if not job or config.run.elastic:
+    job_id = environ.get("SLURM_JOB_ID")
+    if not job_id or config.job.elastic:
         return config, None
-    run = config.run
+    job = config.job
     notes = []
-    if run.run_dir is None:
-        run = dataclasses.replace(run, run_dir=str(Path("runs") / f"slurm-{job}"))
-        notes.append(f"run directory {run.run_dir} (Slurm job {job})")
+    if job.run_dir is None:
+        job = dataclasses.replace(job, run_dir=str(Path("runs") / f"slurm-{job_id}"))
+        notes.append(f"run directory {job.run_dir} (Slurm job {job_id})")
     restarts = int(environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    if restarts and not run.resume and lists_checkpoint(Path(run.run_dir)):
-        run = dataclasses.replace(run, resume=True)
+    if restarts and not job.resume and lists_checkpoint(Path(job.run_dir)):
+        job = dataclasses.replace(job, resume=True)
         notes.append(f"requeued (restart {restarts}): resuming from its newest checkpoint")
     if not notes:
         return config, None
-    return dataclasses.replace(config, run=run), "slurm: " + "; ".join(notes)
+    return dataclasses.replace(config, job=job), "slurm: " + "; ".join(notes)

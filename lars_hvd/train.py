@@ -48,7 +48,7 @@ def _train(config, extra_callbacks):
 
     # Horovod: initialize before any TF op, so threads and GPUs are set for this rank.
     distributed.init(bn_group=config.model.bn_group,
-                     hierarchical_allreduce=config.run.hierarchical_allreduce)
+                     hierarchical_allreduce=config.job.hierarchical_allreduce)
     from lars_hvd.run import training
 
     summary = training.run(config, extra_callbacks=extra_callbacks)

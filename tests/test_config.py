@@ -33,8 +33,8 @@ def test_one_kebab_case_flag_per_field_with_its_default_in_help():
 def test_preset_then_flags_override():
     config, _ = cli.parse_args(["--preset", "resnet50-imagenet-32k", "--global-batch-size",
                               "16384", "--no-exclude-low-rank", "--step-boundaries", "5", "9"])
-    assert config.model.model == "resnet50" and config.run.epochs == 90
-    assert config.run.global_batch_size == 16384  # the flag beat the preset's 32768
+    assert config.model.model == "resnet50" and config.job.epochs == 90
+    assert config.job.global_batch_size == 16384  # the flag beat the preset's 32768
     assert config.optimizer.exclude_low_rank is False
     assert config.schedule.step_boundaries == (5.0, 9.0)
     default, _ = cli.parse_args([])
@@ -159,7 +159,7 @@ def test_every_preset_resolves_to_the_numbers_its_source_cites(name):
         assert shown in preset.source or str(value) in preset.source, (name, key, shown)
     plan = p.resolve(config, 8)
     assert plan.total_steps > 0 and plan.per_worker_batch <= (
-        config.run.max_per_worker_batch or plan.per_worker_batch)
+        config.job.max_per_worker_batch or plan.per_worker_batch)
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -235,3 +235,18 @@ def test_the_layers_state_their_rules_in_sys_modules():
     assert "tensorflow" in optim
     assert not [m for m in optim if m.startswith(("horovod", "lars_hvd.planning",
                                                   "lars_hvd.run", "lars_hvd.distributed"))]
+
+
+def test_a_run_directory_of_an_older_release_resumes_by_setting_names(tmp_path):
+    """plan.json keeps the config by section, and sections have been renamed (``run`` is
+    ``job``): a resume compares settings by name, so an older run directory resumes, and a
+    setting that differs is still named."""
+    from lars_hvd.run.run_dir import check_resumable
+
+    current = c.TrainConfig().to_dict()
+    older = {("run" if section == "job" else section): values
+             for section, values in current.items()}
+    check_resumable(older, current, tmp_path)  # the same settings: resumable
+    older["run"] = {**older["run"], "epochs": current["job"]["epochs"] + 1}
+    with pytest.raises(UsageError, match=r"--epochs was \d+, now \d+"):
+        check_resumable(older, current, tmp_path)

@@ -77,7 +77,7 @@ def _make_datasets(config: TrainConfig, plan: Plan, rank: int, initial_epoch: in
                    ) -> Datasets:
     d = config.data
     if d.dataset == "synthetic":
-        return Datasets(synthetic(plan, config.run.seed + rank), None)
+        return Datasets(synthetic(plan, config.job.seed + rank), None)
     if d.dataset == "fashion-mnist":
         x, y = fashion_mnist.load("train", d.data_dir)
         if d.train_examples is not None:
@@ -87,7 +87,7 @@ def _make_datasets(config: TrainConfig, plan: Plan, rank: int, initial_epoch: in
         eval_x, eval_y = fashion_mnist.shard(eval_x, eval_y, rank, plan.world_size)
         evaluation = tf.data.Dataset.from_tensor_slices((eval_x, eval_y)).batch(
             plan.eval_batch_size)
-        return Datasets(_in_memory(x, y, plan, rank, initial_epoch, config.run.seed),
+        return Datasets(_in_memory(x, y, plan, rank, initial_epoch, config.job.seed),
                         evaluation)
     if d.dataset == "imagenet":
         return _imagenet(config, plan, rank, initial_epoch)
@@ -148,7 +148,7 @@ def _imagenet(config: TrainConfig, plan: Plan, rank: int, initial_epoch: int) ->
         size=plan.input_shape[0], channels=plan.input_shape[-1], num_classes=plan.num_classes,
         label_offset=d.label_offset, augment=d.augment, shuffle_buffer=d.shuffle_buffer,
         cache=d.cache, bad_records=d.bad_records, max_bad_records=d.max_bad_records,
-        deterministic=config.run.deterministic, seed=config.run.seed)
+        deterministic=config.job.deterministic, seed=config.job.seed)
     counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_records")
     train = imagenet.train_dataset(
         train_files, options,

@@ -186,7 +186,7 @@ class ScheduleConfig:
 
 
 @dataclass
-class RunConfig:
+class JobConfig:
     global_batch_size: int = flag(4096, "examples per optimizer step, over all workers",
                                   bounds=POSITIVE)
     batch_schedule: str | None = flag(None, "EPOCH:BATCH[,EPOCH:BATCH...]: from epoch EPOCH "
@@ -254,7 +254,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    job: JobConfig = field(default_factory=JobConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
@@ -355,7 +355,7 @@ def path_errors(flag_name: str, path: str | None, kind: str) -> list[str]:
 def validate(config: TrainConfig) -> None:
     """Raises UsageError naming the value and the fix for a setting that cannot work: a
     field outside its declaration, or a combination that the fields alone cannot refuse."""
-    r, s, o = config.run, config.schedule, config.optimizer
+    r, s, o = config.job, config.schedule, config.optimizer
     checks = [
         (not o.rmsprop_warmup_epochs or o.optimizer == "sgd",
          f"--rmsprop-warmup-epochs is a mode of --optimizer sgd (Akiba et al. 2017 warm up "

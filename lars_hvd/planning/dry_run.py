@@ -23,8 +23,8 @@ def projection(config: TrainConfig, plan: Plan, hardware: str,
 
     def project(per_worker_batch: int, accumulation: int):
         return cost.project(hw, config.model.model, plan.world_size, per_worker_batch,
-                            accumulation, fp16_allreduce=config.run.fp16_allreduce,
-                            hierarchical=config.run.hierarchical_allreduce, data_form=form,
+                            accumulation, fp16_allreduce=config.job.fp16_allreduce,
+                            hierarchical=config.job.hierarchical_allreduce, data_form=form,
                             bn_group=config.model.bn_group, sharp=sharp)
 
     if not plan.phases:

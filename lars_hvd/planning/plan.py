@@ -219,7 +219,7 @@ def dataset_shape(config: TrainConfig) -> tuple[tuple[int, ...], int, int, int]:
 def resolve(config: TrainConfig, world_size: int) -> Plan:
     """Computes the run plan of ``config`` on ``world_size`` workers."""
     validate(config)
-    r, s = config.run, config.schedule
+    r, s = config.job, config.schedule
     per_worker, accumulation = split_global_batch(
         r.global_batch_size, world_size, r.max_per_worker_batch)
     input_shape, classes, train_examples, eval_examples = dataset_shape(config)
@@ -292,7 +292,7 @@ def resolve_phases(config: TrainConfig, world_size: int, train_examples: int
                    ) -> tuple[Phase, ...]:
     """The phases of ``--batch-schedule`` on ``world_size`` workers (() without one): each
     phase's batch split as a fixed batch is, its LR by the plan's rule at its batch."""
-    r = config.run
+    r = config.job
     starts = batch_phases.parse(r.batch_schedule, r.epochs, r.global_batch_size)
     result = []
     for i, (first, batch) in enumerate(starts):

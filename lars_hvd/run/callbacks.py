@@ -274,25 +274,25 @@ def callbacks(config: TrainConfig, plan: Plan, run_dir: Path, state: RunState, e
     result = [clock, *distributed.callbacks(), tf.keras.callbacks.TerminateOnNaN()]
     steps = None
     if rank0:
-        steps = StepCheckpoints(run_dir, state, clock, config.run.keep_checkpoints,
-                                config.run.checkpoint_every_steps)
+        steps = StepCheckpoints(run_dir, state, clock, config.job.keep_checkpoints,
+                                config.job.checkpoint_every_steps)
         result.append(steps)
     stop = StopOnSignal(clock, steps.save_now if steps else None,
-                        config.run.signal_check_seconds)
+                        config.job.signal_check_seconds)
     result.append(stop)
     if rank0:
-        result.append(EpochCheckpoint(run_dir, state, clock, config.run.keep_checkpoints,
+        result.append(EpochCheckpoint(run_dir, state, clock, config.job.keep_checkpoints,
                                       stop))
-    evaluation = Evaluate(eval_data, plan, config.run.progress_every_seconds, stop,
+    evaluation = Evaluate(eval_data, plan, config.job.progress_every_seconds, stop,
                           config.evaluation.target_accuracy, started)
     wait = InputWait()
     result += [evaluation, wait]
     if rank0:
         result += [
-            Progress(clock, config.run.progress_every_steps, config.run.progress_every_seconds,
+            Progress(clock, config.job.progress_every_steps, config.job.progress_every_seconds,
                      wait),
             tf.keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
             EpochTensorBoard(run_dir / "tensorboard"),
-            Diagnostics(run_dir / "tensorboard" / "lars", clock, config.run.log_every_steps),
+            Diagnostics(run_dir / "tensorboard" / "lars", clock, config.job.log_every_steps),
         ]
     return RunCallbacks(result, stop, evaluation, wait)

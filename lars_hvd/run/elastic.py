@@ -37,7 +37,7 @@ def run_dir(config: TrainConfig, plan: Plan) -> Path:
     """The job's run directory, without collectives: rank 0 of the first world prepares it
     as usual (a new run, or --resume) and marks it with the job's identity; a worker that
     joins later finds the mark."""
-    folder = Path(config.run.run_dir)
+    folder = Path(config.job.run_dir)
     marker = folder / MARKER
     if marker.is_file() and marker.read_text() == job_identity():
         return folder  # joining this job

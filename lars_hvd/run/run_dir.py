@@ -15,15 +15,13 @@ from lars_hvd.planning.config import TrainConfig, spelled
 from lars_hvd.planning.plan import Plan, plan_json
 from lars_hvd.run.layout import checkpoint_folders
 
-# Settings that may differ between a run and its resumption.
-RESUMABLE_DIFFERENCES = {"run.resume", "run.run_dir", "run.log_every_steps",
-                         "run.checkpoint_every_steps", "run.signal_check_seconds",
-                         "run.progress_every_steps", "run.progress_every_seconds",
-                         "run.keep_checkpoints", "run.xla", "run.deterministic",
-                         "run.hierarchical_allreduce",
-                         "evaluation.eval_batch_size", "evaluation.eval_every_epochs",
-                         "evaluation.target_accuracy",
-                         "evaluation.eval_examples"}
+# Settings that may differ between a run and its resumption (by flag name: the sections
+# that hold them have been renamed before, and a run directory outlives a release).
+RESUMABLE_DIFFERENCES = {"resume", "run_dir", "log_every_steps", "checkpoint_every_steps",
+                         "signal_check_seconds", "progress_every_steps",
+                         "progress_every_seconds", "keep_checkpoints", "xla", "deterministic",
+                         "hierarchical_allreduce", "eval_batch_size", "eval_every_epochs",
+                         "target_accuracy", "eval_examples"}
 
 
 def default_run_dir(root: Path = Path("runs")) -> Path:
@@ -46,9 +44,9 @@ def prepare_run_dir(config: TrainConfig, plan: Plan) -> Path:
     Never overwrites a previous run: an existing run directory needs --resume, and --resume
     needs a checkpoint made with the same settings.
     """
-    run_dir = Path(config.run.run_dir) if config.run.run_dir else default_run_dir()
+    run_dir = Path(config.job.run_dir) if config.job.run_dir else default_run_dir()
     saved = run_dir / "plan.json"
-    if config.run.resume:
+    if config.job.resume:
         if not saved.is_file() or not has_checkpoint(run_dir):
             fix = ("start over with another --run-dir, or remove it yourself if nothing in "
                    "it is worth keeping" if run_dir.is_dir() and any(run_dir.iterdir())
@@ -72,14 +70,16 @@ def prepare_run_dir(config: TrainConfig, plan: Plan) -> Path:
 
 
 def check_resumable(saved: dict, current: dict, run_dir: Path) -> None:
-    """Raises UsageError listing the settings that differ from the run being resumed."""
+    """Raises UsageError listing the settings that differ from the run being resumed
+    (``saved`` and ``current``: configs by section; settings are compared by name)."""
+    now = {key: value for values in current.values() for key, value in values.items()}
     differences = []
-    for section, values in saved.items():
+    for values in saved.values():
         for key, old in values.items():
-            new = current.get(section, {}).get(key, "<not a setting any more>")
+            new = now.get(key, "<not a setting any more>")
             if isinstance(old, list):
                 old = tuple(old)
-            if f"{section}.{key}" not in RESUMABLE_DIFFERENCES and old != new:
+            if key not in RESUMABLE_DIFFERENCES and old != new:
                 differences.append(f"{spelled(key)} was {old!r}, now {new!r}")
     if differences:
         raise UsageError(

@@ -70,7 +70,7 @@ class Segment:
 
 def run(config: TrainConfig, extra_callbacks=()) -> Summary:
     """One training run on this process's Horovod world (``distributed.init`` has run)."""
-    train_on = on_elastic_workers if config.run.elastic else on_fixed_workers
+    train_on = on_elastic_workers if config.job.elastic else on_fixed_workers
     summary = train_on(config, extra_callbacks)
     if distributed.is_rank0():  # (after elastic resets, rank 0 may be another process)
         print(summary.line(), flush=True)
@@ -148,7 +148,7 @@ def compile_model(model: tf.keras.Model, config: TrainConfig, plan: Plan) -> Non
         build_optimizer(config, plan),
         # Horovod: accumulate micro-batches locally, then one allreduce per optimizer step.
         backward_passes_per_step=plan.accumulation_steps,
-        fp16_allreduce=config.run.fp16_allreduce,
+        fp16_allreduce=config.job.fp16_allreduce,
     )
     apply_sgd_exclusions(optimizer, model, config)
     # (the metric as an object, its variables made here: from the string "accuracy" Keras
@@ -177,7 +177,7 @@ def start(training: Training, plan: Plan, *, broadcast: bool) -> int:
     start from. ``broadcast``: rank 0's state is sent to every rank here (an elastic run
     syncs its state itself)."""
     model = training.model
-    if training.config.run.resume:
+    if training.config.job.resume:
         epoch = restore(training.run_dir, model, model.optimizer, training.state, plan,
                         broadcast=broadcast)
     else:
@@ -326,6 +326,6 @@ def final_evaluation(training: Training, plan: Plan, last: EvalResult | None, ev
     if eval_data is not None and (recompute or last is None):
         with data_errors():
             last = evaluate(training.model, eval_data, batch_size=plan.eval_batch_size,
-                            every_seconds=training.config.run.progress_every_seconds,
+                            every_seconds=training.config.job.progress_every_seconds,
                             say=lambda text: say(f"final {text}"), announce=True)
     return last
