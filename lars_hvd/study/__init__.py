@@ -129,14 +129,6 @@ def ramp_batches(batch: int, epochs: int) -> list[int]:
     return [batch >> max(0, doublings - epoch) for epoch in range(epochs)]
 
 
-def planned_steps(trial: Trial) -> int:
-    """Optimizer steps of the run, as the plan counts them (whole batches per epoch)."""
-    examples = trial.train_examples or FASHION_MNIST_TRAIN
-    batches = (ramp_batches(trial.global_batch, trial.epochs) if METHODS[trial.optimizer].ramp
-               else [trial.global_batch] * trial.epochs)
-    return sum(examples // b for b in batches)
-
-
 @dataclass(frozen=True)
 class Trial:
     """One training run of a sweep: its settings, as ``argv`` passes them to
