@@ -108,13 +108,9 @@ class LARS(_Keras3):
                  exclude_from_layer_adaptation: Sequence[str] | None = None,
                  exclude_low_rank: bool = True, record_trust_ratios: bool = False,
                  trust_clip: bool = False, name: str = "LARS", **kwargs):
-        rules.refuse_base_weight_decay(kwargs, "LARS couples weight decay into the gradient "
-                                               "before the trust ratio")
-        rules.check_learning_rate(learning_rate)
-        settings = rules.lars_settings(**rules.arguments(locals(), rules.LARS_SETTINGS))
+        settings = rules.constructor_settings("lars", locals())
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        for key, value in settings.items():
-            setattr(self, key, value)
+        rules.take(self, settings)
 
     def build(self, var_list):
         """Creates one velocity slot per variable (none when momentum is 0), and with
@@ -193,13 +189,9 @@ class LAMB(_Keras3):
                  exclude_from_weight_decay: Sequence[str] | None = None,
                  exclude_from_layer_adaptation: Sequence[str] | None = None,
                  exclude_low_rank: bool = False, name: str = "LAMB", **kwargs):
-        rules.refuse_base_weight_decay(kwargs, "LAMB adds its weight decay to the Adam "
-                                               "update before the trust ratio")
-        rules.check_learning_rate(learning_rate)
-        settings = rules.lamb_settings(**rules.arguments(locals(), rules.LAMB_SETTINGS))
+        settings = rules.constructor_settings("lamb", locals())
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        for key, value in settings.items():
-            setattr(self, key, value)
+        rules.take(self, settings)
 
     def build(self, var_list):
         """Creates the two moment slots ``m`` and ``v`` per variable."""

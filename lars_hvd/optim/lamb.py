@@ -60,14 +60,10 @@ class LAMB(Keras2, rules.Exclusions, tf.keras.optimizers.Optimizer):
         name: str = "LAMB",
         **kwargs,
     ):
-        rules.refuse_base_weight_decay(kwargs, "LAMB adds its weight decay to the Adam "
-                                               "update before the trust ratio")
+        settings = rules.constructor_settings("lamb", locals())
         super().__init__(name=name, **kwargs)
-        rules.check_learning_rate(learning_rate)
-        settings = rules.lamb_settings(**rules.arguments(locals(), rules.LAMB_SETTINGS))
         self._learning_rate = self._build_learning_rate(learning_rate)
-        for key, value in settings.items():
-            setattr(self, key, value)
+        rules.take(self, settings)
 
     def build(self, var_list):
         """Creates the two moment slots ``m`` and ``v`` per variable."""

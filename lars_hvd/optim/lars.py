@@ -110,14 +110,10 @@ class LARS(Keras2, rules.Exclusions, tf.keras.optimizers.Optimizer):
         name: str = "LARS",
         **kwargs,
     ):
-        rules.refuse_base_weight_decay(kwargs, "LARS couples weight decay into the gradient "
-                                               "before the trust ratio")
+        settings = rules.constructor_settings("lars", locals())
         super().__init__(name=name, **kwargs)
-        rules.check_learning_rate(learning_rate)
-        settings = rules.lars_settings(**rules.arguments(locals(), rules.LARS_SETTINGS))
         self._learning_rate = self._build_learning_rate(learning_rate)
-        for key, value in settings.items():
-            setattr(self, key, value)
+        rules.take(self, settings)
 
     # -- exclusions (rules.Exclusions, named by common.Keras2) ------------------------------
 

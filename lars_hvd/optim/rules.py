@@ -184,6 +184,29 @@ LAMB_SETTINGS = tuple(inspect.signature(lamb_settings).parameters)
 PATTERNS = ("exclude_from_weight_decay", "exclude_from_layer_adaptation")
 
 
+# How each optimizer decays weights (what the refused Keras base ``weight_decay`` is not).
+DECAY_FORMS = {"lars": "LARS couples weight decay into the gradient before the trust ratio",
+               "lamb": "LAMB adds its weight decay to the Adam update before the trust ratio"}
+
+
+def constructor_settings(kind: str, given: dict) -> dict:
+    """The checked settings of a LARS or LAMB constructor (``kind``: "lars" or "lamb") on any
+    Keras, from its ``locals()``: the Keras base class's decoupled ``weight_decay`` refused,
+    the learning rate checked, every other argument checked by ``lars_settings`` or
+    ``lamb_settings``. ``take`` then sets them on the optimizer."""
+    refuse_base_weight_decay(given["kwargs"], DECAY_FORMS[kind])
+    check_learning_rate(given["learning_rate"])
+    settings, names = ((lars_settings, LARS_SETTINGS) if kind == "lars" else
+                       (lamb_settings, LAMB_SETTINGS))
+    return settings(**arguments(given, names))
+
+
+def take(optimizer, settings: dict) -> None:
+    """Sets ``constructor_settings``' result on ``optimizer``, attribute by attribute."""
+    for key, value in settings.items():
+        setattr(optimizer, key, value)
+
+
 def arguments(given: dict, names: Iterable[str]) -> dict:
     """The arguments ``names`` of a constructor's ``locals()``: what it passes on to
     ``lars_settings`` or ``lamb_settings``."""
