@@ -24,6 +24,8 @@ from lars_hvd.train import main
 
 pytestmark = [pytest.mark.core, pytest.mark.fashion_mnist]
 
+# A gate before ``import tensorflow`` (its docstring says how), on PYTHONPATH for one test.
+HOLD_TENSORFLOW = Path(__file__).resolve().parent / "fixtures" / "hold_tensorflow"
 # 8 optimizer steps an epoch, 3 epochs; deterministic ops, so reruns are bitwise equal.
 FLAGS = ["--train-examples", "4096", "--global-batch-size", "512", "--epochs", "3",
          "--warmup-epochs", "1", "--deterministic"]
@@ -194,41 +196,43 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(whole_job, tmp_path)
 @pytest.mark.multiprocess
 def test_a_signal_while_tensorflow_loads_stops_the_run_at_its_first_step(tmp_path):
     """Slurm's early warning can come while a rank still imports TensorFlow: the ranks catch
-    it from before that import, stop after their first step with a checkpoint and exit 75."""
-    run_dir = tmp_path / "run"
-    log = tmp_path / "job.log"
+    it from before that import, stop after their first step with a checkpoint and exit 75.
+    Each rank is held at its ``import tensorflow`` (tests/fixtures/hold_tensorflow), looked at
+    there (it must already catch SIGUSR1) and signalled, then let go."""
+    run_dir, gate, log = tmp_path / "run", tmp_path / "gate", tmp_path / "job.log"
+    gate.mkdir()
+    env = {**horovodrun.env(2), "LARS_HVD_TEST_HOLD_TF": str(gate),
+           "PYTHONPATH": os.pathsep.join([str(HOLD_TENSORFLOW),
+                                          *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = start_horovodrun([sys.executable, "-m", "lars_hvd.train", *FLAGS, "--run-dir",
-                             str(run_dir)], log)
+                             str(run_dir)], log, env)
     try:
-        # Each rank is signalled the moment /proc shows it catching SIGUSR1, and whether
-        # TensorFlow was mapped into it by then is noted.
-        deadline = time.monotonic() + 60
-        loaded: dict[int, bool] = {}
-        while len(loaded) < 2:
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            for pid in worker_pids(str(run_dir), exclude=proc.pid):
-                if pid not in loaded and catches_usr1(pid):
-                    loaded[pid] = b"libtensorflow" in read(f"/proc/{pid}/maps")
-                    os.kill(pid, signal.SIGUSR1)
-            time.sleep(0.005)
+        deadline = time.monotonic() + 120
+        while len(held := sorted(gate.glob("at-gate-*"))) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.05)
+        held = [int(path.name.split("-")[-1]) for path in held]
+        late = [pid for pid in held if not catches_usr1(pid)]
+        assert not late, f"ranks {late} reached TensorFlow's import without catching SIGUSR1"
+        for pid in held:
+            os.kill(pid, signal.SIGUSR1)
+        (gate / "go").touch()
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     text = log.read_text()
-    late = [pid for pid, was_loaded in loaded.items() if was_loaded]
-    assert not late, f"ranks {late} caught SIGUSR1 only after TensorFlow had loaded"
     assert "lars_hvd.train: stopped by SIGUSR1 after optimizer step 1 of 24" in text, \
         text[-3000:]
     assert f"exit with status code {EXIT_RESUMABLE}" in text, text[-3000:]
     assert (run_dir / "checkpoints" / "steps" / "step-1.index").exists()
 
 
-def start_horovodrun(argv: list[str], log: Path) -> subprocess.Popen:
+def start_horovodrun(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
     """``horovodrun -np 2 --gloo ARGV`` in its own session, its output into ``log``."""
     cmd = [*horovodrun.LAUNCHER, "-np", "2", "-H", "localhost:2", "--gloo", *argv]
     with open(log, "w") as out:
-        return subprocess.Popen(cmd, env=horovodrun.env(2), stdout=out,
+        return subprocess.Popen(cmd, env=env or horovodrun.env(2), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 stdin=subprocess.DEVNULL)
 
