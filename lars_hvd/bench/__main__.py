@@ -247,13 +247,13 @@ def run_one(args, argv: list[str]) -> dict:
     elif args.command == "bn-group":
         from lars_hvd.bench.bn_group import worker as fn
     elif args.command == "optimizer":
-        from lars_hvd.bench.optimizer import run as fn
+        from lars_hvd.bench.optimizer import measure as fn
     elif args.command == "allreduce":
-        from lars_hvd.bench.allreduce import run as fn
+        from lars_hvd.bench.allreduce import measure as fn
     elif args.command == "input":
-        from lars_hvd.bench.input import run as fn
+        from lars_hvd.bench.input import measure as fn
     else:
-        from lars_hvd.bench.scaling import run as fn
+        from lars_hvd.bench.scaling import measure as fn
     result = fn(args)
     figure = result.pop("_figure", None)
     if getattr(args, "worker_json", None) is not None:  # a rank of launch_overhead's job

@@ -123,7 +123,7 @@ def launch(args, controller: str, fusion: int) -> dict:
         return json.loads(path.read_text())
 
 
-def run(args) -> dict:
+def measure(args) -> dict:
     jobs = {}
     for controller in args.controllers:
         for fusion in (DEFAULT_FUSION_BYTES, 0):

@@ -127,7 +127,7 @@ def _measure_decode(files, args) -> steady.Steady:
     return _steady(_decode_only(_one_pass(files, args), args.batch, examples_read(args)), args)
 
 
-def run(args) -> dict:
+def measure(args) -> dict:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
         if args.data_dir:

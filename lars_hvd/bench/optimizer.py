@@ -126,7 +126,7 @@ def _summarize(times: dict, first_call: dict, fns: dict, baseline: str) -> dict:
     return out
 
 
-def run(args) -> dict:
+def measure(args) -> dict:
     shape = tuple(args.input_shape)
     out = {"model": args.model, "input_shape": shape, "batch": args.batch,
            "rounds": args.rounds, "steps_per_round": args.steps, "apply": {}, "step": {}}

@@ -44,7 +44,7 @@ def table(rows, title: str) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> dict:
+def measure(args) -> dict:
     """The ``scaling`` subcommand: tables and a plot for every requested profile."""
     from lars_hvd.bench import results
 
