@@ -106,6 +106,43 @@ def test_bad_settings_name_the_value(argv, message):
         cli.parse_args(argv)
 
 
+OWNED = [f for f in dataclasses.fields(c.OptimizerConfig) if f.metadata["optimizers"]]
+
+
+def moved_off_default(f: dataclasses.Field) -> list[str]:
+    """Flags that set field ``f`` to a value other than its default."""
+    flag = c.spelled(f.name)
+    if isinstance(f.default, bool):
+        return ["--no-" + flag[2:] if f.default else flag]
+    if isinstance(f.default, str):
+        return [flag, next(v for v in f.metadata["choices"] if v != f.default)]
+    return [flag, str(f.default / 2 or 0.5)]
+
+
+@pytest.mark.parametrize("f", OWNED, ids=[f.name for f in OWNED])
+def test_a_setting_of_another_optimizer_is_refused_not_ignored(f):
+    """Every optimizer setting declares who uses it; changed for another optimizer it would be
+    ignored, so it is refused, with the flag and both fixes named."""
+    owners = f.metadata["optimizers"]
+    for other in sorted(set(c.OPTIMIZERS) - set(owners)):
+        with pytest.raises(UsageError, match=re.escape(
+                f"{c.spelled(f.name)} is a setting of --optimizer {' or '.join(owners)}, not "
+                f"of --optimizer {other}: drop it or pass --optimizer {owners[0]}")):
+            cli.parse_args(["--optimizer", other, *moved_off_default(f)])
+    config, _ = cli.parse_args(["--optimizer", owners[0], *moved_off_default(f)])
+    assert getattr(config.optimizer, f.name) != f.default  # where it belongs, it is taken
+
+
+def test_a_preset_switched_to_another_optimizer_keeps_only_what_that_one_uses():
+    """The MLPerf preset sets LARS's trust-ratio form; with --optimizer sgd that setting is
+    not the user's, so it is dropped instead of refused, and the rest of the preset holds."""
+    config, _ = cli.parse_args(["--preset", "resnet50-imagenet-mlperf", "--optimizer", "sgd"])
+    assert config.optimizer.trust_ratio_mode == c.OptimizerConfig.trust_ratio_mode == "paper"
+    assert (config.optimizer.momentum, config.job.global_batch_size) == (0.9, 3200)
+    lars, _ = cli.parse_args(["--preset", "resnet50-imagenet-mlperf"])
+    assert lars.optimizer.trust_ratio_mode == "decayed_grad"
+
+
 def test_bad_choice_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit):
         cli.parse_args(["--optimizer", "adam"])

@@ -9,16 +9,9 @@ import dataclasses
 import typing
 
 from lars_hvd.errors import UsageError
-from lars_hvd.planning.config import (
-    TrainConfig,
-    flat_fields,
-    path_errors,
-    preset,
-    spelled,
-    validate,
-    with_values,
-)
+from lars_hvd.planning.config import TrainConfig, flat_fields, preset, spelled, with_values
 from lars_hvd.planning.presets import PRESETS
+from lars_hvd.planning.validation import path_errors, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +77,8 @@ def parse_args(argv=None) -> tuple[TrainConfig, argparse.Namespace]:
     fields = flat_fields()
     overrides = {k: tuple(v) if isinstance(v, list) else v
                  for k, v in vars(args).items() if k in fields}
-    config = with_values(preset(args.preset), overrides)
+    # A preset's settings of another optimizer than the --optimizer given do not carry over.
+    config = with_values(preset(args.preset, overrides.get("optimizer")), overrides)
     validate(config)
     check_command(args)
     return config, args

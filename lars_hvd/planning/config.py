@@ -4,18 +4,16 @@ The dataclasses below are the single source of the training flags: every field i
 kebab-case flag (``global_batch_size`` -> ``--global-batch-size``), with its default shown in
 ``--help`` and its bounds declared beside it (``flag(..., above=0)``). A preset (``--preset``,
 ``lars_hvd.planning.presets``) holds a whole experiment; flags given on the command line
-override it. ``validate()`` checks every field against its declaration and then the rules
-that span flags (``lars_hvd.planning.cli`` checks the command's own flags, ``--dry-run``,
-``--hardware``, ...). Turning a valid config into numbers is ``lars_hvd.planning.plan``'s.
+override it. ``lars_hvd.planning.validation`` checks a config (``lars_hvd.planning.cli`` the
+command's own flags, ``--dry-run``, ``--hardware``, ...). Turning a valid config into
+numbers is ``lars_hvd.planning.plan``'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lars_hvd import data as datasets
 from lars_hvd import models
@@ -84,11 +82,15 @@ def spelled(name: str) -> str:
 
 
 def flag(default, help: str, choices=None, bounds: Bounds | None = None,
-         path: str | None = None):
+         path: str | None = None, optimizers: tuple[str, ...] | None = None):
     """A dataclass field that is also a CLI flag: its default, its ``--help``, and what it
     accepts (``choices``, numeric ``bounds``, or ``path``: the ``folder``, ``file`` or
-    ``file prefix`` a path flag names)."""
-    metadata = {"help": help, "choices": choices, "bounds": bounds, "path": path}
+    ``file prefix`` a path flag names). ``optimizers``: the ``--optimizer`` values that use
+    it (none: every one); ``validate`` refuses it changed for another."""
+    if optimizers:
+        help = f"{help} (--optimizer {' or '.join(optimizers)} only)"
+    metadata = {"help": help, "choices": choices, "bounds": bounds, "path": path,
+                "optimizers": optimizers}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -141,27 +143,34 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
+    """One optimizer's settings: those of the others (``optimizers=``) stay at their defaults
+    (``validate``), so a config cannot mix two optimizers."""
     optimizer: str = flag("lars", "lars (ours), sgd (Keras SGD + momentum), lamb "
                                   "(lars_hvd.optim.lamb)", OPTIMIZERS)
-    momentum: float = flag(0.9, "momentum (lars, sgd)", bounds=FRACTION)
-    nesterov: bool = flag(False, "Nesterov momentum (lars, sgd)")
+    momentum: float = flag(0.9, "momentum", bounds=FRACTION, optimizers=("lars", "sgd"))
+    nesterov: bool = flag(False, "Nesterov momentum", optimizers=("lars", "sgd"))
     weight_decay: float = flag(5e-4, "weight decay: coupled L2 for lars (its "
                                      "weight_decay_rate), decoupled for sgd and lamb",
                                bounds=NON_NEGATIVE)
-    trust_coefficient: float = flag(0.001, "LARS eta (You et al. 2017: 0.001)", bounds=POSITIVE)
+    trust_coefficient: float = flag(0.001, "LARS eta (You et al. 2017: 0.001)", bounds=POSITIVE,
+                                    optimizers=("lars",))
     lars_epsilon: float = flag(0.0, "LARS epsilon in the trust-ratio denominator",
-                               bounds=NON_NEGATIVE)
-    trust_ratio_mode: str = flag("paper", "LARS trust ratio form", TRUST_RATIO_MODES)
+                               bounds=NON_NEGATIVE, optimizers=("lars",))
+    trust_ratio_mode: str = flag("paper", "LARS trust ratio form", TRUST_RATIO_MODES,
+                                 optimizers=("lars",))
     lars_mode: str = flag("scale", "LARS local rate: scale (lr * trust, the paper) or clip "
                                    "(min(lr, trust): LARC's clip, the authors' Caffe)",
-                          LARS_MODES)
+                          LARS_MODES, optimizers=("lars",))
     exclude_low_rank: bool = flag(True, "no decay and no adaptation for rank <= 1 variables "
                                         "(biases, BN gamma/beta)")
-    rmsprop_warmup_epochs: float = flag(0.0, "sgd only: start as RMSprop and reach momentum "
-                                             "SGD at this epoch (Akiba et al. 2017; 0: off)",
-                                        bounds=NON_NEGATIVE)
+    # Akiba et al. 2017 warm up momentum SGD; LARS's trust ratio and RMSprop would both set
+    # the step's size, and LAMB is an Adam.
+    rmsprop_warmup_epochs: float = flag(0.0, "start as RMSprop and reach momentum SGD at this "
+                                             "epoch (Akiba et al. 2017; 0: off)",
+                                        bounds=NON_NEGATIVE, optimizers=("sgd",))
     rmsprop_learning_rate: float = flag(3e-4, "the RMSprop part's learning rate during "
-                                              "--rmsprop-warmup-epochs", bounds=POSITIVE)
+                                              "--rmsprop-warmup-epochs", bounds=POSITIVE,
+                                        optimizers=("sgd",))
 
 
 @dataclass
@@ -305,81 +314,17 @@ def with_values(config: TrainConfig, values: dict) -> TrainConfig:
     return TrainConfig(**sections)
 
 
-def preset(name: str) -> TrainConfig:
+def preset(name: str, optimizer: str | None = None) -> TrainConfig:
+    """The preset ``name``; with ``optimizer`` (a ``--optimizer`` given beside it), without
+    the preset's settings that only another optimizer uses."""
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
-    return with_values(TrainConfig(), PRESETS[name].settings)
+    fields = flat_fields()
+    settings = {key: value for key, value in PRESETS[name].settings.items()
+                if optimizer is None or optimizer in (owners(fields[key][1]) or (optimizer,))}
+    return with_values(TrainConfig(), settings)
 
 
-# -- validation ----------------------------------------------------------------------------
-
-def field_errors(config: TrainConfig) -> list[str]:
-    """Every field against its own declaration: finite floats, bounds, path kinds."""
-    errors = []
-    for name, (section, f, _) in flat_fields().items():
-        value = getattr(getattr(config, section), name)
-        values = value if isinstance(value, tuple) else (value,)
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            errors.append(f"{spelled(name)} must be a finite number (got "
-                          f"{' '.join(map(str, values))})")
-            continue
-        if f.metadata["bounds"] and (error := f.metadata["bounds"].error(name, value)):
-            errors.append(error)
-        if f.metadata["path"]:
-            errors += path_errors(name, value, f.metadata["path"])
-    return errors
-
-
-def path_errors(flag_name: str, path: str | None, kind: str) -> list[str]:
-    """Why ``path`` cannot serve as ``--flag-name`` (a ``folder``, ``file`` or ``file
-    prefix``), or nothing."""
-    if path is None or (kind == "file prefix" and path == "memory"):
-        return []
-    path, flag_text = Path(path), f"{spelled(flag_name)} {path}"
-    if kind == "folder" and path.exists() and not path.is_dir():
-        return [f"{flag_text} is a file, not a folder; name a folder (or a new path)"]
-    if kind in ("file", "file prefix") and path.is_dir():
-        return [f"{flag_text} is a folder; name a file{' prefix' if 'prefix' in kind else ''} "
-                f"inside it instead"]
-    if kind == "file" and path.exists() and not path.is_file():
-        return [f"{flag_text} is not a regular file (a device or a pipe); name a file"]
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        return [f"{flag_text}: {parent} is a file, so nothing can be made below it; choose "
-                f"another path"]
-    return []
-
-
-def validate(config: TrainConfig) -> None:
-    """Raises UsageError naming the value and the fix for a setting that cannot work: a
-    field outside its declaration, or a combination that the fields alone cannot refuse."""
-    r, s, o = config.job, config.schedule, config.optimizer
-    checks = [
-        (not o.rmsprop_warmup_epochs or o.optimizer == "sgd",
-         f"--rmsprop-warmup-epochs is a mode of --optimizer sgd (Akiba et al. 2017 warm up "
-         f"momentum SGD; LARS's trust ratio and RMSprop would both set the step's size), not "
-         f"of --optimizer {o.optimizer}: pass --optimizer sgd or drop it"),
-        (not (o.rmsprop_warmup_epochs and o.nesterov),
-         "--rmsprop-warmup-epochs has no Nesterov form: drop --nesterov"),
-        (o.rmsprop_warmup_epochs <= r.epochs,
-         f"--rmsprop-warmup-epochs {o.rmsprop_warmup_epochs:g} is past --epochs {r.epochs}: "
-         f"the run would end before it is momentum SGD; lower it"),
-        (not (o.rmsprop_warmup_epochs and r.batch_schedule),
-         "--rmsprop-warmup-epochs counts micro-batches of one accumulation, and a "
-         "--batch-schedule changes it: use one of the two"),
-        (0 <= s.warmup_epochs < r.epochs,
-         f"--warmup-epochs must be in [0, --epochs={r.epochs}) (got {s.warmup_epochs})"),
-        (not (r.resume and r.run_dir is None),
-         "--resume needs --run-dir: the run to continue"),
-        (not (r.elastic and config.model.bn_group > 1),
-         f"--bn-group {config.model.bn_group} needs a fixed world (its process sets are made "
-         f"at start-up) and --elastic changes it: drop one of the two"),
-        (not (r.elastic and r.run_dir is None),
-         "--elastic needs --run-dir: a folder every worker (also one that joins later) "
-         "agrees on"),
-    ]
-    errors = field_errors(config) or [message for ok, message in checks if not ok]
-    if errors:
-        raise UsageError("invalid configuration: " + "; ".join(errors) + ".")
+def owners(f: dataclasses.Field) -> tuple[str, ...] | None:
+    """The ``--optimizer`` values that use field ``f`` (None: every one)."""
+    return f.metadata.get("optimizers")

@@ -17,8 +17,9 @@ from lars_hvd import data as datasets
 from lars_hvd import models
 from lars_hvd.errors import UsageError
 from lars_hvd.planning import phases as batch_phases
-from lars_hvd.planning.config import TrainConfig, validate
+from lars_hvd.planning.config import TrainConfig
 from lars_hvd.planning.phases import Phase
+from lars_hvd.planning.validation import validate
 
 
 def linear_scaled_learning_rate(base_learning_rate: float, global_batch_size: int,
