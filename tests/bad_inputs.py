@@ -371,7 +371,7 @@ CASES = [
          lambda t: train(t, *IMAGENET, "--data-dir", str(shards(t, "flip")), "--bad-records",
                          "error", *run_dir(t)), 2,
          r"lars_hvd.train: error: [\s\S]*bad data:[\s\S]*train-00000-of-00001: corrupt or "
-         r"truncated shard", r"^run/: plan.json$"),
+         r"truncated shard, .*skips and counts such records\)$", r"^run/: plan.json$"),
     Case("shards pre-sized below the model's crops (`make_tfrecords --shorter-side 128`, "
          "then `--model resnet50`, 224 px)",
          lambda t: train(t, "--dataset", "imagenet", "--data-dir", str(sized_shards(t, "128")),
@@ -391,7 +391,8 @@ CASES = [
          lambda t: train(t, *IMAGENET, "--data-dir", str(shards_with_label(t, 0)),
                          *run_dir(t)), 2,
          r"error: label 0 out of range: image/class/label must be within 1..10 .* in "
-         r"\S*train-00000-of-00001 record 7; fix --label-offset",
+         r"\S*train-00000-of-00001 record 7; fix --label-offset or --num-classes, or the "
+         r"shard$",
          r"^run/: plan.json$"),
     Case("a loss that becomes NaN (SGD whose LR jumps to 1e10 in epoch 2)", nan_loss, 2,
          r"training stopped: the loss became nan in epoch 2\. Nothing of that epoch was saved",

@@ -181,5 +181,6 @@ def data_errors():
         found = _DATA_ASSERTIONS.search(err.message or "")
         if not found:
             raise
-        words = " ".join(re.findall(r"\[([^\[\]]*)\]", found.group(1)))
+        ours = re.split(r"\n\s*\[\[", found.group(1))[0]  # TensorFlow's nodes and op follow
+        words = " ".join(re.findall(r"\[([^\[\]]*)\]", ours))
         raise UsageError(words, every_rank=False) from None
