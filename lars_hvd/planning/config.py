@@ -321,10 +321,15 @@ def preset(name: str, optimizer: str | None = None) -> TrainConfig:
         raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}.")
     fields = flat_fields()
     settings = {key: value for key, value in PRESETS[name].settings.items()
-                if optimizer is None or optimizer in (owners(fields[key][1]) or (optimizer,))}
+                if optimizer is None or uses(fields[key][1], optimizer)}
     return with_values(TrainConfig(), settings)
 
 
 def owners(f: dataclasses.Field) -> tuple[str, ...] | None:
     """The ``--optimizer`` values that use field ``f`` (None: every one)."""
     return f.metadata.get("optimizers")
+
+
+def uses(f: dataclasses.Field, optimizer: str) -> bool:
+    """Whether ``--optimizer optimizer`` uses field ``f``."""
+    return not owners(f) or optimizer in owners(f)

@@ -9,7 +9,14 @@ import math
 from pathlib import Path
 
 from lars_hvd.errors import UsageError
-from lars_hvd.planning.config import OptimizerConfig, TrainConfig, flat_fields, owners, spelled
+from lars_hvd.planning.config import (
+    OptimizerConfig,
+    TrainConfig,
+    flat_fields,
+    owners,
+    spelled,
+    uses,
+)
 
 
 def foreign_settings(config: TrainConfig) -> list[str]:
@@ -19,7 +26,7 @@ def foreign_settings(config: TrainConfig) -> list[str]:
     return [f"{spelled(f.name)} is a setting of --optimizer {' or '.join(owners(f))}, not of "
             f"--optimizer {o.optimizer}: drop it or pass --optimizer {owners(f)[0]}"
             for f in dataclasses.fields(OptimizerConfig)
-            if owners(f) and o.optimizer not in owners(f) and getattr(o, f.name) != f.default]
+            if not uses(f, o.optimizer) and getattr(o, f.name) != f.default]
 
 
 def field_errors(config: TrainConfig) -> list[str]:
