@@ -105,8 +105,13 @@ def epoch_weights(run_dir: Path, epoch: int) -> dict[str, np.ndarray]:
 @pytest.mark.multiprocess
 @pytest.mark.fashion_mnist
 def test_each_phase_on_2_workers_equals_1_worker_accumulating(tmp_path):
-    """Phase 1: 2 x 256 vs 1 x 2 x 256; phase 2 (from epoch 2): 2 x 2 x 256 vs 1 x 4 x 256.
-    No batch norm (its moving averages are per process; see test_train_distributed)."""
+    """The global batch held fixed across worlds: one worker accumulating and two workers see
+    the same global batches (the data order is keyed on seed and epoch only), so they take
+    the same steps. Phase 1: 2 x 256 vs 1 x 2 x 256; phase 2 (from epoch 2): 2 x 2 x 256 vs
+    1 x 4 x 256. Within 1e-5: float32 sums taken in another order (local accumulation vs
+    allreduce). No batch norm: BN normalizes each micro-batch by its own statistics in both
+    runs, but its moving averages are per process and not all-reduced, so the saved BN
+    statistics differ even when every trained weight agrees."""
     argv = [sys.executable, "-m", "lars_hvd.train", "--model", "small_cnn",
             "--no-exclude-low-rank", "--learning-rate", "1", "--train-examples", "2048",
             "--global-batch-size", "512", "--epochs", "2", "--batch-schedule", "2:1024",
@@ -117,6 +122,8 @@ def test_each_phase_on_2_workers_equals_1_worker_accumulating(tmp_path):
                                 timeout=300)
         assert result.returncode == 0, result.stdout[-4000:]
         runs[np_] = result.stdout
+    assert "512 examples per optimizer step = 1 workers x 2 accumulation step(s)" in runs[1]
+    assert "512 examples per optimizer step = 2 workers x 1 accumulation step(s)" in runs[2]
     assert "1024 examples per optimizer step = 1 workers x 4 accumulation step(s)" in runs[1]
     assert "1024 examples per optimizer step = 2 workers x 2 accumulation step(s)" in runs[2]
     for epoch in (1, 2):  # the end of each phase
