@@ -9,6 +9,7 @@ reason, and under CI a skip is a failure).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -28,7 +29,7 @@ CLUSTER = REPO / "tests" / "slurm_cluster.sh"
 # The default job, small and deterministic: 32 optimizer steps an epoch.
 # An epoch takes about a second here: the ranks agree on signals every 0.1 s (the default,
 # 1 s, would often see a signal sent inside epoch 2 only at its last step).
-FLAGS = ["--train-examples", "16384", "--global-batch-size", "512", "--epochs", "4",
+FLAGS = ["--train-examples", "16384", "--global-batch-size", "512", "--epochs", "3",
          "--warmup-epochs", "1", "--deterministic", "--signal-check-seconds", "0.1",
          "--eval-examples", "2000"]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
@@ -194,7 +195,7 @@ def test_a_signalled_job_requeues_itself_and_ends_as_an_uninterrupted_one(cluste
     out = cluster.output(job)
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), \
         cluster.evidence(job)
-    stop = re.search(r"lars_hvd.train: stopped by SIGUSR1 after optimizer step (\d+) of 128",
+    stop = re.search(r"lars_hvd.train: stopped by SIGUSR1 after optimizer step (\d+) of 96",
                      out)
     assert stop and 32 < int(stop.group(1)) < 64, cluster.evidence(job)  # inside epoch 2
     assert f"requeueing job {job}" in out
@@ -250,13 +251,18 @@ def test_a_job_at_its_time_limit_checkpoints_and_resumes_after_requeue(cluster, 
     uninterrupted one does is the USR1 test's; the rest of this run is cancelled.)"""
     # Longer than the limit, so that it falls mid-run. The early warning is made a harmless
     # SIGURG here, so that what stops the job is the time limit itself. The first run's ranks
-    # start 45 s into the job, not to train on both cores for the whole minute and more.
+    # start 45 s into the job, not to train on both cores for the whole minute and more, and
+    # once they train they wait for the limit at the lowest CPU priority: their steps only
+    # have to be under way, and beside other work (`make test`) that work comes first.
     train = [*FLAGS[:4], "--epochs", "200", "--warmup-epochs", "1", "--deterministic",
              "--eval-every-epochs", "200"]
     python = python_after(tmp_path / "late-python",
                           '[ "${SLURM_RESTART_COUNT:-0}" != 0 ] || sleep 45')
     job = cluster.submit("--time=1", "--signal=B:URG@1", train=train,
                          launcher=["--python", str(python)])
+    cluster.wait_until(job, lambda i: "epoch 1/200 step 1/" in cluster.output(job)
+                       or i["Restarts"] != "0" or i["JobState"] in FINAL, timeout=300)
+    niced = lowest_priority(ranks_of(job, "lhvd-s1", "lhvd-s2"))
     info = cluster.wait_until(job, lambda i: i["Restarts"] != "0" or i["JobState"] in FINAL,
                               timeout=300)
     assert info["Restarts"] == "1", (info, cluster.evidence(job))
@@ -277,7 +283,8 @@ def test_a_job_at_its_time_limit_checkpoints_and_resumes_after_requeue(cluster, 
     saved = (cluster.run_dir(job) / "checkpoints" / "steps" /
              f"step-{stop.group(1)}.index").stat().st_mtime
     took = saved - datetime.fromisoformat(limit.group(1)).timestamp()
-    print(f"\ntime limit to checkpoint: {took:.1f} s (step {stop.group(1)} of 6400)")
+    print(f"\ntime limit to checkpoint: {took:.1f} s (step {stop.group(1)} of 6400; "
+          f"{niced} threads of the first run's ranks at nice 19)")
     assert took < 30  # within the grace period
 
 
@@ -335,6 +342,18 @@ def ranks_of(job: int, *namespaces: str, program: Path | None = None) -> list[in
     return [pid for namespace in namespaces for pid in namespace_pids(namespace)
             if b"lars_hvd.train" in cmdline(pid) and str(program or "").encode() in cmdline(pid)
             and f"SLURM_JOB_ID={job}".encode() in environ(pid)]
+
+
+def lowest_priority(pids: list[int]) -> int:
+    """Nice 19 for every thread of these processes (a nice value is a thread's own); returns
+    how many threads it set."""
+    done = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, int(task.name), 19)
+                done += 1
+    return done
 
 
 def namespace_pids(namespace: str) -> list[int]:
