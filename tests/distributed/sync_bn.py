@@ -10,6 +10,7 @@ group's gradient.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -83,9 +84,10 @@ def one_worker_reference(groups_of: list[int]):
     return [v.numpy() for v in mine.trainable_variables], statistics(mine)
 
 
+@functools.cache
 def synchronized_step():
     """One training step of the run's path: the model with its batch norm grouped, LARS
-    wrapped by Horovod, every rank on its own b examples."""
+    wrapped by Horovod, every rank on its own b examples (taken once, read by two tests)."""
     model = distributed.synchronize_batch_norm(make_model(), GROUP)
     model.compile(optimizer=distributed.distributed_optimizer(LARS(**LARS_KW)), loss=LOSS)
     x, y = rank_data(RANK)
