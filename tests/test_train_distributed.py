@@ -1,4 +1,6 @@
-"""`python -m lars_hvd.train` under `horovodrun`: the global batch held fixed across worlds."""
+"""`python -m lars_hvd.train` under `horovodrun`: the default job stopping every rank at its
+target, a refusal and a bad flag printed once, ImageNet shards counted exactly. (The global
+batch held fixed across worlds, 1 worker accumulating = 2 workers, is test_batch_schedule.py's.)"""
 
 from __future__ import annotations
 
